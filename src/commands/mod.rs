@@ -1,0 +1,37 @@
+//! The subcommands, one file each, and the exit codes they end with.
+
+pub mod demo;
+pub mod export;
+pub mod sim;
+
+/// Exit codes, by who is at fault (documented in the README).
+pub mod exit {
+    /// Every listed flow exported (or deleted meanwhile); the manifest says `"complete": true`.
+    pub const COMPLETE: i32 = 0;
+    /// Fatal: credentials, listing or destination; one line says what to fix.
+    pub const FATAL: i32 = 1;
+    /// Usage: a flag, variable or file setting is malformed or missing.
+    pub const USAGE: i32 = 2;
+    /// Some flows failed; the archive and manifest were still written.
+    pub const FLOWS_FAILED: i32 = 3;
+    /// `--max-duration` elapsed; the manifest says `"complete": false`.
+    pub const TIMED_OUT: i32 = 124;
+    /// Interrupted by SIGINT.
+    pub const SIGINT: i32 = 130;
+    /// Terminated by SIGTERM.
+    pub const SIGTERM: i32 = 143;
+}
+
+use crate::export::{Ending, StopCause};
+
+/// The exit code for how a run ended.
+pub fn exit_code(ending: &Ending) -> i32 {
+    match ending {
+        Ending::Complete => exit::COMPLETE,
+        Ending::FlowsFailed => exit::FLOWS_FAILED,
+        Ending::Fatal(_) => exit::FATAL,
+        Ending::Stopped(StopCause::MaxDuration(_)) => exit::TIMED_OUT,
+        Ending::Stopped(StopCause::Signal(2)) => exit::SIGINT,
+        Ending::Stopped(StopCause::Signal(n)) => 128 + n,
+    }
+}

@@ -1,0 +1,115 @@
+//! `flowvault sim`: serve a simulated org until stopped.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::cli::SimArgs;
+use crate::config::{ConfigError, parse_duration, parse_rate};
+use crate::sim::{ConfigSource, SimConfig, SimRateLimit, SimServer, generate_org};
+
+/// Builds the org described by the flags.
+pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
+    let mut flows = generate_org(args.flows, args.seed, args.awkward_names);
+    if let Some(actions) = args.big_flow_actions
+        && let Some(flow) = flows.iter_mut().find(|f| f.flow_type() == "BOT")
+    {
+        if let ConfigSource::Generated { seed, .. } = flow.config {
+            // About 150 bytes per generated action.
+            flow.config = ConfigSource::Generated {
+                seed,
+                target_bytes: actions.saturating_mul(150),
+            };
+        }
+    }
+    let mut config = SimConfig::with_flows(flows, &args.client_id, &args.client_secret);
+    config.token_lifetime =
+        parse_duration(&args.token_lifetime, "--token-lifetime")?.max(Duration::from_secs(1));
+    config.latency = parse_duration(&args.latency, "--latency")?;
+    config.max_page_size = args.max_page_size.max(1);
+    config.oversize_page = args.oversize_page;
+    config.retry_after_override = args.retry_after;
+    config.omit_retry_after = args.no_retry_after;
+    if let Some(rate) = &args.rate_limit {
+        let per_second = parse_rate(rate, "--rate-limit")?;
+        if let Some(r) = per_second {
+            let (requests, window) = if r >= 1.0 {
+                (r.round() as u32, Duration::from_secs(1))
+            } else {
+                ((r * 60.0).round().max(1.0) as u32, Duration::from_secs(60))
+            };
+            config.rate_limit = Some(SimRateLimit { requests, window });
+        }
+    }
+    let every = |k: Option<usize>| -> Vec<String> {
+        match k {
+            Some(k) if k > 0 => config
+                .flows
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (i + 1) % k == 0)
+                .map(|(_, f)| f.id().to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let flaky: HashMap<String, u32> = every(args.flaky_every)
+        .into_iter()
+        .map(|id| (id, args.flaky_failures))
+        .collect();
+    let deleted: HashSet<String> = every(args.deleted_every).into_iter().collect();
+    let forbidden: HashSet<String> = every(args.forbidden_every).into_iter().collect();
+    config.flaky = flaky;
+    config.flaky_status = args.flaky_status;
+    config.deleted_after_listing = deleted;
+    config.forbidden = forbidden;
+    Ok(config)
+}
+
+/// Serves until the process is stopped.
+pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
+    let config = sim_config(args)?;
+    let ip: std::net::IpAddr = args
+        .bind
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--bind `{}` is not an IP address", args.bind))?;
+    let n = config.flows.len();
+    let client_id = config.client_id.clone();
+    let server = SimServer::start(config, SocketAddr::new(ip, args.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+    let mut out = std::io::stdout();
+    writeln!(out, "flowvault sim listening on {}", server.url())?;
+    writeln!(
+        out,
+        "  {n} flows; client id `{client_id}`; token endpoint {}/oauth/token",
+        server.url()
+    )?;
+    writeln!(
+        out,
+        "  export it with: FLOWVAULT_API_URL={} GENESYSCLOUD_OAUTHCLIENT_ID=... GENESYSCLOUD_OAUTHCLIENT_SECRET=... flowvault export",
+        server.url()
+    )?;
+    out.flush()?;
+    tokio::select! {
+        _ = server_wait_signal() => {}
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn server_wait_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,99 @@
+//! A flow as listed by `GET /api/v2/flows`: the row exactly as served, plus the few fields
+//! flowvault reads from it. Unknown fields are never dropped, because the raw row is what is stored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A division reference as it appears on a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DivisionRef {
+    /// Division id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Division name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct VersionRef {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FlowFields {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, rename = "type")]
+    flow_type: Option<String>,
+    #[serde(default)]
+    division: Option<DivisionRef>,
+    #[serde(default)]
+    published_version: Option<VersionRef>,
+    #[serde(default)]
+    saved_version: Option<VersionRef>,
+}
+
+/// One listed flow.
+#[derive(Debug)]
+pub struct FlowSummary {
+    /// The listing row exactly as the API served it.
+    pub raw: Box<RawValue>,
+    /// Flow id (empty if the API sent none).
+    pub id: String,
+    /// Flow name (empty if none).
+    pub name: String,
+    /// Flow type as served (UPPERCASE, an open set).
+    pub flow_type: String,
+    /// The flow's division.
+    pub division: Option<DivisionRef>,
+    /// `publishedVersion.id`.
+    pub published_version: Option<String>,
+    /// `savedVersion.id`.
+    pub saved_version: Option<String>,
+}
+
+impl FlowSummary {
+    /// Reads the fields flowvault needs from a listing row; `None` if the row is not a JSON object.
+    pub fn from_raw(raw: Box<RawValue>) -> Option<FlowSummary> {
+        let f: FlowFields = serde_json::from_str(raw.get()).ok()?;
+        Some(FlowSummary {
+            id: f.id.unwrap_or_default(),
+            name: f.name.unwrap_or_default(),
+            flow_type: f.flow_type.unwrap_or_default(),
+            division: f.division,
+            published_version: f.published_version.and_then(|v| v.id),
+            saved_version: f.saved_version.and_then(|v| v.id),
+            raw,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_row_as_served_and_reads_its_fields() {
+        let json = r#"{"id":"f1","name":"Main IVR","type":"INBOUNDCALL","futureField":{"x":1.50},
+            "division":{"id":"d1","name":"Home","selfUri":"/x"},"publishedVersion":{"id":"3.0","name":"3.0"}}"#;
+        let raw = RawValue::from_string(json.to_string()).unwrap();
+        let f = FlowSummary::from_raw(raw).unwrap();
+        assert_eq!(
+            (f.id.as_str(), f.name.as_str(), f.flow_type.as_str()),
+            ("f1", "Main IVR", "INBOUNDCALL")
+        );
+        assert_eq!(f.published_version.as_deref(), Some("3.0"));
+        assert_eq!(f.saved_version, None);
+        assert_eq!(f.raw.get(), json);
+    }
+
+    #[test]
+    fn a_row_that_is_not_an_object_is_refused() {
+        assert!(FlowSummary::from_raw(RawValue::from_string("42".into()).unwrap()).is_none());
+    }
+}

@@ -1,0 +1,160 @@
+//! The `flowvault` binary: parse flags, set up logging, run a command, map the outcome to an exit code.
+
+use clap::Parser;
+use flowvault::cli::{Cli, Command, LogFormat};
+use flowvault::commands::{self, exit};
+use flowvault::config::{ExportSettings, process_env};
+use flowvault::export::{Ending, ExportReport, StopCause, StopSignal};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging(cli.log_format, &cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("flowvault: cannot start the async runtime: {e}");
+            std::process::exit(exit::FATAL);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    std::process::exit(code);
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_new(format!(
+        "{level},hyper=warn,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_s3=warn"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Export(args) => {
+            let settings = match ExportSettings::resolve(&args, &process_env) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("flowvault: {e}");
+                    return exit::USAGE;
+                }
+            };
+            let stop = StopSignal::default();
+            watch_signals(stop.clone());
+            match commands::export::run(&settings, stop).await {
+                Ok(report) => finish(&report),
+                Err(e) => {
+                    eprintln!("flowvault: {e}");
+                    exit::FATAL
+                }
+            }
+        }
+        Command::Sim(args) => match commands::sim::run(&args).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("flowvault sim: {e}");
+                exit::FATAL
+            }
+        },
+        Command::Demo(args) => {
+            let stop = StopSignal::default();
+            watch_signals(stop.clone());
+            match commands::demo::run(&args, stop).await {
+                Ok(report) => finish(&report),
+                Err(e) => {
+                    eprintln!("flowvault demo: {e}");
+                    exit::FATAL
+                }
+            }
+        }
+    }
+}
+
+/// Prints the one-line summary (and the fatal reason, if any) and picks the exit code.
+fn finish(report: &ExportReport) -> i32 {
+    let m = &report.manifest;
+    let t = &m.totals;
+    let archive = m
+        .archive
+        .as_ref()
+        .map(|a| format!("{}/{a}", report.location));
+    if let Ending::Fatal(reason) = &report.ending {
+        eprintln!("flowvault: {reason}");
+    }
+    println!(
+        "{}: {} listed, {} exported, {} not found, {} failed, {} skipped{}",
+        if m.complete { "complete" } else { "INCOMPLETE" },
+        t.listed,
+        t.exported,
+        t.not_found,
+        t.failed,
+        t.skipped,
+        m.incomplete_reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    if let Some(a) = archive {
+        println!("archive:  {a}");
+    } else if m.format == "objects" {
+        println!("flows:    {}/flows/", report.location);
+    }
+    println!("manifest: {}/manifest.json", report.location);
+    commands::exit_code(&report.ending)
+}
+
+/// First SIGINT/SIGTERM asks the run to stop gracefully; a second one exits at once.
+fn watch_signals(stop: StopSignal) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            let mut count = 0;
+            loop {
+                let n = tokio::select! { _ = term.recv() => 15, _ = int.recv() => 2 };
+                count += 1;
+                if count > 1 {
+                    eprintln!("flowvault: second signal; exiting now without a manifest");
+                    std::process::exit(128 + n);
+                }
+                tracing::warn!(
+                    "received signal {n}; stopping after the requests in flight (send it again to exit at once)"
+                );
+                stop.stop(StopCause::Signal(n));
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.stop(StopCause::Signal(2));
+            }
+        }
+    });
+}
