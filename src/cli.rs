@@ -40,7 +40,7 @@ pub enum Command {
     /// Export every flow of a Genesys Cloud org to a local directory or an S3 bucket.
     Export(Box<ExportArgs>),
     /// Serve a simulated Genesys Cloud org over HTTP (for tests, pipelines and demos).
-    Sim(SimArgs),
+    Sim(Box<SimArgs>),
     /// Export a built-in simulated org to ./flowvault-demo/ with the real export code.
     Demo(DemoArgs),
 }
@@ -69,11 +69,7 @@ pub struct ExportArgs {
     #[arg(long, env = "FLOWVAULT_LOGIN_URL", help_heading = "Genesys Cloud")]
     pub login_url: Option<String>,
     /// Allow plain http:// API or login URLs to hosts other than loopback.
-    #[arg(
-        long,
-        env = "FLOWVAULT_ALLOW_INSECURE_HTTP",
-        help_heading = "Genesys Cloud"
-    )]
+    #[arg(long, env = "FLOWVAULT_ALLOW_INSECURE_HTTP", help_heading = "Genesys Cloud")]
     pub allow_insecure_http: bool,
 
     /// Destination: a local directory or s3://bucket/prefix.
@@ -102,7 +98,12 @@ pub struct ExportArgs {
     pub types: Vec<String>,
 
     /// Configuration requests in flight at once [default: derived from the rate limit].
-    #[arg(long, env = "FLOWVAULT_CONCURRENCY", help_heading = "Pace and retries")]
+    #[arg(
+        long,
+        env = "FLOWVAULT_CONCURRENCY",
+        allow_negative_numbers = true,
+        help_heading = "Pace and retries"
+    )]
     pub concurrency: Option<usize>,
     /// Client-side request rate limit: `300/min` (the documented per-token limit), `5/s`, `off`.
     #[arg(
@@ -179,16 +180,12 @@ pub struct ExportArgs {
         long,
         env = "FLOWVAULT_PART_SIZE",
         default_value = "8MiB",
+        allow_hyphen_values = true,
         help_heading = "S3"
     )]
     pub part_size: String,
     /// Uploads in flight at once (parts or objects).
-    #[arg(
-        long,
-        env = "FLOWVAULT_S3_UPLOADS",
-        default_value_t = 4,
-        help_heading = "S3"
-    )]
+    #[arg(long, env = "FLOWVAULT_S3_UPLOADS", default_value_t = 4, help_heading = "S3")]
     pub s3_uploads: usize,
     /// Server-side encryption: AES256 or aws:kms.
     #[arg(long, env = "FLOWVAULT_SSE", help_heading = "S3")]
@@ -224,11 +221,7 @@ pub struct SimArgs {
     #[arg(long, env = "FLOWVAULT_SIM_CLIENT_ID", default_value = "flowvault-sim")]
     pub client_id: String,
     /// The OAuth client secret the org accepts (a test value, not a real secret).
-    #[arg(
-        long,
-        env = "FLOWVAULT_SIM_CLIENT_SECRET",
-        default_value = "flowvault-sim-secret"
-    )]
+    #[arg(long, env = "FLOWVAULT_SIM_CLIENT_SECRET", default_value = "flowvault-sim-secret")]
     pub client_secret: String,
     /// Give the first flows awkward names (`../../etc/passwd`, unicode, 300 characters, duplicates...).
     #[arg(long)]

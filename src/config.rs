@@ -122,10 +122,7 @@ fn read_secret_file(path: &Path, setting: &str) -> Result<String, ConfigError> {
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(s) => Ok(s.trim().to_string()),
-            Err(_) => err(format!(
-                "{setting}: file {} is not UTF-8 text",
-                path.display()
-            )),
+            Err(_) => err(format!("{setting}: file {} is not UTF-8 text", path.display())),
         },
         Err(e) => err(format!(
             "{setting}: cannot read {} ({}); check the path and its permissions",
@@ -165,10 +162,7 @@ fn credential(
             }
             let file_var = format!("{name}_FILE");
             if let Some(p) = env(&file_var).filter(|v| !v.is_empty()) {
-                found = Some((
-                    file_var.clone(),
-                    read_secret_file(Path::new(&p), &file_var)?,
-                ));
+                found = Some((file_var.clone(), read_secret_file(Path::new(&p), &file_var)?));
                 break;
             }
         }
@@ -201,11 +195,7 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// Parses and checks an API or login base URL.
-pub fn parse_base_url(
-    value: &str,
-    setting: &str,
-    allow_insecure_http: bool,
-) -> Result<Url, ConfigError> {
+pub fn parse_base_url(value: &str, setting: &str, allow_insecure_http: bool) -> Result<Url, ConfigError> {
     let url = Url::parse(value.trim()).map_err(|e| {
         ConfigError(format!(
             "{setting} `{value}` is not a valid URL ({e}); write e.g. https://api.mypurecloud.com"
@@ -220,9 +210,7 @@ pub fn parse_base_url(
             ));
         }
         other => {
-            return err(format!(
-                "{setting} `{value}` has scheme `{other}`; use https://"
-            ));
+            return err(format!("{setting} `{value}` has scheme `{other}`; use https://"));
         }
     }
     if url.host().is_none() {
@@ -234,9 +222,7 @@ pub fn parse_base_url(
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return err(format!(
-            "{setting} `{value}` must not have a query or fragment"
-        ));
+        return err(format!("{setting} `{value}` must not have a query or fragment"));
     }
     Ok(url)
 }
@@ -255,9 +241,7 @@ fn derive_login_url(api: &Url) -> Url {
 /// Parses a duration like `30s`, `500ms`, `5m`, `2h` or plain seconds.
 pub fn parse_duration(value: &str, setting: &str) -> Result<Duration, ConfigError> {
     let v = value.trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let n: f64 = num.parse().map_err(|_| {
         ConfigError(format!(
@@ -276,9 +260,7 @@ pub fn parse_duration(value: &str, setting: &str) -> Result<Duration, ConfigErro
         }
     };
     if !secs.is_finite() || !(0.0..=30.0 * 86400.0).contains(&secs) {
-        return err(format!(
-            "{setting} `{value}` is out of range (0 to 30 days)"
-        ));
+        return err(format!("{setting} `{value}` is out of range (0 to 30 days)"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -302,9 +284,7 @@ pub fn parse_rate(value: &str, setting: &str) -> Result<Option<f64>, ConfigError
         "m" | "min" | "minute" => 60.0,
         "h" | "hour" => 3600.0,
         other => {
-            return err(format!(
-                "{setting} `{value}` has unknown unit `{other}`; {hint}"
-            ));
+            return err(format!("{setting} `{value}` has unknown unit `{other}`; {hint}"));
         }
     };
     if !n.is_finite() || n <= 0.0 || n > 1e6 {
@@ -320,11 +300,9 @@ pub fn parse_size(value: &str, setting: &str) -> Result<u64, ConfigError> {
     let v = value.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        ConfigError(format!(
-            "{setting} `{value}` is not a size; write e.g. 8MiB"
-        ))
-    })?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ConfigError(format!("{setting} `{value}` is not a size; write e.g. 8MiB")))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
@@ -391,33 +369,22 @@ impl ExportSettings {
             .or_else(|| env("GENESYSCLOUD_REGION").filter(|v| !v.is_empty()))
             .or_else(|| env("PURECLOUD_REGION").filter(|v| !v.is_empty()));
         let region = match &region_input {
-            Some(r) => Region::parse(r)
-                .map_err(|e| ConfigError(format!("--region / GENESYSCLOUD_REGION: {e}")))?,
+            Some(r) => Region::parse(r).map_err(|e| ConfigError(format!("--region / GENESYSCLOUD_REGION: {e}")))?,
             None => DEFAULT_REGION,
         };
         let api_url = match &args.api_url {
-            Some(u) => {
-                parse_base_url(u, "--api-url / FLOWVAULT_API_URL", args.allow_insecure_http)?
-            }
+            Some(u) => parse_base_url(u, "--api-url / FLOWVAULT_API_URL", args.allow_insecure_http)?,
             None => parse_base_url(&region.api_url(), "region", false)?,
         };
         let login_url = match (&args.login_url, &args.api_url) {
-            (Some(u), _) => parse_base_url(
-                u,
-                "--login-url / FLOWVAULT_LOGIN_URL",
-                args.allow_insecure_http,
-            )?,
+            (Some(u), _) => parse_base_url(u, "--login-url / FLOWVAULT_LOGIN_URL", args.allow_insecure_http)?,
             (None, Some(_)) => derive_login_url(&api_url),
             (None, None) => parse_base_url(&region.login_url(), "region", false)?,
         };
         let explicit_urls = args.api_url.is_some();
 
-        let destination = Destination::parse(&args.to)
-            .map_err(|e| ConfigError(format!("--to / FLOWVAULT_TO: {e}")))?;
-        let run_id = args
-            .run_id
-            .clone()
-            .unwrap_or_else(crate::manifest::default_run_id);
+        let destination = Destination::parse(&args.to).map_err(|e| ConfigError(format!("--to / FLOWVAULT_TO: {e}")))?;
+        let run_id = args.run_id.clone().unwrap_or_else(crate::manifest::default_run_id);
         validate_run_id(&run_id)?;
 
         let mut types = Vec::new();
@@ -460,9 +427,7 @@ impl ExportSettings {
             ));
         }
         if args.max_retries > 100 || args.max_throttle_retries > 1000 {
-            return err(
-                "--max-retries must be at most 100 and --max-throttle-retries at most 1000",
-            );
+            return err("--max-retries must be at most 100 and --max-throttle-retries at most 1000");
         }
         let request_timeout = parse_duration(&args.request_timeout, "--request-timeout")?;
         if request_timeout.is_zero() {
@@ -473,8 +438,7 @@ impl ExportSettings {
             max_retries: args.max_retries,
             max_throttle_retries: args.max_throttle_retries,
             max_backoff: max_backoff.max(Duration::from_millis(10)),
-            base_backoff: Duration::from_millis(500)
-                .min(max_backoff.max(Duration::from_millis(10))),
+            base_backoff: Duration::from_millis(500).min(max_backoff.max(Duration::from_millis(10))),
             request_timeout,
             ..RetryConfig::default()
         };
@@ -505,9 +469,7 @@ impl ExportSettings {
             Some(s) if s.eq_ignore_ascii_case("AES256") => Some("AES256".to_string()),
             Some(s) if s.eq_ignore_ascii_case("aws:kms") => Some("aws:kms".to_string()),
             Some(s) => {
-                return err(format!(
-                    "--sse `{s}` is not supported; use AES256 or aws:kms"
-                ));
+                return err(format!("--sse `{s}` is not supported; use AES256 or aws:kms"));
             }
         };
         if args.sse_kms_key_id.is_some() && sse.as_deref() != Some("aws:kms") {
@@ -576,10 +538,7 @@ mod tests {
         assert_eq!(parse_rate("50/s", "x").unwrap(), Some(50.0));
         assert_eq!(parse_rate("off", "x").unwrap(), None);
         assert!(parse_rate("300", "x").is_err());
-        assert_eq!(
-            parse_duration("500ms", "x").unwrap(),
-            Duration::from_millis(500)
-        );
+        assert_eq!(parse_duration("500ms", "x").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m", "x").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("-1s", "x").is_err());
         assert_eq!(parse_size("8MiB", "x").unwrap(), 8 * 1024 * 1024);
@@ -589,10 +548,7 @@ mod tests {
     #[test]
     fn login_url_is_derived_like_the_sdks() {
         let api = Url::parse("https://api.usw2.pure.cloud").unwrap();
-        assert_eq!(
-            derive_login_url(&api).as_str(),
-            "https://login.usw2.pure.cloud/"
-        );
+        assert_eq!(derive_login_url(&api).as_str(), "https://login.usw2.pure.cloud/");
         let sim = Url::parse("http://127.0.0.1:9000").unwrap();
         assert_eq!(derive_login_url(&sim), sim);
     }

@@ -17,10 +17,7 @@ fn main() {
         }
     };
     init_logging(cli.log_format, &cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("flowvault: cannot start the async runtime: {e}");
@@ -42,11 +39,7 @@ fn init_logging(format: LogFormat, level: &str) {
         .with_target(false);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
     }
 }
 
@@ -95,10 +88,7 @@ async fn run(cli: Cli) -> i32 {
 fn finish(report: &ExportReport) -> i32 {
     let m = &report.manifest;
     let t = &m.totals;
-    let archive = m
-        .archive
-        .as_ref()
-        .map(|a| format!("{}/{a}", report.location));
+    let archive = m.archive.as_ref().map(|a| format!("{}/{a}", report.location));
     if let Ending::Fatal(reason) = &report.ending {
         eprintln!("flowvault: {reason}");
     }
@@ -130,10 +120,7 @@ fn watch_signals(stop: StopSignal) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
                 return;
             };
             let mut count = 0;

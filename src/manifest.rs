@@ -161,8 +161,7 @@ impl Manifest {
 
     /// The manifest as pretty JSON with a trailing newline.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self)
-            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
         out.push(b'\n');
         out
     }

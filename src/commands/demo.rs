@@ -34,11 +34,7 @@ pub fn demo_org(flows: usize) -> SimConfig {
 
 /// Runs the demo and returns the report.
 pub async fn run(args: &DemoArgs, stop: StopSignal) -> anyhow::Result<ExportReport> {
-    let server = SimServer::start(
-        demo_org(args.flows),
-        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
-    )
-    .await?;
+    let server = SimServer::start(demo_org(args.flows), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await?;
     let url = url::Url::parse(server.url())?;
     eprintln!(
         "flowvault demo: simulated org with {} flows at {}",

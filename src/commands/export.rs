@@ -16,6 +16,9 @@ pub enum StartError {
     /// The destination failed its preflight check.
     #[error("destination check failed: {0}")]
     Destination(#[from] SinkError),
+    /// Authentication failed.
+    #[error(transparent)]
+    Auth(#[from] crate::genesys::ApiError),
     /// The HTTP client could not be built.
     #[error("could not set up the HTTP client: {0}")]
     Http(String),
@@ -24,12 +27,12 @@ pub enum StartError {
 /// Opens the destination for this run, checking it is usable before any Genesys call.
 pub async fn open_sink(settings: &ExportSettings) -> Result<Box<dyn Sink>, SinkError> {
     match (&settings.destination, settings.format) {
-        (Destination::Local(root), Format::TarGz) => Ok(Box::new(
-            LocalTarGzSink::create(root, &settings.run_id).await?,
-        )),
-        (Destination::Local(root), Format::Objects) => Ok(Box::new(
-            LocalObjectsSink::create(root, &settings.run_id).await?,
-        )),
+        (Destination::Local(root), Format::TarGz) => {
+            Ok(Box::new(LocalTarGzSink::create(root, &settings.run_id).await?))
+        }
+        (Destination::Local(root), Format::Objects) => {
+            Ok(Box::new(LocalObjectsSink::create(root, &settings.run_id).await?))
+        }
         (Destination::S3 { bucket, prefix }, format) => {
             sink::s3::open(bucket, prefix, &settings.run_id, format, &settings.s3).await
         }
@@ -46,10 +49,18 @@ pub fn http_client(concurrency: usize) -> Result<reqwest::Client, StartError> {
         .map_err(|e| StartError::Http(e.to_string()))
 }
 
-/// Runs one export with `settings` until it ends or `stop` fires.
+/// Checks the destination without writing a run into it, before any Genesys call.
+pub async fn preflight(settings: &ExportSettings) -> Result<(), SinkError> {
+    match &settings.destination {
+        Destination::Local(root) => sink::local::preflight(root, &settings.run_id).await,
+        Destination::S3 { bucket, prefix } => sink::s3::preflight(bucket, prefix, &settings.run_id, &settings.s3).await,
+    }
+}
+
+/// Runs one export with `settings` until it ends or `stop` fires: destination check,
+/// authentication, and only then the run's files or objects.
 pub async fn run(settings: &ExportSettings, stop: StopSignal) -> Result<ExportReport, StartError> {
-    let sink = open_sink(settings).await?;
-    info!(destination = %sink.location(), format = %settings.format, "destination is ready");
+    preflight(settings).await?;
     let http = http_client(settings.concurrency)?;
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),
@@ -68,6 +79,9 @@ pub async fn run(settings: &ExportSettings, stop: StopSignal) -> Result<ExportRe
         tokens,
         limiter,
     ));
+    client.authenticate().await?;
+    let sink = open_sink(settings).await?;
+    info!(destination = %sink.location(), format = %settings.format, "destination is ready");
     if let Some(limit) = settings.max_duration {
         let stop = stop.clone();
         tokio::spawn(async move {

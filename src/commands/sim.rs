@@ -14,18 +14,16 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     let mut flows = generate_org(args.flows, args.seed, args.awkward_names);
     if let Some(actions) = args.big_flow_actions
         && let Some(flow) = flows.iter_mut().find(|f| f.flow_type() == "BOT")
+        && let ConfigSource::Generated { seed, .. } = flow.config
     {
-        if let ConfigSource::Generated { seed, .. } = flow.config {
-            // About 150 bytes per generated action.
-            flow.config = ConfigSource::Generated {
-                seed,
-                target_bytes: actions.saturating_mul(150),
-            };
-        }
+        // About 150 bytes per generated action.
+        flow.config = ConfigSource::Generated {
+            seed,
+            target_bytes: actions.saturating_mul(150),
+        };
     }
     let mut config = SimConfig::with_flows(flows, &args.client_id, &args.client_secret);
-    config.token_lifetime =
-        parse_duration(&args.token_lifetime, "--token-lifetime")?.max(Duration::from_secs(1));
+    config.token_lifetime = parse_duration(&args.token_lifetime, "--token-lifetime")?.max(Duration::from_secs(1));
     config.latency = parse_duration(&args.latency, "--latency")?;
     config.max_page_size = args.max_page_size.max(1);
     config.oversize_page = args.oversize_page;
@@ -103,10 +101,7 @@ async fn server_wait_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
+        if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             return;
         }

@@ -26,7 +26,7 @@ use crate::sink::{ARCHIVE_NAME, Format, Sink};
 use naming::MemberNamer;
 
 /// Page sizes tried in turn when the API refuses a larger one with 400.
-const PAGE_SIZE_FALLBACKS: [u64; 3] = [500, 100, 25];
+const PAGE_SIZE_FALLBACKS: [u64; 8] = [500, 250, 100, 50, 25, 10, 5, 1];
 /// Consecutive empty pages (before `pageCount`) after which listing stops.
 const MAX_EMPTY_PAGES: u32 = 3;
 
@@ -177,25 +177,11 @@ pub async fn run(
     if fatal.is_none() {
         let (tx, rx) = mpsc::channel::<(usize, FlowSummary)>(1024);
         let lister = tokio::spawn(
-            list_all(
-                client.clone(),
-                options.clone(),
-                registry.clone(),
-                tx,
-                stop.clone(),
-            )
-            .instrument(span.clone()),
+            list_all(client.clone(), options.clone(), registry.clone(), tx, stop.clone()).instrument(span.clone()),
         );
-        let outcome = fetch_and_store(
-            client.clone(),
-            &mut *sink,
-            &options,
-            registry.clone(),
-            rx,
-            stop.clone(),
-        )
-        .instrument(span.clone())
-        .await;
+        let outcome = fetch_and_store(client.clone(), &mut *sink, &options, registry.clone(), rx, stop.clone())
+            .instrument(span.clone())
+            .await;
         if let Err(e) = outcome {
             fatal = Some(e);
         }
@@ -305,11 +291,7 @@ async fn list_all(
     let filters: Vec<Option<&str>> = if options.type_filter.is_empty() {
         vec![None]
     } else {
-        options
-            .type_filter
-            .iter()
-            .map(|t| Some(t.as_str()))
-            .collect()
+        options.type_filter.iter().map(|t| Some(t.as_str())).collect()
     };
     let mut seen = std::collections::HashSet::new();
     let mut api_total: Option<u64> = None;
@@ -324,34 +306,23 @@ async fn list_all(
             let (page, _) = match client.list_flows_page(page_number, page_size, filter).await {
                 Ok(p) => p,
                 Err(ApiError::Rejected {
-                    status: 400,
-                    message,
-                    ..
-                }) if page_number == 1 => {
-                    match PAGE_SIZE_FALLBACKS.iter().find(|s| **s < page_size) {
-                        Some(smaller) => {
-                            warn!(
-                                page_size,
-                                smaller,
-                                "the API refused page size {page_size} ({message}); retrying with {smaller}"
-                            );
-                            page_size = *smaller;
-                            continue;
-                        }
-                        None => {
-                            return Err(format!(
-                                "the API refused the flow listing (HTTP 400: {message})"
-                            ));
-                        }
+                    status: 400, message, ..
+                }) if page_number == 1 => match PAGE_SIZE_FALLBACKS.iter().find(|s| **s < page_size) {
+                    Some(smaller) => {
+                        warn!(
+                            page_size,
+                            smaller, "the API refused page size {page_size} ({message}); retrying with {smaller}"
+                        );
+                        page_size = *smaller;
+                        continue;
                     }
-                }
+                    None => {
+                        return Err(format!("the API refused the flow listing (HTTP 400: {message})"));
+                    }
+                },
                 Err(e) => return Err(format!("page {page_number}: {e}")),
             };
-            registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .listing
-                .pages += 1;
+            registry.lock().unwrap_or_else(|e| e.into_inner()).listing.pages += 1;
             if page_number == 1 {
                 api_total = Some(api_total.unwrap_or(0) + page.total.unwrap_or(0));
             }
@@ -359,10 +330,7 @@ async fn list_all(
             let count = entities.len();
             for raw in entities {
                 let Some(summary) = FlowSummary::from_raw(raw) else {
-                    warn!(
-                        page_number,
-                        "skipping a listing row that is not a JSON object"
-                    );
+                    warn!(page_number, "skipping a listing row that is not a JSON object");
                     continue;
                 };
                 if !summary.id.is_empty() && !seen.insert(summary.id.clone()) {
@@ -400,8 +368,7 @@ async fn list_all(
                     if page_count.is_some_and(|c| page_number < c) {
                         warn!(
                             page_number,
-                            page_count,
-                            "pages came back empty before pageCount; stopping the listing"
+                            page_count, "pages came back empty before pageCount; stopping the listing"
                         );
                     }
                     break;
@@ -468,11 +435,7 @@ async fn fetch_and_store(
                         fatal: false,
                     },
                 };
-                Fetched {
-                    index,
-                    path,
-                    outcome,
-                }
+                Fetched { index, path, outcome }
             }
             .instrument(span)
         })
@@ -503,11 +466,7 @@ async fn fetch_and_store(
             },
         };
         let Some(fetched) = next else { break };
-        let Fetched {
-            index,
-            path,
-            outcome,
-        } = fetched;
+        let Fetched { index, path, outcome } = fetched;
         let (outcome, fatal) = match outcome {
             FetchOutcome::Stored {
                 document,
@@ -631,10 +590,7 @@ async fn fetch_one(client: &GenesysClient, summary: &FlowSummary) -> FetchOutcom
         }
         Err(e) => {
             let fatal = e.is_fatal_for_run();
-            warn!(
-                "could not fetch flow {} ({}): {e}",
-                summary.id, summary.name
-            );
+            warn!("could not fetch flow {} ({}): {e}", summary.id, summary.name);
             FetchOutcome::Failed {
                 error: e.to_string(),
                 fatal,
@@ -654,8 +610,6 @@ pub fn build_document(flow_json: &str, configuration_json: &str) -> Vec<u8> {
     doc
 }
 
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -104,9 +104,6 @@ mod tests {
     #[test]
     fn empty_parts_get_fallbacks() {
         let mut n = MemberNamer::default();
-        assert_eq!(
-            n.name_for("", "...", ""),
-            "flows/unknown-type/unnamed--no-id.json"
-        );
+        assert_eq!(n.name_for("", "...", ""), "flows/unknown-type/unnamed--no-id.json");
     }
 }

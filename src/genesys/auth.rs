@@ -31,11 +31,7 @@ pub enum AuthError {
     #[error(
         "could not get an OAuth token from {url} after {attempts} attempts: {reason}; check the region or --login-url and the network"
     )]
-    Unavailable {
-        url: String,
-        attempts: u32,
-        reason: String,
-    },
+    Unavailable { url: String, attempts: u32, reason: String },
     /// The login host answered 200 with something that is not a token.
     #[error("the login host {url} answered with an unreadable token response: {reason}")]
     BadResponse { url: String, reason: String },
@@ -113,10 +109,7 @@ impl TokenProvider {
 
     /// Called after a 401 with the token that was refused: fetches a new one unless another
     /// caller already did, so a burst of 401s costs one token request.
-    pub async fn refresh_after_rejection(
-        &self,
-        rejected: &AccessToken,
-    ) -> Result<AccessToken, AuthError> {
+    pub async fn refresh_after_rejection(&self, rejected: &AccessToken) -> Result<AccessToken, AuthError> {
         let mut cached = self.cached.lock().await;
         if let Some(t) = cached.as_ref()
             && t.value != rejected.value
@@ -138,10 +131,7 @@ impl TokenProvider {
                 .http
                 .post(&self.token_url)
                 .basic_auth(&self.client_id, Some(self.client_secret.expose()))
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body("grant_type=client_credentials")
                 .timeout(self.retry.request_timeout)
                 .send()
@@ -186,8 +176,7 @@ impl TokenProvider {
                     }
                     if status.is_client_error() {
                         let body = resp.bytes().await.unwrap_or_default();
-                        let parsed: OAuthErrorBody =
-                            serde_json::from_slice(&body).unwrap_or_default();
+                        let parsed: OAuthErrorBody = serde_json::from_slice(&body).unwrap_or_default();
                         let description = parsed
                             .error_description
                             .or(parsed.description)
@@ -197,8 +186,7 @@ impl TokenProvider {
                         return Err(AuthError::Rejected {
                             url: self.token_url.clone(),
                             status: status.as_u16(),
-                            description: description
-                                .replace(self.client_secret.expose(), "[redacted]"),
+                            description: description.replace(self.client_secret.expose(), "[redacted]"),
                         });
                     }
                     format!("HTTP {status}")
@@ -219,11 +207,10 @@ impl TokenProvider {
     }
 
     fn parse_token(&self, body: &[u8], issued: Instant) -> Result<AccessToken, AuthError> {
-        let parsed: TokenResponse =
-            serde_json::from_slice(body).map_err(|e| AuthError::BadResponse {
-                url: self.token_url.clone(),
-                reason: format!("not a token response ({e})"),
-            })?;
+        let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| AuthError::BadResponse {
+            url: self.token_url.clone(),
+            reason: format!("not a token response ({e})"),
+        })?;
         if parsed.access_token.is_empty() {
             return Err(AuthError::BadResponse {
                 url: self.token_url.clone(),
@@ -237,10 +224,7 @@ impl TokenProvider {
             .unwrap_or(Duration::from_secs(300));
         // Refresh a little early: a tenth of the lifetime, at most a minute.
         let margin = (lifetime / 10).min(Duration::from_secs(60));
-        info!(
-            expires_in_s = lifetime.as_secs(),
-            "obtained an OAuth access token"
-        );
+        info!(expires_in_s = lifetime.as_secs(), "obtained an OAuth access token");
         Ok(AccessToken {
             value: Secret::new(parsed.access_token),
             refresh_at: issued + lifetime - margin,

@@ -53,11 +53,7 @@ pub enum ApiError {
     },
     /// Transient faults or throttling outlasted the retry caps.
     #[error("gave up at {url} after {attempts} attempts: {last}")]
-    Exhausted {
-        url: String,
-        attempts: u32,
-        last: String,
-    },
+    Exhausted { url: String, attempts: u32, last: String },
     /// No token could be obtained.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -199,12 +195,11 @@ impl GenesysClient {
             }
         }
         let fetched = self.get_json(url.clone()).await?;
-        let page: FlowPage =
-            serde_json::from_str(fetched.body.get()).map_err(|e| ApiError::Exhausted {
-                url: url.to_string(),
-                attempts: fetched.attempts,
-                last: format!("the response is not a flow listing ({e})"),
-            })?;
+        let page: FlowPage = serde_json::from_str(fetched.body.get()).map_err(|e| ApiError::Exhausted {
+            url: url.to_string(),
+            attempts: fetched.attempts,
+            last: format!("the response is not a flow listing ({e})"),
+        })?;
         Ok((page, fetched.attempts))
     }
 
@@ -248,10 +243,7 @@ impl GenesysClient {
                     refreshed = true;
                     token = self.tokens.refresh_after_rejection(&token).await?;
                 }
-                Attempt::Throttled {
-                    retry_after,
-                    reason,
-                } => {
+                Attempt::Throttled { retry_after, reason } => {
                     if throttled >= self.retry.max_throttle_retries {
                         return Err(ApiError::Exhausted {
                             url: url.to_string(),
@@ -326,10 +318,7 @@ impl GenesysClient {
         let body = match body {
             Ok(b) => b,
             Err(e) => {
-                return Attempt::Transient(format!(
-                    "HTTP {status} but {}",
-                    describe_transport_error(&e)
-                ));
+                return Attempt::Transient(format!("HTTP {status} but {}", describe_transport_error(&e)));
             }
         };
         let detail = || {
@@ -338,9 +327,7 @@ impl GenesysClient {
                 (Some(m), Some(c)) => format!("{m} [{c}]"),
                 (Some(m), None) => m,
                 (None, Some(c)) => c,
-                (None, None) => String::from_utf8_lossy(&body[..body.len().min(200)])
-                    .trim()
-                    .to_string(),
+                (None, None) => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
             }
         };
         let url_s = url.to_string();
@@ -377,11 +364,9 @@ impl GenesysClient {
                     correlation(&correlation_id)
                 ),
             },
-            408 | 500..=599 => Attempt::Transient(format!(
-                "HTTP {status}: {}{}",
-                detail(),
-                correlation(&correlation_id)
-            )),
+            408 | 500..=599 => {
+                Attempt::Transient(format!("HTTP {status}: {}{}", detail(), correlation(&correlation_id)))
+            }
             _ => Attempt::Failed(ApiError::Rejected {
                 url: url_s,
                 status,

@@ -95,10 +95,7 @@ pub const DEFAULT_REGION: Region = REGIONS[0];
 
 /// A region name that matches no known region.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "unknown Genesys Cloud region `{given}`; use one of: {}",
-    valid_region_list()
-)]
+#[error("unknown Genesys Cloud region `{given}`; use one of: {}", valid_region_list())]
 pub struct UnknownRegion {
     /// What the user typed.
     pub given: String,
@@ -123,10 +120,7 @@ impl Region {
             }
         }
         let s = s.trim_end_matches('/');
-        let s = s
-            .strip_prefix("api.")
-            .or_else(|| s.strip_prefix("login."))
-            .unwrap_or(s);
+        let s = s.strip_prefix("api.").or_else(|| s.strip_prefix("login.")).unwrap_or(s);
         let underscored = s.replace('-', "_");
         REGIONS
             .iter()
@@ -172,16 +166,9 @@ mod tests {
             " US-WEST-2 ",
             "api.usw2.pure.cloud",
         ] {
-            assert_eq!(
-                Region::parse(input).unwrap().domain,
-                "usw2.pure.cloud",
-                "{input}"
-            );
+            assert_eq!(Region::parse(input).unwrap().domain, "usw2.pure.cloud", "{input}");
         }
-        assert_eq!(
-            Region::parse("eu-central-1").unwrap().domain,
-            "mypurecloud.de"
-        );
+        assert_eq!(Region::parse("eu-central-1").unwrap().domain, "mypurecloud.de");
     }
 
     #[test]

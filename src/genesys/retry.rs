@@ -74,8 +74,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         }
         return None;
     }
-    let when =
-        time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
+    let when = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
     let delta = when - time::OffsetDateTime::now_utc();
     Some(Duration::from_secs_f64(delta.as_seconds_f64().max(0.0)))
 }
@@ -87,10 +86,7 @@ mod tests {
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
         assert_eq!(parse_retry_after("65"), Some(Duration::from_secs(65)));
-        assert_eq!(
-            parse_retry_after(" 0.25 "),
-            Some(Duration::from_millis(250))
-        );
+        assert_eq!(parse_retry_after(" 0.25 "), Some(Duration::from_millis(250)));
         assert!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-3"), None);

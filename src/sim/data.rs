@@ -67,27 +67,19 @@ pub struct SimFlow {
 impl SimFlow {
     /// The flow id.
     pub fn id(&self) -> &str {
-        self.meta
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.meta.get("id").and_then(Value::as_str).unwrap_or_default()
     }
 
     /// The flow type (UPPERCASE).
     pub fn flow_type(&self) -> &str {
-        self.meta
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.meta.get("type").and_then(Value::as_str).unwrap_or_default()
     }
 
     /// The configuration JSON exactly as served.
     pub fn configuration_json(&self) -> String {
         match &self.config {
             ConfigSource::Literal(s) => s.clone(),
-            ConfigSource::Generated { seed, target_bytes } => {
-                generate_configuration(&self.meta, *seed, *target_bytes)
-            }
+            ConfigSource::Generated { seed, target_bytes } => generate_configuration(&self.meta, *seed, *target_bytes),
         }
     }
 }
@@ -107,13 +99,7 @@ pub fn uuid_from(rng: &mut StdRng) -> String {
 }
 
 /// A metadata row like the API's for a flow.
-pub fn flow_meta(
-    id: &str,
-    name: &str,
-    flow_type: &str,
-    division: (&str, &str),
-    version: u32,
-) -> Value {
+pub fn flow_meta(id: &str, name: &str, flow_type: &str, division: (&str, &str), version: u32) -> Value {
     let v = format!("{version}.0");
     json!({
         "id": id,

@@ -191,10 +191,7 @@ impl SimServer {
             .route("/oauth/token", post(token))
             .route("/api/v2/flows", get(list_flows))
             .route("/api/v2/flows/{id}", get(get_flow))
-            .route(
-                "/api/v2/flows/{id}/latestconfiguration",
-                get(latest_configuration),
-            )
+            .route("/api/v2/flows/{id}/latestconfiguration", get(latest_configuration))
             .route("/api/v2/flows/{id}/versions", get(list_versions))
             .route(
                 "/api/v2/flows/{id}/versions/{version}/configuration",
@@ -236,6 +233,15 @@ impl SimServer {
     /// From now on every API call answers 401, as for a revoked client.
     pub fn revoke_tokens(&self) {
         self.state.revoked.store(true, Ordering::SeqCst);
+    }
+
+    /// Every access token issued so far (tests check none of them leaks into output).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state
+            .tokens
+            .lock()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The flows served.
@@ -285,10 +291,8 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
 fn json_response(body: String) -> Response {
     let correlation = data::uuid_from(&mut rand::SeedableRng::from_rng(&mut rand::rng()));
     let mut resp = Response::new(Body::from(body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(&correlation) {
         resp.headers_mut().insert("inin-correlation-id", v);
     }
@@ -298,7 +302,11 @@ fn json_response(body: String) -> Response {
 async fn token(State(s): State<Arc<SimState>>, headers: HeaderMap, body: String) -> Response {
     s.stats.token_requests.fetch_add(1, Ordering::Relaxed);
     let oauth_error = |status: StatusCode, error: &str, description: &str| {
-        (status, axum::Json(json!({"error": error, "description": description, "error_description": description}))).into_response()
+        (
+            status,
+            axum::Json(json!({"error": error, "description": description, "error_description": description})),
+        )
+            .into_response()
     };
     let remaining = s.token_failures_remaining.load(Ordering::SeqCst);
     if remaining > 0
@@ -306,8 +314,7 @@ async fn token(State(s): State<Arc<SimState>>, headers: HeaderMap, body: String)
             .compare_exchange(remaining, remaining - 1, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     {
-        let status = StatusCode::from_u16(s.config.token_failure_status)
-            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let status = StatusCode::from_u16(s.config.token_failure_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut resp = error_response(status, "service.unavailable", "The login service is busy");
         if status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut()
@@ -315,9 +322,7 @@ async fn token(State(s): State<Arc<SimState>>, headers: HeaderMap, body: String)
         }
         return resp;
     }
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -328,15 +333,8 @@ async fn token(State(s): State<Arc<SimState>>, headers: HeaderMap, body: String)
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
         .and_then(|b| String::from_utf8(b).ok());
     let (id, secret) = match basic.as_deref().and_then(|c| c.split_once(':')) {
         Some((i, sec)) => (i.to_string(), sec.to_string()),
@@ -352,18 +350,10 @@ async fn token(State(s): State<Arc<SimState>>, headers: HeaderMap, body: String)
         },
     };
     if id != s.config.client_id {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_client",
-            "client not found",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "client not found");
     }
     if secret != s.config.client_secret {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "authentication failed",
-        );
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "authentication failed");
     }
     let value: [u8; 24] = rand::rng().random();
     let access = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value);
@@ -372,19 +362,18 @@ async fn token(State(s): State<Arc<SimState>>, headers: HeaderMap, body: String)
         t.insert(access.clone(), Instant::now() + lifetime);
     }
     s.stats.tokens_issued.fetch_add(1, Ordering::Relaxed);
-    axum::Json(json!({"access_token": access, "token_type": "bearer", "expires_in": lifetime.as_secs().max(1)})).into_response()
+    axum::Json(json!({"access_token": access, "token_type": "bearer", "expires_in": lifetime.as_secs().max(1)}))
+        .into_response()
 }
 
 /// Authentication, throttling and latency shared by every API route. `Err` is the response to send.
+#[allow(clippy::result_large_err)] // the error is the response to send, built once
 async fn admit(s: &SimState, headers: &HeaderMap) -> Result<(), Response> {
     s.stats.api_requests.fetch_add(1, Ordering::Relaxed);
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     let valid = match bearer {
         Some(t) => s
             .tokens
@@ -404,10 +393,7 @@ async fn admit(s: &SimState, headers: &HeaderMap) -> Result<(), Response> {
         let now = Instant::now();
         let retry_after = {
             let mut w = s.window.lock().unwrap_or_else(|e| e.into_inner());
-            while w
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= limit.window)
-            {
+            while w.front().is_some_and(|t| now.duration_since(*t) >= limit.window) {
                 w.pop_front();
             }
             if w.len() >= limit.requests as usize {
@@ -430,8 +416,7 @@ async fn admit(s: &SimState, headers: &HeaderMap) -> Result<(), Response> {
                     .config
                     .retry_after_override
                     .unwrap_or_else(|| wait.as_secs_f64().ceil().max(1.0) as u64);
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             return Err(resp);
         }
@@ -442,29 +427,20 @@ async fn admit(s: &SimState, headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
-async fn list_flows(
-    State(s): State<Arc<SimState>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
+async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
     s.stats.list_requests.fetch_add(1, Ordering::Relaxed);
-    let pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
     let mut types: Vec<String> = Vec::new();
     let mut page_number = 1u64;
     let mut page_size = 25u64;
     for (k, v) in &pairs {
         match k.as_str() {
-            "type" => types.extend(
-                v.split(',')
-                    .map(|t| t.trim().to_lowercase())
-                    .filter(|t| !t.is_empty()),
-            ),
+            "type" => types.extend(v.split(',').map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty())),
             "pageNumber" => match v.parse::<u64>() {
                 Ok(n) if n >= 1 => page_number = n,
                 _ => {
@@ -544,6 +520,7 @@ async fn list_flows(
     json_response(body.to_string())
 }
 
+#[allow(clippy::result_large_err)] // the error is the response to send, built once
 fn find_flow<'a>(s: &'a SimState, id: &str) -> Result<&'a SimFlow, Response> {
     match s.by_id.get(id) {
         Some(i) if !s.config.deleted_after_listing.contains(id) => Ok(&s.config.flows[*i]),
@@ -555,11 +532,7 @@ fn find_flow<'a>(s: &'a SimState, id: &str) -> Result<&'a SimFlow, Response> {
     }
 }
 
-async fn get_flow(
-    State(s): State<Arc<SimState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+async fn get_flow(State(s): State<Arc<SimState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
@@ -569,17 +542,11 @@ async fn get_flow(
     }
 }
 
-async fn latest_configuration(
-    State(s): State<Arc<SimState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+async fn latest_configuration(State(s): State<Arc<SimState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
-    s.stats
-        .configuration_requests
-        .fetch_add(1, Ordering::Relaxed);
+    s.stats.configuration_requests.fetch_add(1, Ordering::Relaxed);
     configuration_of(&s, &id)
 }
 
@@ -592,9 +559,7 @@ fn configuration_of(s: &SimState, id: &str) -> Response {
         return error_response(
             StatusCode::FORBIDDEN,
             "missing.division.permission",
-            &format!(
-                "You are missing the following permission: architect:flow:view in the division of flow {id}"
-            ),
+            &format!("You are missing the following permission: architect:flow:view in the division of flow {id}"),
         );
     }
     if let Some(remaining) = s.flaky_remaining.get(id) {
@@ -604,23 +569,14 @@ fn configuration_of(s: &SimState, id: &str) -> Response {
                 .compare_exchange(left, left - 1, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         {
-            let status = StatusCode::from_u16(s.config.flaky_status)
-                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            return error_response(
-                status,
-                "service.unavailable",
-                "The service is currently unavailable",
-            );
+            let status = StatusCode::from_u16(s.config.flaky_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return error_response(status, "service.unavailable", "The service is currently unavailable");
         }
     }
     json_response(flow.configuration_json())
 }
 
-async fn list_versions(
-    State(s): State<Arc<SimState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+async fn list_versions(State(s): State<Arc<SimState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
@@ -628,11 +584,7 @@ async fn list_versions(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let version = flow
-        .meta
-        .get("publishedVersion")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let version = flow.meta.get("publishedVersion").cloned().unwrap_or(Value::Null);
     let body = json!({
         "entities": [version],
         "pageSize": 25, "pageNumber": 1, "total": 1, "pageCount": 1,
@@ -649,9 +601,7 @@ async fn version_configuration(
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
-    s.stats
-        .configuration_requests
-        .fetch_add(1, Ordering::Relaxed);
+    s.stats.configuration_requests.fetch_add(1, Ordering::Relaxed);
     configuration_of(&s, &id)
 }
 

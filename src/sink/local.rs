@@ -15,15 +15,12 @@ use super::{ARCHIVE_NAME, MANIFEST_NAME, Sink, SinkError, TarGzEncoder};
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + use<> {
     let path = path.to_path_buf();
-    move |source| SinkError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| SinkError::Io { action, path, source }
 }
 
-/// Creates `root/run_id`, refusing a run directory that already holds a run.
-async fn create_run_dir(root: &Path, run_id: &str) -> Result<PathBuf, SinkError> {
+/// Checks, before any Genesys call, that `root` can hold a new run `run_id`: it is (or can be
+/// made) a writable directory, and `root/run_id` does not already hold a run.
+pub async fn preflight(root: &Path, run_id: &str) -> Result<(), SinkError> {
     if let Ok(meta) = fs::metadata(root).await
         && !meta.is_dir()
     {
@@ -32,10 +29,16 @@ async fn create_run_dir(root: &Path, run_id: &str) -> Result<PathBuf, SinkError>
             root.display()
         )));
     }
-    let dir = root.join(run_id);
-    fs::create_dir_all(&dir)
+    fs::create_dir_all(root)
         .await
-        .map_err(io_err("create the run directory", &dir))?;
+        .map_err(io_err("create the destination directory", root))?;
+    let probe = root.join(format!(".flowvault-write-check-{}", std::process::id()));
+    write_atomically(&probe, b"").await?;
+    fs::remove_file(&probe).await.map_err(io_err("remove", &probe))?;
+    refuse_existing_run(&root.join(run_id)).await
+}
+
+async fn refuse_existing_run(dir: &Path) -> Result<(), SinkError> {
     for existing in [MANIFEST_NAME, ARCHIVE_NAME, "flows"] {
         if fs::try_exists(dir.join(existing)).await.unwrap_or(false) {
             return Err(SinkError::Destination(format!(
@@ -44,21 +47,27 @@ async fn create_run_dir(root: &Path, run_id: &str) -> Result<PathBuf, SinkError>
             )));
         }
     }
+    Ok(())
+}
+
+/// Creates `root/run_id` after the same checks as [`preflight`].
+async fn create_run_dir(root: &Path, run_id: &str) -> Result<PathBuf, SinkError> {
+    preflight(root, run_id).await?;
+    let dir = root.join(run_id);
+    fs::create_dir_all(&dir)
+        .await
+        .map_err(io_err("create the run directory", &dir))?;
     Ok(dir)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
     let tmp = path.with_extension("partial");
-    let mut file = fs::File::create(&tmp)
-        .await
-        .map_err(io_err("create", &tmp))?;
+    let mut file = fs::File::create(&tmp).await.map_err(io_err("create", &tmp))?;
     file.write_all(bytes).await.map_err(io_err("write", &tmp))?;
     file.sync_all().await.map_err(io_err("sync", &tmp))?;
     drop(file);
-    fs::rename(&tmp, path)
-        .await
-        .map_err(io_err("rename into place", path))
+    fs::rename(&tmp, path).await.map_err(io_err("rename into place", path))
 }
 
 /// One JSON document per flow under `root/RUN/flows/`, manifest at `root/RUN/manifest.json`.
@@ -72,14 +81,10 @@ impl LocalObjectsSink {
     pub async fn create(root: &Path, run_id: &str) -> Result<Self, SinkError> {
         let dir = create_run_dir(root, run_id).await?;
         let flows = dir.join("flows");
-        fs::create_dir_all(&flows)
-            .await
-            .map_err(io_err("create", &flows))?;
+        fs::create_dir_all(&flows).await.map_err(io_err("create", &flows))?;
         let probe = flows.join(".flowvault-write-check");
         write_atomically(&probe, b"").await?;
-        fs::remove_file(&probe)
-            .await
-            .map_err(io_err("remove", &probe))?;
+        fs::remove_file(&probe).await.map_err(io_err("remove", &probe))?;
         Ok(LocalObjectsSink { dir })
     }
 }
@@ -93,9 +98,7 @@ impl Sink for LocalObjectsSink {
     async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError> {
         let path = self.dir.join(name);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .await
-                .map_err(io_err("create", parent))?;
+            fs::create_dir_all(parent).await.map_err(io_err("create", parent))?;
         }
         write_atomically(&path, &document).await
     }
@@ -126,9 +129,7 @@ impl LocalTarGzSink {
     pub async fn create(root: &Path, run_id: &str) -> Result<Self, SinkError> {
         let dir = create_run_dir(root, run_id).await?;
         let partial = dir.join(format!("{ARCHIVE_NAME}.partial"));
-        let file = fs::File::create(&partial)
-            .await
-            .map_err(io_err("create", &partial))?;
+        let file = fs::File::create(&partial).await.map_err(io_err("create", &partial))?;
         Ok(LocalTarGzSink {
             dir,
             partial,
@@ -142,9 +143,7 @@ impl LocalTarGzSink {
             .file
             .as_mut()
             .ok_or_else(|| SinkError::Destination("the archive is already closed".into()))?;
-        file.write_all(&bytes)
-            .await
-            .map_err(io_err("write", &self.partial))
+        file.write_all(&bytes).await.map_err(io_err("write", &self.partial))
     }
 }
 
@@ -180,9 +179,7 @@ impl Sink for LocalTarGzSink {
         self.drain(tail).await?;
         if let Some(mut file) = self.file.take() {
             file.flush().await.map_err(io_err("flush", &self.partial))?;
-            file.sync_all()
-                .await
-                .map_err(io_err("sync", &self.partial))?;
+            file.sync_all().await.map_err(io_err("sync", &self.partial))?;
         }
         let archive = self.dir.join(ARCHIVE_NAME);
         fs::rename(&self.partial, &archive)

@@ -147,9 +147,7 @@ pub fn validate_bucket(bucket: &str) -> Result<(), String> {
         return Err("the bucket name is missing; write s3://BUCKET/PREFIX".into());
     }
     if !(3..=63).contains(&bucket.len()) {
-        return Err(format!(
-            "bucket name `{bucket}` must be 3 to 63 characters long"
-        ));
+        return Err(format!("bucket name `{bucket}` must be 3 to 63 characters long"));
     }
     if !bucket
         .chars()
@@ -178,10 +176,7 @@ mod tests {
 
     #[test]
     fn parses_local_and_s3_destinations() {
-        assert_eq!(
-            Destination::parse("./out").unwrap(),
-            Destination::Local("./out".into())
-        );
+        assert_eq!(Destination::parse("./out").unwrap(), Destination::Local("./out".into()));
         assert_eq!(
             Destination::parse("s3://my-bucket/a/b/").unwrap(),
             Destination::S3 {

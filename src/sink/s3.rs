@@ -11,7 +11,10 @@ pub async fn open(
     _format: Format,
     _s3: &S3Settings,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    Err(SinkError::Destination(
-        "S3 destinations are not available yet".into(),
-    ))
+    Err(SinkError::Destination("S3 destinations are not available yet".into()))
+}
+
+/// Checks the bucket before any Genesys call.
+pub async fn preflight(_bucket: &str, _prefix: &str, _run_id: &str, _s3: &S3Settings) -> Result<(), SinkError> {
+    Err(SinkError::Destination("S3 destinations are not available yet".into()))
 }

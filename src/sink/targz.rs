@@ -99,10 +99,7 @@ mod tests {
         }
         assert_eq!(
             seen,
-            vec![
-                (long, "{\"a\":1}".to_string()),
-                ("manifest.json".into(), "{}".into())
-            ]
+            vec![(long, "{\"a\":1}".to_string()), ("manifest.json".into(), "{}".into())]
         );
     }
 }

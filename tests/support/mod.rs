@@ -1,0 +1,158 @@
+//! Shared fixtures: a simulated org on a free port, the real binary run as a user runs it, and
+//! readers for what it writes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use flowvault::manifest::Manifest;
+use flowvault::sim::{SimConfig, SimServer};
+
+/// The client id every test org accepts.
+pub const CLIENT_ID: &str = "test-client-id";
+/// A distinctive secret, so a leak is easy to find in any output.
+pub const CLIENT_SECRET: &str = "s3cr3t-Zebra-9431-do-not-print";
+
+/// Starts `config` on a free loopback port.
+pub async fn start_sim(config: SimConfig) -> SimServer {
+    SimServer::start(config, SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
+        .await
+        .expect("start the simulated org")
+}
+
+/// An org of `n` generated flows for the test client.
+pub fn org(n: usize) -> SimConfig {
+    SimConfig::generated(n, 42, CLIENT_ID, CLIENT_SECRET)
+}
+
+/// The binary with a clean environment (no inherited Genesys, AWS or flowvault settings).
+pub fn flowvault() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowvault"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().to_string();
+        if k.starts_with("GENESYSCLOUD_")
+            || k.starts_with("PURECLOUD_")
+            || k.starts_with("FLOWVAULT_")
+            || k.starts_with("AWS_")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// `flowvault export` against `sim` into `to`, with the test credentials and fast retries.
+pub fn export_cmd(sim: &SimServer, to: &Path, run_id: &str) -> tokio::process::Command {
+    let mut cmd = flowvault();
+    cmd.arg("export")
+        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
+        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
+        .env("FLOWVAULT_API_URL", sim.url())
+        .env("FLOWVAULT_MAX_BACKOFF", "200ms")
+        .arg("--to")
+        .arg(to)
+        .args(["--run-id", run_id, "--rate-limit", "off"]);
+    cmd
+}
+
+/// Runs a command to completion, capturing output.
+pub async fn run(cmd: &mut tokio::process::Command) -> Output {
+    cmd.output().await.expect("run flowvault")
+}
+
+/// stdout + stderr as text.
+pub fn all_output(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that neither the client secret nor any issued token appears in `text`.
+pub fn assert_no_secrets(text: &str, sim: &SimServer) {
+    assert!(!text.contains(CLIENT_SECRET), "the client secret leaked:\n{text}");
+    for token in sim.issued_tokens() {
+        assert!(!text.contains(&token), "an access token leaked:\n{text}");
+    }
+}
+
+/// Reads `manifest.json` of a run.
+pub fn read_manifest(run_dir: &Path) -> Manifest {
+    let bytes = std::fs::read(run_dir.join("manifest.json")).expect("read manifest.json");
+    serde_json::from_slice(&bytes).expect("parse manifest.json")
+}
+
+/// Every member of a tar.gz, in order, with its bytes.
+pub fn read_tar_gz(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut out = Vec::new();
+    for entry in archive.entries().expect("tar entries") {
+        let mut entry = entry.expect("tar entry");
+        let name = entry.path().expect("member path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("member data");
+        out.push((name, data));
+    }
+    out
+}
+
+/// Every file under `dir`, keyed by its path relative to `dir`.
+pub fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path: PathBuf = entry.expect("dir entry").path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                let rel = path
+                    .strip_prefix(base)
+                    .expect("relative")
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read(&path).expect("read file"));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Checks a stored document against what the org serves: the listing row and the configuration,
+/// byte for byte.
+pub fn assert_document_matches(doc: &[u8], sim: &SimServer) -> String {
+    #[derive(serde::Deserialize)]
+    struct Doc<'a> {
+        #[serde(borrow)]
+        flow: &'a serde_json::value::RawValue,
+        #[serde(borrow)]
+        configuration: &'a serde_json::value::RawValue,
+    }
+    let parsed: Doc = serde_json::from_slice(doc).expect("document is {flow, configuration}");
+    let meta: serde_json::Value = serde_json::from_str(parsed.flow.get()).expect("flow JSON");
+    let id = meta["id"].as_str().expect("flow id").to_string();
+    let served = sim
+        .flows()
+        .iter()
+        .find(|f| f.id() == id)
+        .expect("the flow exists in the org");
+    assert_eq!(meta, served.meta, "flow metadata of {id}");
+    assert_eq!(
+        parsed.configuration.get(),
+        served.configuration_json(),
+        "configuration of {id} must be byte-identical"
+    );
+    id
+}
