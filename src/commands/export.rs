@@ -24,18 +24,35 @@ pub enum StartError {
     Http(String),
 }
 
-/// Opens the destination for this run, checking it is usable before any Genesys call.
-pub async fn open_sink(settings: &ExportSettings) -> Result<Box<dyn Sink>, SinkError> {
-    match (&settings.destination, settings.format) {
-        (Destination::Local(root), Format::TarGz) => {
-            Ok(Box::new(LocalTarGzSink::create(root, &settings.run_id).await?))
+/// A destination that passed its checks and is ready to receive a run.
+pub enum Prepared {
+    /// A local directory.
+    Local(std::path::PathBuf),
+    /// A checked S3 bucket.
+    S3(Box<sink::s3::S3Destination>),
+}
+
+/// Checks the destination without writing a run into it, before any Genesys call.
+pub async fn preflight(settings: &ExportSettings) -> Result<Prepared, SinkError> {
+    match &settings.destination {
+        Destination::Local(root) => {
+            sink::local::preflight(root, &settings.run_id).await?;
+            Ok(Prepared::Local(root.clone()))
         }
-        (Destination::Local(root), Format::Objects) => {
-            Ok(Box::new(LocalObjectsSink::create(root, &settings.run_id).await?))
+        Destination::S3 { bucket, prefix } => Ok(Prepared::S3(Box::new(
+            sink::s3::S3Destination::connect(bucket, prefix, &settings.run_id, &settings.s3).await?,
+        ))),
+    }
+}
+
+/// Opens the run in a prepared destination.
+pub async fn open_sink(prepared: Prepared, settings: &ExportSettings) -> Result<Box<dyn Sink>, SinkError> {
+    match (prepared, settings.format) {
+        (Prepared::Local(root), Format::TarGz) => Ok(Box::new(LocalTarGzSink::create(&root, &settings.run_id).await?)),
+        (Prepared::Local(root), Format::Objects) => {
+            Ok(Box::new(LocalObjectsSink::create(&root, &settings.run_id).await?))
         }
-        (Destination::S3 { bucket, prefix }, format) => {
-            sink::s3::open(bucket, prefix, &settings.run_id, format, &settings.s3).await
-        }
+        (Prepared::S3(dest), format) => Ok(dest.into_sink(format)),
     }
 }
 
@@ -49,18 +66,10 @@ pub fn http_client(concurrency: usize) -> Result<reqwest::Client, StartError> {
         .map_err(|e| StartError::Http(e.to_string()))
 }
 
-/// Checks the destination without writing a run into it, before any Genesys call.
-pub async fn preflight(settings: &ExportSettings) -> Result<(), SinkError> {
-    match &settings.destination {
-        Destination::Local(root) => sink::local::preflight(root, &settings.run_id).await,
-        Destination::S3 { bucket, prefix } => sink::s3::preflight(bucket, prefix, &settings.run_id, &settings.s3).await,
-    }
-}
-
 /// Runs one export with `settings` until it ends or `stop` fires: destination check,
 /// authentication, and only then the run's files or objects.
 pub async fn run(settings: &ExportSettings, stop: StopSignal) -> Result<ExportReport, StartError> {
-    preflight(settings).await?;
+    let prepared = preflight(settings).await?;
     let http = http_client(settings.concurrency)?;
     let tokens = Arc::new(TokenProvider::new(
         http.clone(),
@@ -80,7 +89,7 @@ pub async fn run(settings: &ExportSettings, stop: StopSignal) -> Result<ExportRe
         limiter,
     ));
     client.authenticate().await?;
-    let sink = open_sink(settings).await?;
+    let sink = open_sink(prepared, settings).await?;
     info!(destination = %sink.location(), format = %settings.format, "destination is ready");
     if let Some(limit) = settings.max_duration {
         let stop = stop.clone();

@@ -185,6 +185,19 @@ pub async fn run(
         if let Err(e) = outcome {
             fatal = Some(e);
         }
+        // Documents still being written are waited for; those that failed get honest rows.
+        match sink.settle().instrument(span.clone()).await {
+            Ok(failures) if !failures.is_empty() => {
+                let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+                for (name, reason) in failures {
+                    if let Some(row) = r.rows.iter_mut().find(|row| row.path.as_deref() == Some(name.as_str())) {
+                        Update::failed(format!("fetched, but could not be stored: {reason}"), row.attempts).apply(row);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => fatal = fatal.or(Some(format!("the destination failed: {e}"))),
+        }
         // The writer is done; make sure the lister is too (it stops when its channel closes).
         match lister.await {
             Ok(Ok(())) => {}
@@ -205,13 +218,7 @@ pub async fn run(
             (None, Some(f)) => f.clone(),
             _ => String::new(),
         };
-        for row in rows.iter_mut().filter(|r| r.outcome == Outcome::Exported) {
-            row.outcome = Outcome::Failed;
-            row.error = Some(format!(
-                "fetched, but the archive was discarded because the run stopped: {why}"
-            ));
-            row.path = None;
-        }
+        mark_discarded(&mut rows, &why);
     }
     rows.sort_by(|a, b| (&a.flow_type, &a.id).cmp(&(&b.flow_type, &b.id)));
 
@@ -251,12 +258,32 @@ pub async fn run(
     let bytes = Bytes::from(m.to_bytes());
 
     let written = if stop_cause.is_some() || discard {
-        sink.abort(bytes).await
+        sink.abort(bytes)
+            .await
+            .map_err(|e| format!("could not write the manifest: {e}"))
     } else {
-        sink.finish(bytes).await
+        match sink.finish(bytes).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The run could not be sealed: leave a manifest that claims nothing it does not have.
+                let why = format!("the destination failed while sealing the run: {e}");
+                error!("{why}");
+                m.complete = false;
+                m.incomplete_reason = Some(why.clone());
+                if !sink.keeps_documents_on_abort() {
+                    mark_discarded(&mut m.flows, &why);
+                    m.archive = None;
+                }
+                m.recount();
+                if let Err(e2) = sink.abort(Bytes::from(m.to_bytes())).await {
+                    warn!("could not write the incomplete manifest either: {e2}");
+                }
+                Err(why)
+            }
+        }
     };
     let ending = match (written, fatal, listing_error, stop_cause) {
-        (Err(e), _, _, _) => Ending::Fatal(format!("could not write the manifest: {e}")),
+        (Err(e), _, _, _) => Ending::Fatal(e),
         (Ok(()), Some(f), _, _) => Ending::Fatal(f),
         (Ok(()), None, Some(l), _) => Ending::Fatal(format!("listing flows failed: {l}")),
         (Ok(()), None, None, Some(c)) => Ending::Stopped(c),
@@ -271,12 +298,26 @@ pub async fn run(
         failed = m.totals.failed,
         skipped = m.totals.skipped,
         complete = m.complete,
-        "run finished; manifest written to {location}"
+        "run finished at {location}"
     );
     ExportReport {
         manifest: m,
         location,
         ending,
+    }
+}
+
+/// Rows stored in an archive that was discarded no longer have a copy anywhere: they become
+/// `failed`, saying why.
+fn mark_discarded(rows: &mut [FlowRecord], why: &str) {
+    for row in rows.iter_mut().filter(|r| r.outcome == Outcome::Exported) {
+        row.outcome = Outcome::Failed;
+        row.error = Some(format!(
+            "fetched, but the archive was discarded because the run stopped: {why}"
+        ));
+        row.path = None;
+        row.bytes = None;
+        row.sha256 = None;
     }
 }
 

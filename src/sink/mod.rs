@@ -28,6 +28,13 @@ pub trait Sink: Send {
     /// Stores one flow document under `name` (a safe relative path such as `flows/bot/x--id.json`).
     async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError>;
 
+    /// Waits for documents still being written and returns those that could not be stored
+    /// (name, reason), so their manifest rows can say so. An `Err` means the whole run's output
+    /// is unusable.
+    async fn settle(&mut self) -> Result<Vec<(String, String)>, SinkError> {
+        Ok(Vec::new())
+    }
+
     /// Completes the run: seals any archive, then writes the manifest last.
     async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError>;
 

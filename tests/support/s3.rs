@@ -1,0 +1,176 @@
+//! A real S3-compatible server for tests: moto's server mode on a free loopback port, started per
+//! test and killed when dropped. A test that cannot start it fails and says how to install it.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+/// Credentials moto accepts (it accepts any).
+pub const ACCESS_KEY: &str = "AKIAFLOWVAULTTEST";
+/// Distinctive, so a leak is easy to find.
+pub const SECRET_KEY: &str = "aws-secret-Quokka-7719";
+/// The bucket tests write to.
+pub const BUCKET: &str = "flowvault-test";
+
+/// A running S3 server.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The moto version the tests need (5.2.1 answers CompleteMultipartUpload with the wrong XML root).
+const MOTO: &str = "moto[server]==5.2.5";
+
+/// `moto_server` from a virtualenv under `target/test-tools`, installed on first use from PyPI
+/// (one test installs it while the others wait on a file lock).
+fn moto_server() -> std::path::PathBuf {
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools");
+    let venv = tools.join("moto-5.2.5");
+    let bin = venv.join("bin/moto_server");
+    std::fs::create_dir_all(&tools).expect("create target/test-tools");
+    let lock = std::fs::File::create(tools.join("moto.lock")).expect("create the install lock");
+    lock.lock().expect("take the install lock");
+    if !bin.exists() {
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", MOTO])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok && bin.exists(),
+            "cannot install {MOTO} into {}: python3 with venv and pip, and access to PyPI, are needed",
+            venv.display()
+        );
+    }
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl S3Server {
+    /// Starts moto's server and creates [`BUCKET`].
+    pub async fn start() -> S3Server {
+        let port = free_port();
+        let child = Command::new(moto_server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); delete target/test-tools to reinstall it"));
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start listening on port {port} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+            .client()
+            .create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("create the test bucket");
+        server
+    }
+
+    /// An SDK client for reading back what flowvault wrote (a stock S3 client).
+    pub fn client(&self) -> Client {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// The AWS environment the binary needs to reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("FLOWVAULT_S3_FORCE_PATH_STYLE", "true".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// Reads an object's bytes.
+    pub async fn get(&self, key: &str) -> Vec<u8> {
+        let out = self
+            .client()
+            .get_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+        out.body.collect().await.expect("object body").into_bytes().to_vec()
+    }
+
+    /// Every key under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client()
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .expect("list objects");
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            token = out.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    /// Multipart uploads still open under the bucket.
+    pub async fn open_uploads(&self) -> usize {
+        let out = self
+            .client()
+            .list_multipart_uploads()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("list multipart uploads");
+        out.uploads().len()
+    }
+}
