@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use bytes::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +37,24 @@ pub enum OversizePage {
     Reject,
     /// Serve the maximum instead, and report it in `pageSize`.
     Clamp,
+}
+
+/// One injected fault for a configuration request; a flow's faults are served in order, one per
+/// request, and then it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and a Genesys error body.
+    Status(u16),
+    /// Answer 429, with this `Retry-After` (seconds) or none.
+    Throttle(Option<u64>),
+    /// Send half the body, then break the connection.
+    ResetMidBody,
+    /// Answer 200 with the body cut in half (invalid JSON).
+    TruncatedBody,
+    /// Answer 200 with an HTML page instead of JSON.
+    NotJson,
+    /// Wait this long before answering normally.
+    Slow(Duration),
 }
 
 /// A sliding-window rate limit like the API's: `requests` per `window`, 429 beyond.
@@ -74,6 +93,16 @@ pub struct SimConfig {
     pub flaky: HashMap<String, u32>,
     /// The status those failures carry (500, 502, 503, 504).
     pub flaky_status: u16,
+    /// Faults per flow id, served in order to its configuration requests.
+    pub faults: HashMap<String, Vec<Fault>>,
+    /// Added to the `total` the listing reports (flows created or deleted elsewhere).
+    pub total_offset: i64,
+    /// Listing pages (by number) that come back empty the first time they are asked for.
+    pub empty_pages: HashSet<u64>,
+    /// A flow created while the client is listing: it appears at the front after page 1 is served.
+    pub late_flow: Option<SimFlow>,
+    /// After this many API requests, every token is refused (401), as for a revoked client.
+    pub revoke_after_requests: Option<u64>,
     /// Flows (by id) listed but deleted before their configuration is fetched (404).
     pub deleted_after_listing: HashSet<String>,
     /// Flows (by id) in a division the client cannot see (403 on their configuration).
@@ -105,6 +134,11 @@ impl SimConfig {
             latency: Duration::ZERO,
             flaky: HashMap::new(),
             flaky_status: 503,
+            faults: HashMap::new(),
+            total_offset: 0,
+            empty_pages: HashSet::new(),
+            late_flow: None,
+            revoke_after_requests: None,
             deleted_after_listing: HashSet::new(),
             forbidden: HashSet::new(),
             token_failures: 0,
@@ -147,7 +181,9 @@ impl SimStats {
 struct SimState {
     config: SimConfig,
     by_id: HashMap<String, usize>,
-    flaky_remaining: HashMap<String, AtomicU32>,
+    fault_queues: Mutex<HashMap<String, VecDeque<Fault>>>,
+    empty_pages_left: Mutex<HashSet<u64>>,
+    late_visible: AtomicBool,
     token_failures_remaining: AtomicU32,
     tokens: Mutex<HashMap<String, Instant>>,
     window: Mutex<VecDeque<Instant>>,
@@ -172,16 +208,20 @@ impl SimServer {
             .enumerate()
             .map(|(i, f)| (f.id().to_string(), i))
             .collect();
-        let flaky_remaining = config
-            .flaky
-            .iter()
-            .map(|(k, v)| (k.clone(), AtomicU32::new(*v)))
-            .collect();
+        let mut queues: HashMap<String, VecDeque<Fault>> =
+            config.faults.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect();
+        for (id, n) in &config.flaky {
+            let q = queues.entry(id.clone()).or_default();
+            q.extend(std::iter::repeat_n(Fault::Status(config.flaky_status), *n as usize));
+        }
+        let empty_pages = config.empty_pages.clone();
         let state = Arc::new(SimState {
             token_failures_remaining: AtomicU32::new(config.token_failures),
             config,
             by_id,
-            flaky_remaining,
+            fault_queues: Mutex::new(queues),
+            empty_pages_left: Mutex::new(empty_pages),
+            late_visible: AtomicBool::new(false),
             tokens: Mutex::new(HashMap::new()),
             window: Mutex::new(VecDeque::new()),
             revoked: AtomicBool::new(false),
@@ -369,7 +409,10 @@ async fn token(State(s): State<Arc<SimState>>, headers: HeaderMap, body: String)
 /// Authentication, throttling and latency shared by every API route. `Err` is the response to send.
 #[allow(clippy::result_large_err)] // the error is the response to send, built once
 async fn admit(s: &SimState, headers: &HeaderMap) -> Result<(), Response> {
-    s.stats.api_requests.fetch_add(1, Ordering::Relaxed);
+    let n = s.stats.api_requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if s.config.revoke_after_requests.is_some_and(|limit| n > limit) {
+        s.revoked.store(true, Ordering::SeqCst);
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -488,17 +531,24 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
             OversizePage::Clamp => page_size = s.config.max_page_size,
         }
     }
-    let matching: Vec<&SimFlow> = s
-        .config
-        .flows
-        .iter()
+    let late = s.config.late_flow.as_ref().filter(|_| s.late_visible.load(Ordering::SeqCst));
+    let matching: Vec<&SimFlow> = late
+        .into_iter()
+        .chain(s.config.flows.iter())
         .filter(|f| types.is_empty() || types.contains(&f.flow_type().to_lowercase()))
         .collect();
-    let total = matching.len() as u64;
+    let total = (matching.len() as i64 + s.config.total_offset).max(0) as u64;
     let page_count = total.div_ceil(page_size);
     let start = ((page_number - 1) * page_size).min(total) as usize;
     let end = (start + page_size as usize).min(matching.len());
-    let entities: Vec<&Value> = matching[start..end].iter().map(|f| &f.meta).collect();
+    let page_real_count = matching.len().div_ceil(page_size as usize) as u64;
+    let page_count = page_count.max(page_real_count);
+    let empty_now = s.empty_pages_left.lock().map(|mut e| e.remove(&page_number)).unwrap_or(false);
+    let entities: Vec<&Value> =
+        if empty_now { Vec::new() } else { matching[start..end].iter().map(|f| &f.meta).collect() };
+    if page_number == 1 && s.config.late_flow.is_some() {
+        s.late_visible.store(true, Ordering::SeqCst);
+    }
     let type_q: String = types.iter().map(|t| format!("&type={t}")).collect();
     let uri = |n: u64| format!("/api/v2/flows?pageSize={page_size}&pageNumber={n}{type_q}");
     let mut body = json!({
@@ -522,6 +572,9 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
 
 #[allow(clippy::result_large_err)] // the error is the response to send, built once
 fn find_flow<'a>(s: &'a SimState, id: &str) -> Result<&'a SimFlow, Response> {
+    if let Some(late) = s.config.late_flow.as_ref().filter(|f| f.id() == id && s.late_visible.load(Ordering::SeqCst)) {
+        return Ok(late);
+    }
     match s.by_id.get(id) {
         Some(i) if !s.config.deleted_after_listing.contains(id) => Ok(&s.config.flows[*i]),
         _ => Err(error_response(
@@ -547,10 +600,10 @@ async fn latest_configuration(State(s): State<Arc<SimState>>, headers: HeaderMap
         return r;
     }
     s.stats.configuration_requests.fetch_add(1, Ordering::Relaxed);
-    configuration_of(&s, &id)
+    configuration_of(&s, &id).await
 }
 
-fn configuration_of(s: &SimState, id: &str) -> Response {
+async fn configuration_of(s: &SimState, id: &str) -> Response {
     let flow = match find_flow(s, id) {
         Ok(f) => f,
         Err(r) => return r,
@@ -562,18 +615,44 @@ fn configuration_of(s: &SimState, id: &str) -> Response {
             &format!("You are missing the following permission: architect:flow:view in the division of flow {id}"),
         );
     }
-    if let Some(remaining) = s.flaky_remaining.get(id) {
-        let left = remaining.load(Ordering::SeqCst);
-        if left > 0
-            && remaining
-                .compare_exchange(left, left - 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            let status = StatusCode::from_u16(s.config.flaky_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            return error_response(status, "service.unavailable", "The service is currently unavailable");
+    let fault = s.fault_queues.lock().ok().and_then(|mut q| q.get_mut(id).and_then(VecDeque::pop_front));
+    match fault {
+        None => json_response(flow.configuration_json()),
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            error_response(status, "service.unavailable", "The service is currently unavailable")
+        }
+        Some(Fault::Throttle(retry_after)) => {
+            s.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            let mut resp = error_response(StatusCode::TOO_MANY_REQUESTS, "too.many.requests", "Rate limit exceeded");
+            if let Some(secs) = retry_after {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            resp
+        }
+        Some(Fault::ResetMidBody) => {
+            let body = flow.configuration_json();
+            let half = Bytes::from(body.as_bytes()[..body.len() / 2].to_vec());
+            let chunks: Vec<Result<Bytes, std::io::Error>> =
+                vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))];
+            let mut resp = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        Some(Fault::TruncatedBody) => {
+            let body = flow.configuration_json();
+            json_response(body[..body.len() / 2].to_string())
+        }
+        Some(Fault::NotJson) => {
+            let mut resp = Response::new(Body::from("<html><body>502 Bad Gateway</body></html>"));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            resp
+        }
+        Some(Fault::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            json_response(flow.configuration_json())
         }
     }
-    json_response(flow.configuration_json())
 }
 
 async fn list_versions(State(s): State<Arc<SimState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -602,7 +681,7 @@ async fn version_configuration(
         return r;
     }
     s.stats.configuration_requests.fetch_add(1, Ordering::Relaxed);
-    configuration_of(&s, &id)
+    configuration_of(&s, &id).await
 }
 
 async fn stats(State(s): State<Arc<SimState>>) -> Response {

