@@ -15,6 +15,10 @@ async fn the_official_python_sdk_lists_and_fetches_every_flow() {
         .output()
         .await
         .expect("run the SDK check");
-    assert!(out.status.success(), "the SDK failed against the simulated org:\n{}", all_output(&out));
+    assert!(
+        out.status.success(),
+        "the SDK failed against the simulated org:\n{}",
+        all_output(&out)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("sdk ok: 60 flows"));
 }

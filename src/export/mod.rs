@@ -27,6 +27,8 @@ use naming::MemberNamer;
 
 /// Page sizes tried in turn when the API refuses a larger one with 400.
 const PAGE_SIZE_FALLBACKS: [u64; 8] = [500, 250, 100, 50, 25, 10, 5, 1];
+/// How often a page that comes back empty before `pageCount` is asked for again.
+const EMPTY_PAGE_RETRIES: u32 = 2;
 /// Consecutive empty pages (before `pageCount`) after which listing stops.
 const MAX_EMPTY_PAGES: u32 = 3;
 
@@ -340,6 +342,8 @@ async fn list_all(
     for filter in filters {
         let mut page_number = 1u64;
         let mut empty_pages = 0u32;
+        let mut empty_retries = 0u32;
+        let mut filter_total: Option<u64> = None;
         loop {
             if stop.cause().is_some() {
                 return Ok(());
@@ -364,8 +368,9 @@ async fn list_all(
                 Err(e) => return Err(format!("page {page_number}: {e}")),
             };
             registry.lock().unwrap_or_else(|e| e.into_inner()).listing.pages += 1;
-            if page_number == 1 {
-                api_total = Some(api_total.unwrap_or(0) + page.total.unwrap_or(0));
+            // The latest page knows best: flows created or deleted meanwhile change `total`.
+            if let Some(t) = page.total {
+                filter_total = Some(t);
             }
             let entities = page.entities.unwrap_or_default();
             let count = entities.len();
@@ -403,6 +408,15 @@ async fn list_all(
             let page_count = page.page_count;
             let last_by_count = page_count.is_some_and(|c| page_number >= c);
             let last_by_link = page_count.is_none() && page.next_uri.is_none();
+            if count == 0 && page_count.is_some_and(|c| page_number < c) && empty_retries < EMPTY_PAGE_RETRIES {
+                empty_retries += 1;
+                warn!(
+                    page_number,
+                    page_count, "page {page_number} came back empty before pageCount; asking for it again"
+                );
+                continue;
+            }
+            empty_retries = 0;
             if count == 0 {
                 empty_pages += 1;
                 if page_count.is_none_or(|c| page_number >= c) || empty_pages >= MAX_EMPTY_PAGES {
@@ -429,6 +443,9 @@ async fn list_all(
                 page_size = s;
             }
             page_number += 1;
+        }
+        if let Some(t) = filter_total {
+            api_total = Some(api_total.unwrap_or(0) + t);
         }
     }
     let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());

@@ -32,6 +32,9 @@ pub enum AuthError {
         "could not get an OAuth token from {url} after {attempts} attempts: {reason}; check the region or --login-url and the network"
     )]
     Unavailable { url: String, attempts: u32, reason: String },
+    /// A token issued after a 401 was refused too: refreshing again would only loop.
+    #[error("the API refused a freshly issued token")]
+    RefusedFresh,
     /// The login host answered 200 with something that is not a token.
     #[error("the login host {url} answered with an unreadable token response: {reason}")]
     BadResponse { url: String, reason: String },
@@ -43,6 +46,8 @@ pub struct AccessToken {
     /// The token itself; redacted in every print.
     pub value: Secret,
     refresh_at: Instant,
+    /// When it was issued because the previous token was refused with a 401.
+    after_rejection: Option<Instant>,
 }
 
 #[derive(Deserialize)]
@@ -117,8 +122,16 @@ impl TokenProvider {
         {
             return Ok(t.clone());
         }
+        // A token issued moments ago in answer to a 401 and refused again: the client is revoked.
+        if rejected
+            .after_rejection
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return Err(AuthError::RefusedFresh);
+        }
         info!("the API refused the access token (401); requesting a new one");
-        let fresh = self.fetch().await?;
+        let mut fresh = self.fetch().await?;
+        fresh.after_rejection = Some(Instant::now());
         *cached = Some(fresh.clone());
         Ok(fresh)
     }
@@ -228,6 +241,7 @@ impl TokenProvider {
         Ok(AccessToken {
             value: Secret::new(parsed.access_token),
             refresh_at: issued + lifetime - margin,
+            after_rejection: None,
         })
     }
 }

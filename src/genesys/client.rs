@@ -241,7 +241,16 @@ impl GenesysClient {
                         });
                     }
                     refreshed = true;
-                    token = self.tokens.refresh_after_rejection(&token).await?;
+                    token = match self.tokens.refresh_after_rejection(&token).await {
+                        Ok(t) => t,
+                        Err(AuthError::RefusedFresh) => {
+                            return Err(ApiError::Unauthorized {
+                                url: url.to_string(),
+                                correlation_id,
+                            });
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                 }
                 Attempt::Throttled { retry_after, reason } => {
                     if throttled >= self.retry.max_throttle_retries {

@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use bytes::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use bytes::Bytes;
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -208,8 +208,11 @@ impl SimServer {
             .enumerate()
             .map(|(i, f)| (f.id().to_string(), i))
             .collect();
-        let mut queues: HashMap<String, VecDeque<Fault>> =
-            config.faults.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect();
+        let mut queues: HashMap<String, VecDeque<Fault>> = config
+            .faults
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+            .collect();
         for (id, n) in &config.flaky {
             let q = queues.entry(id.clone()).or_default();
             q.extend(std::iter::repeat_n(Fault::Status(config.flaky_status), *n as usize));
@@ -531,7 +534,11 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
             OversizePage::Clamp => page_size = s.config.max_page_size,
         }
     }
-    let late = s.config.late_flow.as_ref().filter(|_| s.late_visible.load(Ordering::SeqCst));
+    let late = s
+        .config
+        .late_flow
+        .as_ref()
+        .filter(|_| s.late_visible.load(Ordering::SeqCst));
     let matching: Vec<&SimFlow> = late
         .into_iter()
         .chain(s.config.flows.iter())
@@ -543,9 +550,16 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
     let end = (start + page_size as usize).min(matching.len());
     let page_real_count = matching.len().div_ceil(page_size as usize) as u64;
     let page_count = page_count.max(page_real_count);
-    let empty_now = s.empty_pages_left.lock().map(|mut e| e.remove(&page_number)).unwrap_or(false);
-    let entities: Vec<&Value> =
-        if empty_now { Vec::new() } else { matching[start..end].iter().map(|f| &f.meta).collect() };
+    let empty_now = s
+        .empty_pages_left
+        .lock()
+        .map(|mut e| e.remove(&page_number))
+        .unwrap_or(false);
+    let entities: Vec<&Value> = if empty_now {
+        Vec::new()
+    } else {
+        matching[start..end].iter().map(|f| &f.meta).collect()
+    };
     if page_number == 1 && s.config.late_flow.is_some() {
         s.late_visible.store(true, Ordering::SeqCst);
     }
@@ -572,7 +586,12 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
 
 #[allow(clippy::result_large_err)] // the error is the response to send, built once
 fn find_flow<'a>(s: &'a SimState, id: &str) -> Result<&'a SimFlow, Response> {
-    if let Some(late) = s.config.late_flow.as_ref().filter(|f| f.id() == id && s.late_visible.load(Ordering::SeqCst)) {
+    if let Some(late) = s
+        .config
+        .late_flow
+        .as_ref()
+        .filter(|f| f.id() == id && s.late_visible.load(Ordering::SeqCst))
+    {
         return Ok(late);
     }
     match s.by_id.get(id) {
@@ -615,7 +634,11 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
             &format!("You are missing the following permission: architect:flow:view in the division of flow {id}"),
         );
     }
-    let fault = s.fault_queues.lock().ok().and_then(|mut q| q.get_mut(id).and_then(VecDeque::pop_front));
+    let fault = s
+        .fault_queues
+        .lock()
+        .ok()
+        .and_then(|mut q| q.get_mut(id).and_then(VecDeque::pop_front));
     match fault {
         None => json_response(flow.configuration_json()),
         Some(Fault::Status(code)) => {
@@ -624,7 +647,11 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
         }
         Some(Fault::Throttle(retry_after)) => {
             s.stats.throttled.fetch_add(1, Ordering::Relaxed);
-            let mut resp = error_response(StatusCode::TOO_MANY_REQUESTS, "too.many.requests", "Rate limit exceeded");
+            let mut resp = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too.many.requests",
+                "Rate limit exceeded",
+            );
             if let Some(secs) = retry_after {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
@@ -633,10 +660,16 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
         Some(Fault::ResetMidBody) => {
             let body = flow.configuration_json();
             let half = Bytes::from(body.as_bytes()[..body.len() / 2].to_vec());
-            let chunks: Vec<Result<Bytes, std::io::Error>> =
-                vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))];
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(half),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected reset",
+                )),
+            ];
             let mut resp = Response::new(Body::from_stream(futures::stream::iter(chunks)));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
         Some(Fault::TruncatedBody) => {
@@ -645,7 +678,8 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
         }
         Some(Fault::NotJson) => {
             let mut resp = Response::new(Body::from("<html><body>502 Bad Gateway</body></html>"));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
             resp
         }
         Some(Fault::Slow(delay)) => {

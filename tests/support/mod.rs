@@ -170,7 +170,12 @@ pub fn python_tool(name: &str, requirement: &str, program: &str) -> PathBuf {
     lock.lock().expect("take the install lock");
     let marker = venv.join(".installed");
     if !marker.exists() {
-        let ok = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
+        let ok = std::process::Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
             && std::process::Command::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check", requirement])
                 .status()
@@ -183,4 +188,15 @@ pub fn python_tool(name: &str, requirement: &str, program: &str) -> PathBuf {
         std::fs::write(&marker, requirement).expect("mark the install done");
     }
     bin
+}
+
+/// Sends a signal (`TERM`, `INT`) to a running child, as a scheduler would.
+pub fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().expect("the child is running");
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{name} {pid}");
 }

@@ -145,3 +145,99 @@ impl S3Server {
         out.uploads().len()
     }
 }
+
+/// A storage fault injected by [`FaultyS3`].
+#[derive(Debug, Clone, Copy)]
+pub enum S3Fault {
+    /// The first `count` part uploads answer `status` (500: transient, 403: permanent).
+    FailParts { status: u16, count: usize },
+    /// After `puts` object uploads, the bucket is gone: everything answers 404 NoSuchBucket.
+    VanishAfterPuts(usize),
+}
+
+/// A proxy in front of a real S3 server that injects one kind of fault, like a failure-injecting
+/// client wrapper but over real HTTP, so the SDK's own retry and error paths run.
+pub struct FaultyS3 {
+    /// The proxy's endpoint, to give flowvault instead of the server's.
+    pub endpoint: String,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyS3 {
+    /// Starts a proxy to `upstream` injecting `fault`.
+    pub async fn start(upstream: &str, fault: S3Fault) -> FaultyS3 {
+        use axum::body::Body;
+        use axum::extract::Request;
+        use axum::response::Response;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let upstream = upstream.to_string();
+        let http = reqwest::Client::new();
+        let counter = Arc::new(AtomicUsize::new(0));
+        let handler = move |req: Request| {
+            let (upstream, http, counter) = (upstream.clone(), http.clone(), counter.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let path_q = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                let is_part = parts.method == axum::http::Method::PUT && path_q.contains("partNumber=");
+                let is_put = parts.method == axum::http::Method::PUT && !is_part;
+                let error = |status: u16, code: &str| {
+                    Response::builder()
+                        .status(status)
+                        .header("content-type", "application/xml")
+                        .body(Body::from(format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected {code}</Message></Error>")))
+                        .unwrap()
+                };
+                match fault {
+                    S3Fault::FailParts { status, count }
+                        if is_part && counter.fetch_add(1, Ordering::SeqCst) < count =>
+                    {
+                        return error(status, if status == 403 { "AccessDenied" } else { "InternalError" });
+                    }
+                    S3Fault::VanishAfterPuts(n) if counter.load(Ordering::SeqCst) >= n => {
+                        return error(404, "NoSuchBucket");
+                    }
+                    S3Fault::VanishAfterPuts(_) if is_put => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => {}
+                }
+                let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+                let mut forward = http
+                    .request(parts.method.clone(), format!("{upstream}{path_q}"))
+                    .body(bytes);
+                for (k, v) in &parts.headers {
+                    if k != "host" {
+                        forward = forward.header(k, v);
+                    }
+                }
+                match forward.send().await {
+                    Ok(resp) => {
+                        let mut builder = Response::builder().status(resp.status().as_u16());
+                        for (k, v) in resp.headers() {
+                            if k != "transfer-encoding" && k != "connection" {
+                                builder = builder.header(k, v);
+                            }
+                        }
+                        builder
+                            .body(Body::from(resp.bytes().await.unwrap_or_default()))
+                            .unwrap()
+                    }
+                    Err(_) => error(502, "BadGateway"),
+                }
+            }
+        };
+        let app = axum::Router::new().fallback(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FaultyS3 { endpoint, _task: task }
+    }
+}
