@@ -474,7 +474,9 @@ async fn fetch_and_store(
     stop: StopSignal,
 ) -> Result<(), String> {
     let concurrency = options.concurrency.max(1);
-    let window = (concurrency * 4).max(16);
+    // Results wait here to be written in listing order; twice the fetchers absorbs their jitter
+    // while keeping memory near concurrency × flow size.
+    let window = (concurrency * 2).max(8);
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut namer = MemberNamer::default();
     let stop_for_source = stop.clone();

@@ -1,0 +1,235 @@
+//! The export benchmark: flowvault against the simulated org's rate limit, side by side with the
+//! tutorial's strategy, printing figures (not asserting timings: these machines are shared).
+//!
+//! `cargo bench --bench export` runs the standard scenarios; `-- --quick` a short subset.
+//! Each scenario starts the simulated org in this process with a sliding-window limit L
+//! (429 + Retry-After beyond it) and latency D, runs the release `flowvault export` binary as a
+//! child process, and reads its peak RSS from `wait4`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use flowvault::manifest::{Manifest, Outcome};
+use flowvault::sim::{SimConfig, SimRateLimit, SimServer};
+
+const CLIENT_ID: &str = "bench";
+const CLIENT_SECRET: &str = "bench-secret";
+
+#[derive(Clone, Copy)]
+struct Scenario {
+    flows: usize,
+    /// Requests per second; `None` = unlimited.
+    limit: Option<u32>,
+    latency_ms: u64,
+    /// Also run the tutorial's strategy on the first `baseline` flows.
+    baseline: usize,
+}
+
+struct Figures {
+    requests: u64,
+    throttled: u64,
+    wall: Duration,
+    floor: Option<Duration>,
+    ratio: Option<f64>,
+    lost: i64,
+    peak_rss_mib: f64,
+    archive_bytes: u64,
+    document_bytes: u64,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scenarios: Vec<Scenario> = if quick {
+        vec![
+            Scenario { flows: 1000, limit: Some(50), latency_ms: 100, baseline: 100 },
+            Scenario { flows: 10_000, limit: None, latency_ms: 0, baseline: 0 },
+        ]
+    } else {
+        vec![
+            Scenario { flows: 1000, limit: Some(50), latency_ms: 0, baseline: 100 },
+            Scenario { flows: 1000, limit: Some(50), latency_ms: 100, baseline: 100 },
+            Scenario { flows: 1000, limit: Some(50), latency_ms: 500, baseline: 50 },
+            Scenario { flows: 1000, limit: Some(5), latency_ms: 100, baseline: 50 },
+            Scenario { flows: 1000, limit: None, latency_ms: 0, baseline: 100 },
+            Scenario { flows: 1000, limit: None, latency_ms: 100, baseline: 50 },
+            Scenario { flows: 10_000, limit: Some(200), latency_ms: 100, baseline: 0 },
+            Scenario { flows: 10_000, limit: None, latency_ms: 0, baseline: 0 },
+        ]
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    println!("flowvault export benchmark ({} scenarios); machine: {}", scenarios.len(), machine());
+    println!();
+    println!(
+        "| N | L (req/s) | D | requests | 429s | wall | floor | achieved ÷ L | lost | peak RSS | archive | gzip MB/s | tutorial ÷ L | tutorial lost |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in scenarios {
+        let f = runtime.block_on(run_flowvault(s));
+        let (tut_ratio, tut_lost) = if s.baseline > 0 { runtime.block_on(run_tutorial(s)) } else { (None, None) };
+        let gzip = gzip_mb_per_s(f.document_bytes);
+        println!(
+            "| {} | {} | {} ms | {} | {} | {:.1} s | {} | {} | {} | {:.1} MiB | {:.1} MB | {:.0} | {} | {} |",
+            s.flows,
+            s.limit.map(|l| l.to_string()).unwrap_or_else(|| "∞".into()),
+            s.latency_ms,
+            f.requests,
+            f.throttled,
+            f.wall.as_secs_f64(),
+            f.floor.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or_else(|| "–".into()),
+            f.ratio.map(|r| format!("**{r:.3}**")).unwrap_or_else(|| "–".into()),
+            f.lost,
+            f.peak_rss_mib,
+            f.archive_bytes as f64 / 1e6,
+            gzip,
+            tut_ratio.map(|r| format!("{r:.3}")).unwrap_or_else(|| "–".into()),
+            tut_lost.map(|l| format!("{l} of {}", s.baseline)).unwrap_or_else(|| "–".into()),
+        );
+    }
+}
+
+fn sim_config(s: Scenario) -> SimConfig {
+    let mut config = SimConfig::generated(s.flows, 2026, CLIENT_ID, CLIENT_SECRET);
+    config.latency = Duration::from_millis(s.latency_ms);
+    config.rate_limit = s.limit.map(|l| SimRateLimit { requests: l, window: Duration::from_secs(1) });
+    config
+}
+
+async fn run_flowvault(s: Scenario) -> Figures {
+    let sim = SimServer::start(sim_config(s), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await.expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rate = s.limit.map(|l| format!("{l}/s")).unwrap_or_else(|| "off".into());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowvault"));
+    cmd.args(["export", "--run-id", "bench", "--rate-limit", &rate, "--log-level", "warn"])
+        .arg("--to")
+        .arg(dir.path())
+        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
+        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
+        .env("FLOWVAULT_API_URL", sim.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let started = Instant::now();
+    let child = cmd.spawn().expect("spawn flowvault");
+    let pid = child.id() as libc::pid_t;
+    let (code, maxrss_kib) = tokio::task::spawn_blocking(move || wait4(pid)).await.expect("wait");
+    let wall = started.elapsed();
+    assert_eq!(code, 0, "flowvault exited with {code}");
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.path().join("bench/manifest.json")).expect("manifest")).expect("parse");
+    let handled = manifest.flows.iter().filter(|r| matches!(r.outcome, Outcome::Exported | Outcome::NotFound)).count();
+    let requests = sim.stats().api_requests.load(Ordering::Relaxed);
+    let throttled = sim.stats().throttled.load(Ordering::Relaxed);
+    let accepted = requests - throttled;
+    let floor = s.limit.map(|l| Duration::from_secs_f64(accepted as f64 / l as f64));
+    let ratio = s.limit.map(|l| (accepted as f64 / wall.as_secs_f64()) / l as f64);
+    let archive_bytes = std::fs::metadata(dir.path().join("bench/flows.tar.gz")).map(|m| m.len()).unwrap_or(0);
+    let document_bytes = manifest.flows.iter().filter_map(|r| r.bytes).sum();
+    sim.shutdown().await;
+    Figures {
+        requests,
+        throttled,
+        wall,
+        floor,
+        ratio,
+        lost: s.flows as i64 - handled as i64,
+        peak_rss_mib: maxrss_kib as f64 / 1024.0,
+        archive_bytes,
+        document_bytes,
+    }
+}
+
+/// Waits for `pid`, returning its exit code and peak RSS in KiB. The peak is the program's own
+/// `VmHWM`, polled every 20 ms until it exits (`ru_maxrss` would also count the benchmark's pages
+/// that the child shared before it exec'd).
+fn wait4(pid: libc::pid_t) -> (i32, i64) {
+    let mut status = 0;
+    let mut peak_kib = 0i64;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(line) = s.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kib: i64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
+        }
+        // SAFETY: waiting for our own child; status is a plain int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        assert!(r == 0, "waitpid failed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    (code, peak_kib)
+}
+
+/// The tutorial's strategy: one flow at a time, a 100 ms pause after each, no retry on 429 (such
+/// a flow is simply lost). Returns (achieved ÷ L, flows lost).
+async fn run_tutorial(s: Scenario) -> (Option<f64>, Option<usize>) {
+    let sim = SimServer::start(sim_config(s), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await.expect("sim");
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{}/oauth/token", sim.url()))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    let bearer = token["access_token"].as_str().unwrap_or_default().to_string();
+    let started = Instant::now();
+    let ids: Vec<String> = sim.flows().iter().take(s.baseline).map(|f| f.id().to_string()).collect();
+    let mut lost = 0;
+    for id in &ids {
+        let resp = http
+            .get(format!("{}/api/v2/flows/{id}/latestconfiguration", sim.url()))
+            .bearer_auth(&bearer)
+            .send()
+            .await;
+        match resp {
+            Ok(r) if r.status().is_success() => {
+                let _ = r.bytes().await;
+            }
+            _ => lost += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wall = started.elapsed();
+    let accepted = sim.stats().api_requests.load(Ordering::Relaxed) - sim.stats().throttled.load(Ordering::Relaxed);
+    sim.shutdown().await;
+    (s.limit.map(|l| (accepted as f64 / wall.as_secs_f64()) / l as f64), Some(lost))
+}
+
+/// Compression throughput of the tar+gzip encoder on realistic documents of the given total size.
+fn gzip_mb_per_s(total_bytes: u64) -> f64 {
+    let org = flowvault::sim::generate_org(200, 7, false);
+    let docs: Vec<Vec<u8>> = org
+        .iter()
+        .map(|f| flowvault::export::build_document(&f.meta.to_string(), &f.configuration_json()))
+        .collect();
+    let sample: u64 = docs.iter().map(|d| d.len() as u64).sum();
+    let rounds = (total_bytes / sample.max(1)).clamp(1, 20);
+    let started = Instant::now();
+    let mut encoder = flowvault::sink::TarGzEncoder::new();
+    let mut out = 0usize;
+    for r in 0..rounds {
+        for (i, d) in docs.iter().enumerate() {
+            encoder.append(&format!("flows/x/{r}-{i}.json"), d).expect("encode");
+            out += encoder.take_output().len();
+        }
+    }
+    out += encoder.finish().expect("finish").len();
+    let _ = out;
+    (sample * rounds) as f64 / 1e6 / started.elapsed().as_secs_f64()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{} cores, {cpu}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0))
+}
