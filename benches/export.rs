@@ -43,23 +43,80 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scenarios: Vec<Scenario> = if quick {
         vec![
-            Scenario { flows: 1000, limit: Some(50), latency_ms: 100, baseline: 100 },
-            Scenario { flows: 10_000, limit: None, latency_ms: 0, baseline: 0 },
+            Scenario {
+                flows: 1000,
+                limit: Some(50),
+                latency_ms: 100,
+                baseline: 100,
+            },
+            Scenario {
+                flows: 10_000,
+                limit: None,
+                latency_ms: 0,
+                baseline: 0,
+            },
         ]
     } else {
         vec![
-            Scenario { flows: 1000, limit: Some(50), latency_ms: 0, baseline: 100 },
-            Scenario { flows: 1000, limit: Some(50), latency_ms: 100, baseline: 100 },
-            Scenario { flows: 1000, limit: Some(50), latency_ms: 500, baseline: 50 },
-            Scenario { flows: 1000, limit: Some(5), latency_ms: 100, baseline: 50 },
-            Scenario { flows: 1000, limit: None, latency_ms: 0, baseline: 100 },
-            Scenario { flows: 1000, limit: None, latency_ms: 100, baseline: 50 },
-            Scenario { flows: 10_000, limit: Some(200), latency_ms: 100, baseline: 0 },
-            Scenario { flows: 10_000, limit: None, latency_ms: 0, baseline: 0 },
+            Scenario {
+                flows: 1000,
+                limit: Some(50),
+                latency_ms: 0,
+                baseline: 100,
+            },
+            Scenario {
+                flows: 1000,
+                limit: Some(50),
+                latency_ms: 100,
+                baseline: 100,
+            },
+            Scenario {
+                flows: 1000,
+                limit: Some(50),
+                latency_ms: 500,
+                baseline: 50,
+            },
+            Scenario {
+                flows: 1000,
+                limit: Some(5),
+                latency_ms: 100,
+                baseline: 50,
+            },
+            Scenario {
+                flows: 1000,
+                limit: None,
+                latency_ms: 0,
+                baseline: 100,
+            },
+            Scenario {
+                flows: 1000,
+                limit: None,
+                latency_ms: 100,
+                baseline: 50,
+            },
+            Scenario {
+                flows: 10_000,
+                limit: Some(200),
+                latency_ms: 100,
+                baseline: 0,
+            },
+            Scenario {
+                flows: 10_000,
+                limit: None,
+                latency_ms: 0,
+                baseline: 0,
+            },
         ]
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    println!("flowvault export benchmark ({} scenarios); machine: {}", scenarios.len(), machine());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "flowvault export benchmark ({} scenarios); machine: {}",
+        scenarios.len(),
+        machine()
+    );
     println!();
     println!(
         "| N | L (req/s) | D | requests | 429s | wall | floor | achieved ÷ L | lost | peak RSS | archive | gzip MB/s | tutorial ÷ L | tutorial lost |"
@@ -67,7 +124,11 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in scenarios {
         let f = runtime.block_on(run_flowvault(s));
-        let (tut_ratio, tut_lost) = if s.baseline > 0 { runtime.block_on(run_tutorial(s)) } else { (None, None) };
+        let (tut_ratio, tut_lost) = if s.baseline > 0 {
+            runtime.block_on(run_tutorial(s))
+        } else {
+            (None, None)
+        };
         let gzip = gzip_mb_per_s(f.document_bytes);
         println!(
             "| {} | {} | {} ms | {} | {} | {:.1} s | {} | {} | {} | {:.1} MiB | {:.1} MB | {:.0} | {} | {} |",
@@ -77,14 +138,18 @@ fn main() {
             f.requests,
             f.throttled,
             f.wall.as_secs_f64(),
-            f.floor.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or_else(|| "–".into()),
+            f.floor
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "–".into()),
             f.ratio.map(|r| format!("**{r:.3}**")).unwrap_or_else(|| "–".into()),
             f.lost,
             f.peak_rss_mib,
             f.archive_bytes as f64 / 1e6,
             gzip,
             tut_ratio.map(|r| format!("{r:.3}")).unwrap_or_else(|| "–".into()),
-            tut_lost.map(|l| format!("{l} of {}", s.baseline)).unwrap_or_else(|| "–".into()),
+            tut_lost
+                .map(|l| format!("{l} of {}", s.baseline))
+                .unwrap_or_else(|| "–".into()),
         );
     }
 }
@@ -92,23 +157,36 @@ fn main() {
 fn sim_config(s: Scenario) -> SimConfig {
     let mut config = SimConfig::generated(s.flows, 2026, CLIENT_ID, CLIENT_SECRET);
     config.latency = Duration::from_millis(s.latency_ms);
-    config.rate_limit = s.limit.map(|l| SimRateLimit { requests: l, window: Duration::from_secs(1) });
+    config.rate_limit = s.limit.map(|l| SimRateLimit {
+        requests: l,
+        window: Duration::from_secs(1),
+    });
     config
 }
 
 async fn run_flowvault(s: Scenario) -> Figures {
-    let sim = SimServer::start(sim_config(s), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await.expect("sim");
+    let sim = SimServer::start(sim_config(s), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
+        .await
+        .expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");
     let rate = s.limit.map(|l| format!("{l}/s")).unwrap_or_else(|| "off".into());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowvault"));
-    cmd.args(["export", "--run-id", "bench", "--rate-limit", &rate, "--log-level", "warn"])
-        .arg("--to")
-        .arg(dir.path())
-        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
-        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
-        .env("FLOWVAULT_API_URL", sim.url())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    cmd.args([
+        "export",
+        "--run-id",
+        "bench",
+        "--rate-limit",
+        &rate,
+        "--log-level",
+        "warn",
+    ])
+    .arg("--to")
+    .arg(dir.path())
+    .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
+    .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
+    .env("FLOWVAULT_API_URL", sim.url())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
     let started = Instant::now();
     let child = cmd.spawn().expect("spawn flowvault");
     let pid = child.id() as libc::pid_t;
@@ -116,14 +194,21 @@ async fn run_flowvault(s: Scenario) -> Figures {
     let wall = started.elapsed();
     assert_eq!(code, 0, "flowvault exited with {code}");
     let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.path().join("bench/manifest.json")).expect("manifest")).expect("parse");
-    let handled = manifest.flows.iter().filter(|r| matches!(r.outcome, Outcome::Exported | Outcome::NotFound)).count();
+        serde_json::from_slice(&std::fs::read(dir.path().join("bench/manifest.json")).expect("manifest"))
+            .expect("parse");
+    let handled = manifest
+        .flows
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Exported | Outcome::NotFound))
+        .count();
     let requests = sim.stats().api_requests.load(Ordering::Relaxed);
     let throttled = sim.stats().throttled.load(Ordering::Relaxed);
     let accepted = requests - throttled;
     let floor = s.limit.map(|l| Duration::from_secs_f64(accepted as f64 / l as f64));
     let ratio = s.limit.map(|l| (accepted as f64 / wall.as_secs_f64()) / l as f64);
-    let archive_bytes = std::fs::metadata(dir.path().join("bench/flows.tar.gz")).map(|m| m.len()).unwrap_or(0);
+    let archive_bytes = std::fs::metadata(dir.path().join("bench/flows.tar.gz"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let document_bytes = manifest.flows.iter().filter_map(|r| r.bytes).sum();
     sim.shutdown().await;
     Figures {
@@ -160,14 +245,20 @@ fn wait4(pid: libc::pid_t) -> (i32, i64) {
         assert!(r == 0, "waitpid failed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     (code, peak_kib)
 }
 
 /// The tutorial's strategy: one flow at a time, a 100 ms pause after each, no retry on 429 (such
 /// a flow is simply lost). Returns (achieved ÷ L, flows lost).
 async fn run_tutorial(s: Scenario) -> (Option<f64>, Option<usize>) {
-    let sim = SimServer::start(sim_config(s), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await.expect("sim");
+    let sim = SimServer::start(sim_config(s), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
+        .await
+        .expect("sim");
     let http = reqwest::Client::new();
     let token: serde_json::Value = http
         .post(format!("{}/oauth/token", sim.url()))
@@ -181,7 +272,12 @@ async fn run_tutorial(s: Scenario) -> (Option<f64>, Option<usize>) {
         .expect("token json");
     let bearer = token["access_token"].as_str().unwrap_or_default().to_string();
     let started = Instant::now();
-    let ids: Vec<String> = sim.flows().iter().take(s.baseline).map(|f| f.id().to_string()).collect();
+    let ids: Vec<String> = sim
+        .flows()
+        .iter()
+        .take(s.baseline)
+        .map(|f| f.id().to_string())
+        .collect();
     let mut lost = 0;
     for id in &ids {
         let resp = http
@@ -200,7 +296,10 @@ async fn run_tutorial(s: Scenario) -> (Option<f64>, Option<usize>) {
     let wall = started.elapsed();
     let accepted = sim.stats().api_requests.load(Ordering::Relaxed) - sim.stats().throttled.load(Ordering::Relaxed);
     sim.shutdown().await;
-    (s.limit.map(|l| (accepted as f64 / wall.as_secs_f64()) / l as f64), Some(lost))
+    (
+        s.limit.map(|l| (accepted as f64 / wall.as_secs_f64()) / l as f64),
+        Some(lost),
+    )
 }
 
 /// Compression throughput of the tar+gzip encoder on realistic documents of the given total size.
@@ -229,7 +328,14 @@ fn gzip_mb_per_s(total_bytes: u64) -> f64 {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{} cores, {cpu}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0))
+    format!(
+        "{} cores, {cpu}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    )
 }

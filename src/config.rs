@@ -238,27 +238,40 @@ fn derive_login_url(api: &Url) -> Url {
     login
 }
 
-/// Parses a duration like `30s`, `500ms`, `5m`, `2h` or plain seconds.
+/// Parses a duration like `30s`, `500ms`, `5m`, `2h`, `2h45m` or plain seconds.
 pub fn parse_duration(value: &str, setting: &str) -> Result<Duration, ConfigError> {
-    let v = value.trim();
-    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        ConfigError(format!(
-            "{setting} `{value}` is not a duration; write e.g. 30s, 500ms, 5m or 2h"
-        ))
-    })?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" | "mins" => n * 60.0,
-        "h" | "hr" | "hours" => n * 3600.0,
-        other => {
-            return err(format!(
-                "{setting} `{value}` has unknown unit `{other}`; use ms, s, m or h"
-            ));
-        }
-    };
+    let hint = "write e.g. 30s, 500ms, 5m, 2h or 2h45m";
+    let mut rest = value.trim();
+    if rest.is_empty() {
+        return err(format!("{setting} is empty; {hint}"));
+    }
+    let mut secs = 0.0f64;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, after) = rest.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| ConfigError(format!("{setting} `{value}` is not a duration; {hint}")))?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        secs += match unit.trim() {
+            "" if next.is_empty() && secs == 0.0 => n,
+            "s" | "sec" | "secs" => n,
+            "ms" => n / 1000.0,
+            "m" | "min" | "mins" => n * 60.0,
+            "h" | "hr" | "hours" => n * 3600.0,
+            other => {
+                return err(format!(
+                    "{setting} `{value}` has unknown unit `{other}`; use ms, s, m or h"
+                ));
+            }
+        };
+        rest = next;
+    }
     if !secs.is_finite() || !(0.0..=30.0 * 86400.0).contains(&secs) {
         return err(format!("{setting} `{value}` is out of range (0 to 30 days)"));
     }
@@ -540,6 +553,9 @@ mod tests {
         assert!(parse_rate("300", "x").is_err());
         assert_eq!(parse_duration("500ms", "x").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m", "x").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("2h45m", "x").unwrap(), Duration::from_secs(9900));
+        assert_eq!(parse_duration("90", "x").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("5x", "x").is_err());
         assert!(parse_duration("-1s", "x").is_err());
         assert_eq!(parse_size("8MiB", "x").unwrap(), 8 * 1024 * 1024);
         assert!(parse_size("-5", "x").is_err());
