@@ -162,6 +162,19 @@ pub struct SimStats {
     pub token_requests: AtomicU64,
     /// Tokens issued.
     pub tokens_issued: AtomicU64,
+    /// When the first and the latest accepted `latestconfiguration` request arrived.
+    pub configuration_span: Mutex<Option<(Instant, Instant)>>,
+}
+
+impl SimStats {
+    /// Seconds from the first to the latest accepted configuration request: the window in which
+    /// the client was pacing itself, without the listing and round trips before and after it.
+    pub fn configuration_span_secs(&self) -> Option<f64> {
+        self.configuration_span
+            .lock()
+            .ok()
+            .and_then(|s| s.map(|(a, b)| (b - a).as_secs_f64()))
+    }
 }
 
 impl SimStats {
@@ -619,6 +632,10 @@ async fn latest_configuration(State(s): State<Arc<SimState>>, headers: HeaderMap
         return r;
     }
     s.stats.configuration_requests.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut span) = s.stats.configuration_span.lock() {
+        let now = Instant::now();
+        *span = Some(span.map_or((now, now), |(first, _)| (first, now)));
+    }
     configuration_of(&s, &id).await
 }
 
