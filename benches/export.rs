@@ -78,54 +78,15 @@ fn main() {
         ]
     } else {
         vec![
-            Scenario {
-                flows: 1000,
-                limit: Some(50),
-                latency_ms: 0,
-                baseline: 100,
-            },
-            Scenario {
-                flows: 1000,
-                limit: Some(50),
-                latency_ms: 100,
-                baseline: 100,
-            },
-            Scenario {
-                flows: 1000,
-                limit: Some(50),
-                latency_ms: 500,
-                baseline: 50,
-            },
-            Scenario {
-                flows: 1000,
-                limit: Some(5),
-                latency_ms: 100,
-                baseline: 50,
-            },
-            Scenario {
-                flows: 1000,
-                limit: None,
-                latency_ms: 0,
-                baseline: 100,
-            },
-            Scenario {
-                flows: 1000,
-                limit: None,
-                latency_ms: 100,
-                baseline: 50,
-            },
-            Scenario {
-                flows: 10_000,
-                limit: Some(200),
-                latency_ms: 100,
-                baseline: 0,
-            },
-            Scenario {
-                flows: 10_000,
-                limit: None,
-                latency_ms: 0,
-                baseline: 0,
-            },
+            sc(1000, Some(50), 0, 100),
+            sc(1000, Some(50), 100, 100),
+            sc(1000, Some(50), 500, 50),
+            sc(5000, Some(50), 500, 0),
+            sc(500, Some(5), 100, 30),
+            sc(1000, None, 0, 100),
+            sc(1000, None, 100, 50),
+            sc(10000, Some(200), 100, 0),
+            sc(10000, None, 0, 0),
         ]
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -172,6 +133,15 @@ fn main() {
                 .map(|l| format!("{l} of {}", s.baseline))
                 .unwrap_or_else(|| "–".into()),
         );
+    }
+}
+
+fn sc(flows: usize, limit: Option<u32>, latency_ms: u64, baseline: usize) -> Scenario {
+    Scenario {
+        flows,
+        limit,
+        latency_ms,
+        baseline,
     }
 }
 
