@@ -457,3 +457,45 @@ async fn help_lists_the_commands_and_the_settings() {
         assert!(text.contains(word), "missing {word} in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_exports_the_built_in_org_with_the_real_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(flowvault().args(["demo", "--flows", "30", "--to"]).arg(dir.path())).await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("complete: 30 listed, 29 exported, 1 not found"),
+        "{stdout}"
+    );
+    let run_dir = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let manifest = read_manifest(&run_dir);
+    assert!(manifest.complete);
+    assert_eq!(
+        read_tar_gz(&std::fs::read(run_dir.join("flows.tar.gz")).unwrap()).len(),
+        30
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_flow_id_on_retries() {
+    let mut config = org(4);
+    let id = config.flows[0].id().to_string();
+    config.flaky.insert(id.clone(), 1);
+    let sim = start_sim(config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(export_cmd(&sim, dir.path(), "j").args(["--log-format", "json"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["flow_id"] == id.as_str() && l["level"] == "WARN"),
+        "{stderr}"
+    );
+    assert_no_secrets(&stderr, &sim);
+}
