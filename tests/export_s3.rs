@@ -10,7 +10,6 @@ use aws_sdk_s3::types::ChecksumMode;
 use base64::Engine;
 use flowvault::manifest::{Manifest, Outcome};
 use flowvault::sim::{ConfigSource, SimConfig, generate_org};
-use rand::{Rng, SeedableRng};
 use support::s3::{BUCKET, S3Server, SECRET_KEY};
 use support::*;
 
@@ -33,14 +32,8 @@ fn awkward_org() -> (SimConfig, String) {
 }
 
 fn s3_export(sim: &flowvault::sim::SimServer, s3: &S3Server, to: &str, run_id: &str) -> tokio::process::Command {
-    let mut cmd = flowvault();
-    cmd.arg("export")
-        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
-        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
-        .env("FLOWVAULT_API_URL", sim.url())
-        .env("FLOWVAULT_MAX_BACKOFF", "200ms")
-        .envs(s3.env())
-        .args(["--to", to, "--run-id", run_id, "--rate-limit", "off"]);
+    let mut cmd = export_cmd(sim, std::path::Path::new(to), run_id);
+    cmd.envs(s3.env());
     cmd
 }
 
@@ -127,20 +120,6 @@ async fn a_small_tar_gz_is_one_object_matching_the_manifest() {
     assert_eq!(manifest.totals.exported, 29);
 }
 
-/// Flows whose configurations barely compress (random base64), so a few MB of flows make a
-/// multi-part archive.
-fn incompressible_org(flows: usize, bytes_each: usize) -> SimConfig {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let mut org = generate_org(flows, 8, false);
-    for f in &mut org {
-        let mut blob = vec![0u8; bytes_each * 3 / 4];
-        rng.fill(&mut blob[..]);
-        let text = base64::engine::general_purpose::STANDARD.encode(&blob);
-        f.config = ConfigSource::Literal(serde_json::json!({"id": f.id(), "prompts": {"audio": text}}).to_string());
-    }
-    SimConfig::with_flows(org, CLIENT_ID, CLIENT_SECRET)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_tar_gz_streams_as_a_multipart_upload_and_reads_back_byte_for_byte() {
     let s3 = S3Server::start().await;
@@ -197,19 +176,8 @@ async fn sigterm_during_a_multipart_upload_aborts_it_and_leaves_an_incomplete_ma
         .spawn()
         .unwrap();
     // Wait until the first part is in flight, then ask the job to stop as a scheduler would.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while s3.open_uploads().await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the multipart upload never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pid = child.id().unwrap() as i32;
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    s3.wait_for_multipart_upload().await;
+    signal(&child, "TERM");
     let out = tokio::time::timeout(Duration::from_secs(60), async {
         let status = child.wait().await.unwrap();
         let mut stderr = String::new();
@@ -249,14 +217,7 @@ async fn the_store_failing_mid_upload_fails_the_run_without_a_complete_manifest(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while s3.open_uploads().await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the multipart upload never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s3.wait_for_multipart_upload().await;
     drop(s3); // the storage endpoint goes away mid-run
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await

@@ -359,7 +359,7 @@ async fn a_full_local_disk_fails_the_run_and_removes_the_partial_archive() {
         }
     }
     let _unmount = Unmount(mount.path().to_path_buf());
-    let sim = start_sim(big_org(4)).await;
+    let sim = start_sim(incompressible_org(4, 1_000_000)).await;
     let out = run(&mut export_cmd(&sim, mount.path(), "r")).await;
     let text = all_output(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -390,7 +390,7 @@ fn s3_export(sim: &SimServer, s3: &S3Server, endpoint: &str, to: &str) -> tokio:
 async fn a_part_upload_failing_once_is_retried_and_the_archive_completes() {
     let s3 = S3Server::start().await;
     let proxy = FaultyS3::start(&s3.endpoint, S3Fault::FailParts { status: 500, count: 1 }).await;
-    let sim = start_sim(big_org(16)).await;
+    let sim = start_sim(incompressible_org(16, 1_000_000)).await;
     let out =
         run(s3_export(&sim, &s3, &proxy.endpoint, &format!("s3://{BUCKET}/t")).args(["--part-size", "5MiB"])).await;
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
@@ -410,7 +410,7 @@ async fn a_part_upload_failing_for_good_aborts_the_upload_and_claims_nothing() {
         },
     )
     .await;
-    let sim = start_sim(big_org(16)).await;
+    let sim = start_sim(incompressible_org(16, 1_000_000)).await;
     let out =
         run(s3_export(&sim, &s3, &proxy.endpoint, &format!("s3://{BUCKET}/p")).args(["--part-size", "5MiB"])).await;
     let text = all_output(&out);
@@ -449,19 +449,4 @@ async fn a_bucket_vanishing_mid_run_fails_the_flows_it_could_not_take() {
         s3.keys("v/r/manifest.json").await.is_empty(),
         "no manifest claims completeness"
     );
-}
-
-/// Flows of about 1 MB that barely compress, so a handful make a multi-part archive.
-fn big_org(n: usize) -> SimConfig {
-    use base64::Engine;
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-    let mut flows = generate_org(n, 12, false);
-    for f in &mut flows {
-        let mut blob = vec![0u8; 750_000];
-        rng.fill(&mut blob[..]);
-        let text = base64::engine::general_purpose::STANDARD.encode(&blob);
-        f.config = flowvault::sim::ConfigSource::Literal(serde_json::json!({"id": f.id(), "blob": text}).to_string());
-    }
-    SimConfig::with_flows(flows, CLIENT_ID, CLIENT_SECRET)
 }

@@ -200,10 +200,16 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => fatal = fatal.or(Some(format!("the destination failed: {e}"))),
         }
-        // The writer is done; make sure the lister is too (it stops when its channel closes).
+        // The writer is done. After a stop or a fatal error the lister may be waiting out a long
+        // Retry-After: cut it, the manifest already says why the run ended. Otherwise it has
+        // finished (the writer only ends when the lister closes the channel).
+        if fatal.is_some() || stop.cause().is_some() {
+            lister.abort();
+        }
         match lister.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => listing_error = Some(e),
+            Err(e) if e.is_cancelled() => {}
             Err(e) => listing_error = Some(format!("the listing task failed: {e}")),
         }
     }

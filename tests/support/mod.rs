@@ -200,3 +200,21 @@ pub fn signal(child: &tokio::process::Child, name: &str) {
         .is_ok_and(|s| s.success());
     assert!(ok, "kill -{name} {pid}");
 }
+
+/// Flows of about `bytes_each` bytes whose configurations barely compress (random base64), so a
+/// few megabytes of flows make a multi-part archive or fill a small disk.
+pub fn incompressible_org(flows: usize, bytes_each: usize) -> SimConfig {
+    use base64::Engine;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut org = flowvault::sim::generate_org(flows, 8, false);
+    for f in &mut org {
+        let mut blob = vec![0u8; bytes_each * 3 / 4];
+        rng.fill(&mut blob[..]);
+        let text = base64::engine::general_purpose::STANDARD.encode(&blob);
+        f.config = flowvault::sim::ConfigSource::Literal(
+            serde_json::json!({"id": f.id(), "prompts": {"audio": text}}).to_string(),
+        );
+    }
+    SimConfig::with_flows(org, CLIENT_ID, CLIENT_SECRET)
+}

@@ -133,6 +133,15 @@ impl S3Server {
         keys
     }
 
+    /// Waits (up to a minute) until a multipart upload is open: the archive is streaming.
+    pub async fn wait_for_multipart_upload(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.open_uploads().await == 0 {
+            assert!(Instant::now() < deadline, "the multipart upload never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Multipart uploads still open under the bucket.
     pub async fn open_uploads(&self) -> usize {
         let out = self
