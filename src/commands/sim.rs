@@ -90,14 +90,13 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
         server.url()
     )?;
     out.flush()?;
-    tokio::select! {
-        _ = server_wait_signal() => {}
-    }
+    wait_for_signal().await;
     server.shutdown().await;
     Ok(())
 }
 
-async fn server_wait_signal() {
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -312,13 +312,6 @@ impl SimServer {
             let _ = task.await;
         }
     }
-
-    /// Serves until the process is stopped.
-    pub async fn wait(mut self) {
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
 }
 
 impl Drop for SimServer {
