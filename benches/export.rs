@@ -25,6 +25,8 @@ struct Scenario {
     latency_ms: u64,
     /// Also run the tutorial's strategy on the first `baseline` flows.
     baseline: usize,
+    /// Run flowvault with `--rate-limit off`: it must find the server's limit from its 429s.
+    client_off: bool,
 }
 
 struct Figures {
@@ -87,6 +89,10 @@ fn main() {
             sc(1000, None, 100, 50),
             sc(10000, Some(200), 100, 0),
             sc(10000, None, 0, 0),
+            Scenario {
+                client_off: true,
+                ..sc(1000, Some(50), 100, 0)
+            },
         ]
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -114,7 +120,13 @@ fn main() {
         println!(
             "| {} | {} | {} ms | {} | {} | {:.1} s | {} | {} | {} | {} | {:.1} MiB | {:.1} MB | {:.0} | {} | {} |",
             s.flows,
-            s.limit.map(|l| l.to_string()).unwrap_or_else(|| "∞".into()),
+            s.limit
+                .map(|l| if s.client_off {
+                    format!("{l} (flowvault: `off`)")
+                } else {
+                    l.to_string()
+                })
+                .unwrap_or_else(|| "∞".into()),
             s.latency_ms,
             f.requests,
             f.throttled,
@@ -160,7 +172,11 @@ async fn run_flowvault(s: Scenario) -> Figures {
         .await
         .expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");
-    let rate = s.limit.map(|l| format!("{l}/s")).unwrap_or_else(|| "off".into());
+    let rate = s
+        .limit
+        .filter(|_| !s.client_off)
+        .map(|l| format!("{l}/s"))
+        .unwrap_or_else(|| "off".into());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowvault"));
     cmd.args([
         "export",

@@ -227,10 +227,11 @@ impl GenesysClient {
         let mut token = self.tokens.token().await?;
         loop {
             self.limiter.acquire().await;
+            let sent_at = tokio::time::Instant::now();
             attempts += 1;
             match self.attempt(&url, &token).await {
                 Attempt::Done(body) => {
-                    self.limiter.succeeded();
+                    self.limiter.succeeded(sent_at);
                     return Ok(Fetched { body, attempts });
                 }
                 Attempt::Unauthorized(correlation_id) => {
@@ -275,7 +276,7 @@ impl GenesysClient {
                     }
                     let wait = self.retry.throttle_wait(retry_after, throttled);
                     throttled += 1;
-                    self.limiter.throttled(wait);
+                    self.limiter.throttled(wait, retry_after);
                     warn!(url = %url, wait_ms = wait.as_millis() as u64, retry = throttled, "{reason}; waiting as the API asked before retrying");
                     // The limiter holds everyone back; this request waits its turn there.
                 }

@@ -2,9 +2,13 @@
 //!
 //! Requests are spaced evenly at the configured rate (no bursts, so a server counting in a
 //! sliding window never sees more than the limit). When the API answers 429 anyway, everybody
-//! pauses until its `Retry-After` has passed and the rate drops a little; successes creep it back
-//! up to the configured rate. One 429 storm therefore lowers the rate once, not once per request.
+//! pauses until its `Retry-After` has passed and the pace drops to what the API was seen to
+//! accept since the previous 429 (less a margin), or by a tenth, whichever is slower; successes
+//! creep it back up (to the configured rate, or slowly without one). One 429 storm therefore
+//! lowers the pace once, not once per request, and even `--rate-limit off` settles just under
+//! the server's real limit instead of bursting into it again and again.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,6 +26,14 @@ struct State {
     interval: Option<Duration>,
     next_slot: Instant,
     paused_until: Instant,
+    /// When recently accepted requests were sent (the last `MAX_WINDOW`, at most `MAX_RECENT`).
+    recent: VecDeque<Instant>,
+    /// A 429 at this instant whose `Retry-After` (the window) is still to be learned from, once
+    /// the requests sent before it have all answered.
+    pending_estimate: Option<(Instant, Duration)>,
+    /// The pace learned from the last throttling: without a configured rate, the pace recovers
+    /// quickly up to it and only creeps beyond it.
+    learned: Option<Duration>,
 }
 
 /// The share of the configured rate actually used: requests leave evenly spaced, but arrive with
@@ -32,6 +44,15 @@ pub const HEADROOM: f64 = 0.97;
 const SLOWDOWN: f64 = 1.10;
 /// How much faster it goes after each success, back towards the configured rate.
 const RECOVERY: f64 = 0.995;
+/// The same without a configured rate: slow enough that probing for more costs a 429 only every
+/// few hundred requests.
+const RECOVERY_UNCAPPED: f64 = 0.9998;
+/// Successes needed before the observed rate is trusted.
+const MIN_OBSERVED: usize = 5;
+/// The longest window over which accepted requests are remembered.
+const MAX_WINDOW: Duration = Duration::from_secs(600);
+/// The most accepted requests remembered.
+const MAX_RECENT: usize = 100_000;
 
 impl RateLimiter {
     /// A limiter allowing `per_second` requests a second; `None` or a non-positive rate means
@@ -47,6 +68,9 @@ impl RateLimiter {
                 interval: configured,
                 next_slot: now,
                 paused_until: now,
+                recent: VecDeque::new(),
+                pending_estimate: None,
+                learned: None,
             }),
         }
     }
@@ -61,6 +85,7 @@ impl RateLimiter {
         let start = {
             let mut s = self.lock();
             let now = Instant::now();
+            s.apply_pending_estimate(now);
             let start = now.max(s.next_slot).max(s.paused_until);
             if let Some(interval) = s.interval {
                 s.next_slot = start + interval;
@@ -68,34 +93,83 @@ impl RateLimiter {
             start
         };
         tokio::time::sleep_until(start).await;
+        // The first request after a pause is the one to learn from it.
+        self.lock().apply_pending_estimate(Instant::now());
     }
 
-    /// Records a 429: nobody sends until `wait` has passed, and the rate drops once per pause.
-    pub fn throttled(&self, wait: Duration) {
+    /// Records a 429: nobody sends until `wait` has passed, and the pace drops once per pause.
+    /// When the API said how long to wait (`retry_after`), that is taken as its counting window:
+    /// once the pause is over (and so every request sent before the 429 has answered), the requests
+    /// it accepted in that window are taken as its limit, and the pace drops to that less the
+    /// headroom if that is slower still.
+    pub fn throttled(&self, wait: Duration, retry_after: Option<Duration>) {
         let mut s = self.lock();
         let now = Instant::now();
-        if now >= s.paused_until
-            && let Some(interval) = s.interval
-        {
-            s.interval = Some(interval.mul_f64(SLOWDOWN));
+        if now >= s.paused_until {
+            s.interval = s.interval.map(|i| i.mul_f64(SLOWDOWN));
+            s.pending_estimate = retry_after
+                .filter(|w| *w >= Duration::from_millis(100))
+                .map(|w| (now, w));
+            if let Some(i) = s.interval {
+                tracing::info!("the API throttled; pacing requests at {:.2}/s", 1.0 / i.as_secs_f64());
+            }
         }
         s.paused_until = s.paused_until.max(now + wait);
         s.next_slot = s.next_slot.max(s.paused_until);
     }
 
-    /// Records a success: the rate recovers a little towards the configured one.
-    pub fn succeeded(&self) {
+    /// Records a request sent at `sent_at` that succeeded: the pace recovers a little (towards the
+    /// configured rate, if any).
+    pub fn succeeded(&self, sent_at: Instant) {
         let mut s = self.lock();
-        if let (Some(current), Some(configured)) = (s.interval, self.configured)
-            && current > configured
-        {
-            s.interval = Some(current.mul_f64(RECOVERY).max(configured));
+        let now = Instant::now();
+        s.recent.push_back(sent_at);
+        while s.recent.len() > MAX_RECENT || s.recent.front().is_some_and(|t| now.duration_since(*t) > MAX_WINDOW) {
+            s.recent.pop_front();
         }
+        s.interval = match (s.interval, self.configured, s.learned) {
+            (Some(current), Some(configured), _) if current > configured => {
+                Some(current.mul_f64(RECOVERY).max(configured))
+            }
+            (Some(current), None, Some(learned)) if current > learned => Some(current.mul_f64(RECOVERY).max(learned)),
+            (Some(current), None, _) => Some(current.mul_f64(RECOVERY_UNCAPPED)),
+            (other, _, _) => other,
+        };
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is plain data that no panic can leave half-written.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// Learns from the last 429 once its pause is over.
+    fn apply_pending_estimate(&mut self, now: Instant) {
+        if now >= self.paused_until
+            && let Some((at, window)) = self.pending_estimate.take()
+        {
+            self.learn_from_throttling(at, window);
+        }
+    }
+
+    /// Sets the pace from the requests the API accepted in the `window` before a 429 at `at`.
+    fn learn_from_throttling(&mut self, at: Instant, window: Duration) {
+        let from = at.checked_sub(window).unwrap_or(at);
+        let accepted = self.recent.iter().filter(|t| **t >= from && **t <= at).count();
+        if accepted < MIN_OBSERVED {
+            return;
+        }
+        let observed = Duration::from_secs_f64(window.as_secs_f64() / (accepted as f64 * HEADROOM));
+        // Intervals: the longer one is the slower pace.
+        let interval = self.interval.map_or(observed, |i| i.max(observed));
+        tracing::info!(
+            "the API accepted {accepted} requests in the {:.1}s before throttling; pacing requests at {:.2}/s",
+            window.as_secs_f64(),
+            1.0 / interval.as_secs_f64()
+        );
+        self.interval = Some(interval);
+        self.learned = Some(observed);
     }
 }
 
@@ -122,8 +196,8 @@ mod tests {
         let limiter = RateLimiter::new(Some(10.0 / HEADROOM));
         limiter.acquire().await;
         let t0 = Instant::now();
-        limiter.throttled(Duration::from_secs(5));
-        limiter.throttled(Duration::from_secs(5));
+        limiter.throttled(Duration::from_secs(5), None);
+        limiter.throttled(Duration::from_secs(5), None);
         limiter.acquire().await;
         assert!(Instant::now() - t0 >= Duration::from_secs(5));
         let interval = limiter.lock().interval.unwrap();
@@ -132,9 +206,36 @@ mod tests {
             "{interval:?}"
         );
         for _ in 0..1000 {
-            limiter.succeeded();
+            limiter.succeeded(Instant::now());
         }
         assert_eq!(limiter.lock().interval, limiter.configured);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_limit_a_429_sets_the_pace_to_what_the_api_accepted() {
+        let limiter = RateLimiter::new(None);
+        // 50 requests accepted over one second, then a 429.
+        for _ in 0..30 {
+            limiter.succeeded(Instant::now());
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let mut sent = Vec::new();
+        for _ in 0..50 {
+            sent.push(Instant::now());
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        // The 429 comes back before the accepted requests have answered...
+        limiter.throttled(Duration::from_secs(1), Some(Duration::from_secs(1)));
+        for t in sent {
+            limiter.succeeded(t);
+        }
+        // ...and the pace is learned when the pause is over.
+        limiter.acquire().await;
+        let pace = 1.0 / limiter.lock().interval.expect("a pace is set").as_secs_f64();
+        assert!(
+            (48.0..49.0).contains(&pace),
+            "50 accepted in the 1 s window, less the headroom: {pace}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
