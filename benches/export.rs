@@ -46,7 +46,8 @@ struct Figures {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--scenario N/L/D` runs one scenario, e.g. `1000/50/500` (L = `inf` for unlimited).
+    // `--scenario N/L/D[/off]` runs one scenario, e.g. `1000/50/500` (L = `inf` for unlimited;
+    // `/off` runs flowvault with `--rate-limit off` against the limit L).
     let only = args
         .iter()
         .position(|a| a == "--scenario")
@@ -55,29 +56,19 @@ fn main() {
             let parts: Vec<&str> = spec.split('/').collect();
             let num = |i: usize| parts.get(i).and_then(|p| p.parse::<u64>().ok());
             Scenario {
-                flows: num(0).unwrap_or(1000) as usize,
-                limit: num(1).map(|l| l as u32),
-                latency_ms: num(2).unwrap_or(0),
-                baseline: 50,
+                client_off: parts.get(3) == Some(&"off"),
+                ..sc(
+                    num(0).unwrap_or(1000) as usize,
+                    num(1).map(|l| l as u32),
+                    num(2).unwrap_or(0),
+                    50,
+                )
             }
         });
     let scenarios: Vec<Scenario> = if let Some(s) = only {
         vec![s]
     } else if quick {
-        vec![
-            Scenario {
-                flows: 1000,
-                limit: Some(50),
-                latency_ms: 100,
-                baseline: 100,
-            },
-            Scenario {
-                flows: 10_000,
-                limit: None,
-                latency_ms: 0,
-                baseline: 0,
-            },
-        ]
+        vec![sc(1000, Some(50), 100, 100), sc(10_000, None, 0, 0)]
     } else {
         vec![
             sc(1000, Some(50), 0, 100),
@@ -154,6 +145,7 @@ fn sc(flows: usize, limit: Option<u32>, latency_ms: u64, baseline: usize) -> Sce
         limit,
         latency_ms,
         baseline,
+        client_off: false,
     }
 }
 
