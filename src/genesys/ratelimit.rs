@@ -2,9 +2,10 @@
 //!
 //! Requests are spaced evenly at the configured rate (no bursts, so a server counting in a
 //! sliding window never sees more than the limit). When the API answers 429 anyway, everybody
-//! pauses until its `Retry-After` has passed and the pace drops to what the API was seen to
-//! accept since the previous 429 (less a margin), or by a tenth, whichever is slower; successes
-//! creep it back up (to the configured rate, or slowly without one). One 429 storm therefore
+//! pauses until its `Retry-After` has passed and the pace drops by a tenth, or to what the API
+//! accepted in the `Retry-After` window before the 429 (less the headroom), whichever is slower;
+//! successes creep it back up (to the configured rate, or without one quickly to the learned pace
+//! and slowly beyond it). One 429 storm therefore
 //! lowers the pace once, not once per request, and even `--rate-limit off` settles just under
 //! the server's real limit instead of bursting into it again and again.
 

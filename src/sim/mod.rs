@@ -320,8 +320,19 @@ impl Drop for SimServer {
     }
 }
 
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+/// Stamps a response with a fresh `inin-correlation-id`, as every Platform API response carries;
+/// returns the id for bodies that repeat it (`contextId`).
+fn stamp_correlation(resp: &mut Response) -> String {
     let correlation = data::uuid_from(&mut rand::SeedableRng::from_rng(&mut rand::rng()));
+    if let Ok(v) = HeaderValue::from_str(&correlation) {
+        resp.headers_mut().insert("inin-correlation-id", v);
+    }
+    correlation
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut resp = status.into_response();
+    let correlation = stamp_correlation(&mut resp);
     let body = json!({
         "message": message,
         "code": code,
@@ -330,21 +341,17 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
         "details": [],
         "errors": []
     });
-    let mut resp = (status, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&correlation) {
-        resp.headers_mut().insert("inin-correlation-id", v);
-    }
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    *resp.body_mut() = Body::from(body.to_string());
     resp
 }
 
 fn json_response(body: String) -> Response {
-    let correlation = data::uuid_from(&mut rand::SeedableRng::from_rng(&mut rand::rng()));
     let mut resp = Response::new(Body::from(body));
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&correlation) {
-        resp.headers_mut().insert("inin-correlation-id", v);
-    }
+    stamp_correlation(&mut resp);
     resp
 }
 
