@@ -1,12 +1,11 @@
-//! Command-line definitions. Every flag is declared once, with its help and its environment
-//! variable next to it. Secrets have no flag that takes their value: only files and environment.
+//! Command-line definitions: the only place that knows clap. `export`'s flags come from the
+//! settings table ([`crate::settings`]); the simulator's and the demo's are declared here. Secrets
+//! have no flag that takes their value: only files and environment.
 
-use std::path::PathBuf;
+use clap::builder::PossibleValuesParser;
+use clap::{Arg, ArgAction, ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::sim::OversizePage;
-use crate::sink::Format;
+use crate::settings::{self, Flags, Kind, Setting};
 
 /// Back up every Genesys Cloud Architect flow to local disk or S3-compatible storage.
 #[derive(Debug, Parser)]
@@ -38,168 +37,78 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Export every flow of a Genesys Cloud org to a local directory or an S3 bucket.
-    Export(Box<ExportArgs>),
+    Export(ExportArgs),
     /// Serve a simulated Genesys Cloud org over HTTP (for tests, pipelines and demos).
     Sim(Box<SimArgs>),
     /// Export a built-in simulated org to ./flowvault-demo/ with the real export code.
     Demo(DemoArgs),
 }
 
-/// Flags of `flowvault export`.
-#[derive(Debug, Args, Clone, Default)]
+/// Flags of `flowvault export`, built from [`settings::EXPORT`](crate::settings::EXPORT): each
+/// setting's flag, help, section and allowed values are declared there, once.
+#[derive(Debug, Clone, Default)]
 pub struct ExportArgs {
-    /// OAuth client id [env: GENESYSCLOUD_OAUTHCLIENT_ID, PURECLOUD_CLIENT_ID, or *_FILE].
-    #[arg(long, help_heading = "Genesys Cloud")]
-    pub client_id: Option<String>,
-    /// Read the OAuth client id from this file.
-    #[arg(long, value_name = "PATH", help_heading = "Genesys Cloud")]
-    pub client_id_file: Option<PathBuf>,
-    /// Read the OAuth client secret from this file [env: GENESYSCLOUD_OAUTHCLIENT_SECRET(_FILE),
-    /// PURECLOUD_CLIENT_SECRET(_FILE)]. There is no flag for the secret's value: argv is public.
-    #[arg(long, value_name = "PATH", help_heading = "Genesys Cloud")]
-    pub client_secret_file: Option<PathBuf>,
-    /// Region: a domain (usw2.pure.cloud) or AWS-style name (us-west-2) [env: GENESYSCLOUD_REGION,
-    /// PURECLOUD_REGION] [default: mypurecloud.com].
-    #[arg(long, help_heading = "Genesys Cloud")]
-    pub region: Option<String>,
-    /// Platform API base URL, overriding the region's (proxies, tests, new regions).
-    #[arg(long, env = "FLOWVAULT_API_URL", help_heading = "Genesys Cloud")]
-    pub api_url: Option<String>,
-    /// OAuth login base URL, overriding the region's.
-    #[arg(long, env = "FLOWVAULT_LOGIN_URL", help_heading = "Genesys Cloud")]
-    pub login_url: Option<String>,
-    /// Allow plain http:// API or login URLs to hosts other than loopback.
-    #[arg(long, env = "FLOWVAULT_ALLOW_INSECURE_HTTP", help_heading = "Genesys Cloud")]
-    pub allow_insecure_http: bool,
+    /// The values given on the command line, by setting id.
+    pub flags: Flags,
+}
 
-    /// Destination: a local directory or s3://bucket/prefix.
-    #[arg(
-        long,
-        env = "FLOWVAULT_TO",
-        default_value = "./flowvault-backups",
-        help_heading = "Output"
-    )]
-    pub to: String,
-    /// Layout: one tar.gz archive, or one JSON object per flow.
-    #[arg(long, value_enum, env = "FLOWVAULT_FORMAT", default_value_t = Format::TarGz, help_heading = "Output")]
-    pub format: Format,
-    /// Run id: the directory or prefix of this run [default: UTC time, e.g. 20261128T210812Z].
-    #[arg(long, env = "FLOWVAULT_RUN_ID", help_heading = "Output")]
-    pub run_id: Option<String>,
+fn export_arg(s: &'static Setting) -> Arg {
+    let mut help = s.help.to_string();
+    let env = s.env_note();
+    if !env.is_empty() {
+        help.push(' ');
+        help.push_str(&env);
+    }
+    if let Some(d) = s.default {
+        help.push_str(&format!(" [default: {d}]"));
+    }
+    let arg = Arg::new(s.id)
+        .long(s.flag.trim_start_matches("--"))
+        .help(help)
+        .help_heading(s.heading);
+    match s.kind {
+        Kind::Switch => arg.action(ArgAction::SetTrue),
+        Kind::List => arg.action(ArgAction::Append).value_delimiter(',').value_name("TYPE"),
+        Kind::Value if !s.choices.is_empty() => arg.value_parser(PossibleValuesParser::new(s.choices)),
+        Kind::Value => arg.allow_negative_numbers(true),
+    }
+}
 
-    /// Export only flows of this type (repeatable, or comma-separated), e.g. inboundcall.
-    #[arg(
-        long = "type",
-        value_name = "TYPE",
-        env = "FLOWVAULT_TYPES",
-        value_delimiter = ',',
-        help_heading = "Selection"
-    )]
-    pub types: Vec<String>,
+impl clap::Args for ExportArgs {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for s in settings::EXPORT.iter().filter(|s| !s.flag.is_empty()) {
+            cmd = cmd.arg(export_arg(s));
+        }
+        cmd
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
 
-    /// Configuration requests in flight at once [default: derived from the rate limit].
-    #[arg(
-        long,
-        env = "FLOWVAULT_CONCURRENCY",
-        allow_negative_numbers = true,
-        help_heading = "Pace and retries"
-    )]
-    pub concurrency: Option<usize>,
-    /// Client-side request rate limit: `300/min` (the documented per-token limit), `5/s`, `off`.
-    #[arg(
-        long,
-        env = "FLOWVAULT_RATE_LIMIT",
-        default_value = "300/min",
-        help_heading = "Pace and retries"
-    )]
-    pub rate_limit: String,
-    /// Flows per listing page to ask for (smaller sizes are tried if the API refuses it).
-    #[arg(
-        long,
-        env = "FLOWVAULT_PAGE_SIZE",
-        default_value_t = 500,
-        help_heading = "Pace and retries"
-    )]
-    pub page_size: u64,
-    /// Retries for transient faults (5xx, timeouts, resets) per request.
-    #[arg(
-        long,
-        env = "FLOWVAULT_MAX_RETRIES",
-        default_value_t = 8,
-        help_heading = "Pace and retries"
-    )]
-    pub max_retries: u32,
-    /// Retries for 429 responses per request (each waits the server's Retry-After).
-    #[arg(
-        long,
-        env = "FLOWVAULT_MAX_THROTTLE_RETRIES",
-        default_value_t = 40,
-        help_heading = "Pace and retries"
-    )]
-    pub max_throttle_retries: u32,
-    /// Time limit for one HTTP request, e.g. `60s`.
-    #[arg(
-        long,
-        env = "FLOWVAULT_REQUEST_TIMEOUT",
-        default_value = "60s",
-        help_heading = "Pace and retries"
-    )]
-    pub request_timeout: String,
-    /// Upper bound of one backoff delay, e.g. `30s`.
-    #[arg(
-        long,
-        env = "FLOWVAULT_MAX_BACKOFF",
-        default_value = "30s",
-        help_heading = "Pace and retries"
-    )]
-    pub max_backoff: String,
-
-    /// After SIGTERM/SIGINT or --max-duration, how long requests in flight may finish.
-    #[arg(
-        long,
-        env = "FLOWVAULT_SHUTDOWN_GRACE",
-        default_value = "10s",
-        help_heading = "Run control"
-    )]
-    pub shutdown_grace: String,
-    /// Stop the run (as if interrupted) once it has run this long, e.g. `45m`.
-    #[arg(long, env = "FLOWVAULT_MAX_DURATION", help_heading = "Run control")]
-    pub max_duration: Option<String>,
-
-    /// S3 endpoint URL for S3-compatible stores [env: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL].
-    #[arg(long, env = "FLOWVAULT_S3_ENDPOINT", help_heading = "S3")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region [default: from the AWS configuration chain, else us-east-1].
-    #[arg(long, env = "FLOWVAULT_S3_REGION", help_heading = "S3")]
-    pub s3_region: Option<String>,
-    /// Path-style addressing (http://host/bucket/key), as MinIO and Ceph often need.
-    #[arg(long, env = "FLOWVAULT_S3_FORCE_PATH_STYLE", help_heading = "S3")]
-    pub s3_force_path_style: bool,
-    /// Multipart part size for the tar-gz format, e.g. `8MiB` (minimum 5 MiB).
-    #[arg(
-        long,
-        env = "FLOWVAULT_PART_SIZE",
-        default_value = "8MiB",
-        allow_hyphen_values = true,
-        help_heading = "S3"
-    )]
-    pub part_size: String,
-    /// Uploads in flight at once (parts or objects).
-    #[arg(long, env = "FLOWVAULT_S3_UPLOADS", default_value_t = 4, help_heading = "S3")]
-    pub s3_uploads: usize,
-    /// Server-side encryption: AES256 or aws:kms.
-    #[arg(long, env = "FLOWVAULT_SSE", help_heading = "S3")]
-    pub sse: Option<String>,
-    /// KMS key id for --sse aws:kms.
-    #[arg(long, env = "FLOWVAULT_SSE_KMS_KEY_ID", help_heading = "S3")]
-    pub sse_kms_key_id: Option<String>,
-    /// Storage class, e.g. STANDARD_IA.
-    #[arg(long, env = "FLOWVAULT_STORAGE_CLASS", help_heading = "S3")]
-    pub storage_class: Option<String>,
-    /// Send checksums only when S3 requires them (for stores that reject streaming checksums:
-    /// Ceph, JuiceFS). flowvault still sends an explicit SHA-256 per object it writes whole.
-    #[arg(long, env = "FLOWVAULT_S3_CHECKSUM_WHEN_REQUIRED", help_heading = "S3")]
-    pub s3_checksum_when_required: bool,
+impl clap::FromArgMatches for ExportArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Flags::new();
+        for s in settings::EXPORT.iter().filter(|s| !s.flag.is_empty()) {
+            if m.value_source(s.id) != Some(clap::parser::ValueSource::CommandLine) {
+                continue;
+            }
+            let value = match s.kind {
+                Kind::Switch => m.get_flag(s.id).to_string(),
+                Kind::List => m
+                    .get_many::<String>(s.id)
+                    .map(|v| v.cloned().collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+                Kind::Value => m.get_one::<String>(s.id).cloned().unwrap_or_default(),
+            };
+            flags.insert(s.id, value);
+        }
+        Ok(ExportArgs { flags })
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
 /// Flags of `flowvault sim`.
@@ -247,9 +156,10 @@ pub struct SimArgs {
     /// Largest page size served.
     #[arg(long, default_value_t = 500)]
     pub max_page_size: u64,
-    /// What a larger page size gets.
-    #[arg(long, value_enum, default_value_t = OversizePage::Reject)]
-    pub oversize_page: OversizePage,
+    /// What a larger page size gets: `reject` (400), `clamp` (serve the maximum and report it),
+    /// or `silent-clamp` (serve the maximum but report the size asked for, and a pageCount to match).
+    #[arg(long, default_value = "reject", value_parser = ["reject", "clamp", "silent-clamp"])]
+    pub oversize_page: String,
     /// Every Kth flow's configuration fails --flaky-failures times first.
     #[arg(long)]
     pub flaky_every: Option<usize>,
@@ -273,9 +183,9 @@ pub struct DemoArgs {
     /// Where to write the demo run.
     #[arg(long, default_value = "./flowvault-demo")]
     pub to: String,
-    /// Layout of the demo run.
-    #[arg(long, value_enum, default_value_t = Format::TarGz)]
-    pub format: Format,
+    /// Layout of the demo run: tar-gz or objects.
+    #[arg(long, default_value = "tar-gz", value_parser = ["tar-gz", "objects"])]
+    pub format: String,
     /// Number of flows in the simulated org.
     #[arg(long, default_value_t = 60)]
     pub flows: usize,

@@ -3,8 +3,8 @@
 use clap::Parser;
 use flowvault::cli::{Cli, Command, LogFormat};
 use flowvault::commands::{self, exit};
-use flowvault::config::{ExportSettings, process_env};
 use flowvault::export::{Ending, ExportReport, StopCause, StopSignal};
+use flowvault::settings::{ExportSettings, process_env};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -46,7 +46,7 @@ fn init_logging(format: LogFormat, level: &str) {
 async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Export(args) => {
-            let settings = match ExportSettings::resolve(&args, &process_env) {
+            let settings = match ExportSettings::resolve(&args.flags, &process_env) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("flowvault: {e}");

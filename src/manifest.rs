@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::genesys::PassRecord;
 use crate::genesys::flow::DivisionRef;
 
 /// The manifest schema identifier; bump on incompatible changes.
@@ -41,19 +42,26 @@ impl Default for Tool {
     }
 }
 
-/// What the listing saw, reconciled against the API's own count.
+/// What the listing saw, over every pass, reconciled against the API's own count.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Listing {
-    /// Sum of the `total` the API reported (first page of each listing).
+    /// The `total` the API reported in the last pass (summed over type filters).
     pub api_total: Option<u64>,
-    /// Distinct flows received.
+    /// Distinct flows received over all passes.
     pub listed: u64,
-    /// Pages requested.
+    /// Pages requested over all passes.
     pub pages: u64,
     /// `--type` filters in force (empty: every type).
     pub type_filter: Vec<String>,
-    /// Set when `api_total` and `listed` differ (flows created or deleted while paging).
+    /// Why the listing cannot prove it saw every flow (the last pass disagreed with `total`, or
+    /// passes kept finding new flows); set only when the run is not complete.
     pub discrepancy: Option<String>,
+    /// Listing rows that were not flows (each also has a `failed` row).
+    #[serde(default)]
+    pub malformed: u64,
+    /// Each pass: what it served and how many flows were new.
+    #[serde(default)]
+    pub passes: Vec<PassRecord>,
 }
 
 /// Counts per outcome.
@@ -106,6 +114,38 @@ pub struct FlowRecord {
     pub error: Option<String>,
 }
 
+impl FlowRecord {
+    /// The flow's document is stored at `path`.
+    pub fn exported(&mut self, path: String, bytes: u64, sha256: String, attempts: u32) {
+        self.outcome = Outcome::Exported;
+        self.path = Some(path);
+        self.bytes = Some(bytes);
+        self.sha256 = Some(sha256);
+        self.attempts = Some(attempts);
+        self.error = None;
+    }
+
+    /// The flow was deleted after it was listed.
+    pub fn not_found(&mut self) {
+        self.outcome = Outcome::NotFound;
+        self.path = None;
+        self.bytes = None;
+        self.sha256 = None;
+        self.attempts = None;
+        self.error = Some("deleted after it was listed (HTTP 404/410)".into());
+    }
+
+    /// The flow could not be fetched or stored; nothing of it is in the run.
+    pub fn failed(&mut self, error: String, attempts: Option<u32>) {
+        self.outcome = Outcome::Failed;
+        self.path = None;
+        self.bytes = None;
+        self.sha256 = None;
+        self.attempts = attempts;
+        self.error = Some(error);
+    }
+}
+
 /// The whole record of a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
@@ -129,7 +169,7 @@ pub struct Manifest {
     pub destination: String,
     /// The archive's name within the run, for the tar-gz format.
     pub archive: Option<String>,
-    /// True only if listing finished and every listed flow ended `exported` or `not_found`.
+    /// True only if the listing was verified and every listed flow ended `exported` or `not_found`.
     pub complete: bool,
     /// Why the run is not complete.
     pub incomplete_reason: Option<String>,

@@ -93,7 +93,12 @@ async fn a_clamped_page_size_is_trusted_from_the_response() {
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
     let manifest = read_manifest(&dir.path().join("r"));
     assert_eq!(manifest.totals.exported, 23);
-    assert_eq!(manifest.listing.pages, 5);
+    // Every listing pass (list, confirm, final) pages by the size the server reported: 5 pages.
+    assert!(manifest.listing.passes.len() >= 2, "{:?}", manifest.listing.passes);
+    for pass in &manifest.listing.passes {
+        assert_eq!(pass.pages, 5, "{pass:?}");
+    }
+    assert_eq!(manifest.listing.pages, 5 * manifest.listing.passes.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,7 +158,7 @@ async fn a_large_tar_gz_streams_as_a_multipart_upload_and_reads_back_byte_for_by
     assert_eq!(s3.open_uploads().await, 0);
 }
 
-async fn sigterm_during_a_multipart_upload_aborts_it_and_leaves_an_incomplete_manifest(s3: S3Server) {
+async fn sigterm_during_a_multipart_upload_seals_what_was_fetched(s3: S3Server) {
     let mut config = incompressible_org(40, 1_000_000);
     config.latency = Duration::from_millis(150);
     let sim = start_sim(config).await;
@@ -183,19 +183,21 @@ async fn sigterm_during_a_multipart_upload_aborts_it_and_leaves_an_incomplete_ma
     assert_eq!(out.0.code(), Some(143), "{}", out.1);
     assert_eq!(
         s3.keys("int/term/").await,
-        vec!["int/term/manifest.json"],
-        "no archive is left behind"
+        vec!["int/term/flows.tar.gz", "int/term/manifest.json"],
+        "the archive is sealed with what was fetched"
     );
-    assert_eq!(s3.open_uploads().await, 0, "the multipart upload was aborted");
+    assert_eq!(
+        s3.open_uploads().await,
+        0,
+        "the multipart upload was completed, not left open"
+    );
     let manifest: Manifest = serde_json::from_slice(&s3.get("int/term/manifest.json").await).unwrap();
     assert!(!manifest.complete);
     assert_eq!(manifest.incomplete_reason.as_deref(), Some("terminated by SIGTERM"));
-    assert_eq!(manifest.archive, None);
-    assert_eq!(
-        manifest.totals.exported, 0,
-        "nothing claims to be in a discarded archive"
-    );
+    assert_eq!(manifest.archive.as_deref(), Some("flows.tar.gz"));
+    assert!(manifest.totals.exported > 0, "what was fetched is kept");
     assert_eq!(manifest.totals.listed, 40);
+    assert_archive_matches_manifest(&s3.get("int/term/flows.tar.gz").await, &manifest);
 }
 
 async fn the_store_failing_mid_upload_fails_the_run_without_a_complete_manifest(s3: S3Server) {
@@ -297,7 +299,7 @@ on_each_server!(
     objects_format_stores_every_flow_once_with_checksums_matching_the_manifest,
     a_small_tar_gz_is_one_object_matching_the_manifest,
     a_large_tar_gz_streams_as_a_multipart_upload_and_reads_back_byte_for_byte,
-    sigterm_during_a_multipart_upload_aborts_it_and_leaves_an_incomplete_manifest,
+    sigterm_during_a_multipart_upload_seals_what_was_fetched,
     the_store_failing_mid_upload_fails_the_run_without_a_complete_manifest,
     a_missing_bucket_fails_before_any_genesys_call,
 );

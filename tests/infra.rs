@@ -72,7 +72,7 @@ fn the_cronjob_follows_kubernetes_conventions_for_a_backup_job() {
         .position(|a| a == "--max-duration")
         .map(|i| args[i + 1].clone())
         .expect("--max-duration");
-    let max = flowvault::config::parse_duration(&max, "x").unwrap();
+    let max = flowvault::settings::parse_duration(&max, "x").unwrap();
     assert!(
         max.as_secs() < deadline,
         "--max-duration {max:?} must end before activeDeadlineSeconds {deadline}"

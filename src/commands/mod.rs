@@ -12,8 +12,9 @@ pub mod exit {
     pub const FATAL: i32 = 1;
     /// Usage: a flag, variable or file setting is malformed or missing.
     pub const USAGE: i32 = 2;
-    /// Some flows failed; the archive and manifest were still written.
-    pub const FLOWS_FAILED: i32 = 3;
+    /// Incomplete: some flows failed, or the listing could not be proven complete; the archive and
+    /// manifest were still written and the manifest says why.
+    pub const INCOMPLETE: i32 = 3;
     /// `--max-duration` elapsed; the manifest says `"complete": false`.
     pub const TIMED_OUT: i32 = 124;
     /// Interrupted by SIGINT.
@@ -28,7 +29,7 @@ use crate::export::{Ending, StopCause};
 pub fn exit_code(ending: &Ending) -> i32 {
     match ending {
         Ending::Complete => exit::COMPLETE,
-        Ending::FlowsFailed => exit::FLOWS_FAILED,
+        Ending::Incomplete(_) => exit::INCOMPLETE,
         Ending::Fatal(_) => exit::FATAL,
         Ending::Stopped(StopCause::MaxDuration(_)) => exit::TIMED_OUT,
         Ending::Stopped(StopCause::Signal(2)) => exit::SIGINT,

@@ -1,18 +1,27 @@
 //! OAuth client-credentials tokens: fetched once, shared by every request, refreshed shortly
-//! before they expire and once after a 401.
+//! before they expire, and replaced when the API refuses one.
 //!
-//! The cache sits behind an async mutex, so when many fetchers need a token at the same moment
+//! The cache sits behind an async mutex, so when many requests need a token at the same moment
 //! exactly one of them asks the login host and the others wait for its answer (single flight).
+//! Callers take the token at the moment they send (after the rate limiter and any pause), so a
+//! token never expires while its request waits. A refusal (401) counts as revocation only when a
+//! token refused inside its own lifetime is followed by its replacement being refused too, with no
+//! success in between; a token that merely expired on the way is replaced quietly. That works for
+//! any lifetime from seconds to days.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::retry::{RetryConfig, parse_retry_after};
+use super::client::describe_transport_error;
+use super::retry::{Attempt, GaveUp, Retrier, Unpaced, retry_after_of};
 use crate::secret::Secret;
+
+/// The settings that name the OAuth client, for error messages.
+pub const CREDENTIAL_SETTINGS: &str = "GENESYSCLOUD_OAUTHCLIENT_ID / GENESYSCLOUD_OAUTHCLIENT_SECRET";
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +29,7 @@ pub enum AuthError {
     /// The login host refused the client id or secret (400/401 `invalid_client`).
     #[error(
         "Genesys Cloud rejected the OAuth client credentials at {url} (HTTP {status}: {description}); \
-         check the client id and secret (GENESYSCLOUD_OAUTHCLIENT_ID / GENESYSCLOUD_OAUTHCLIENT_SECRET) and the region"
+         check the client id and secret ({CREDENTIAL_SETTINGS}) and the region"
     )]
     Rejected {
         url: String,
@@ -32,7 +41,7 @@ pub enum AuthError {
         "could not get an OAuth token from {url} after {attempts} attempts: {reason}; check the region or --login-url and the network"
     )]
     Unavailable { url: String, attempts: u32, reason: String },
-    /// A token issued after a 401 was refused too: refreshing again would only loop.
+    /// A token refused inside its lifetime, and then its replacement too: the client is revoked.
     #[error("the API refused a freshly issued token")]
     RefusedFresh,
     /// The login host answered 200 with something that is not a token.
@@ -45,9 +54,8 @@ pub enum AuthError {
 pub struct AccessToken {
     /// The token itself; redacted in every print.
     pub value: Secret,
+    /// When flowvault stops sending it (a little before it expires).
     refresh_at: Instant,
-    /// When it was issued because the previous token was refused with a 401.
-    after_rejection: Option<Instant>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +77,17 @@ struct OAuthErrorBody {
     message: Option<String>,
 }
 
+#[derive(Debug, Default)]
+struct Cache {
+    current: Option<AccessToken>,
+    /// Consecutive distinct tokens refused inside their lifetime, with no success since.
+    refused_in_a_row: u32,
+    /// The last token counted there, so a burst of 401s for one token counts once.
+    last_refused: Option<Secret>,
+    /// Found revoked: every later refusal is final, without asking for more tokens.
+    revoked: bool,
+}
+
 /// Fetches and caches client-credentials tokens for one OAuth client.
 #[derive(Debug)]
 pub struct TokenProvider {
@@ -76,8 +95,9 @@ pub struct TokenProvider {
     token_url: String,
     client_id: String,
     client_secret: Secret,
-    retry: RetryConfig,
-    cached: Mutex<Option<AccessToken>>,
+    retrier: Retrier,
+    cache: Mutex<Cache>,
+    accepted_since_refusal: std::sync::atomic::AtomicBool,
 }
 
 impl TokenProvider {
@@ -87,135 +107,148 @@ impl TokenProvider {
         login_url: &str,
         client_id: String,
         client_secret: Secret,
-        retry: RetryConfig,
+        retrier: Retrier,
     ) -> Self {
         TokenProvider {
             http,
             token_url: format!("{}/oauth/token", login_url.trim_end_matches('/')),
             client_id,
             client_secret,
-            retry,
-            cached: Mutex::new(None),
+            retrier,
+            cache: Mutex::new(Cache::default()),
+            accepted_since_refusal: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
     /// A token that is valid now, fetching one if the cache is empty or about to expire.
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(t) = cached.as_ref()
+        let mut cache = self.cache.lock().await;
+        if let Some(t) = cache.current.as_ref()
             && Instant::now() < t.refresh_at
         {
             return Ok(t.clone());
         }
         let fresh = self.fetch().await?;
-        *cached = Some(fresh.clone());
+        cache.current = Some(fresh.clone());
         Ok(fresh)
     }
 
-    /// Called after a 401 with the token that was refused: fetches a new one unless another
-    /// caller already did, so a burst of 401s costs one token request.
-    pub async fn refresh_after_rejection(&self, rejected: &AccessToken) -> Result<AccessToken, AuthError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(t) = cached.as_ref()
-            && t.value != rejected.value
-            && Instant::now() < t.refresh_at
+    /// Records that a request with `token` succeeded: the refusal streak is over.
+    pub fn accepted(&self) {
+        self.accepted_since_refusal
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Called after a 401 for a request that sent `refused` at `sent_at`. Ok means a usable
+    /// token is cached again and the request may be retried; [`AuthError::RefusedFresh`] means
+    /// the client is revoked.
+    pub async fn refused(&self, refused: &AccessToken, sent_at: Instant) -> Result<(), AuthError> {
+        let mut cache = self.cache.lock().await;
+        if self
+            .accepted_since_refusal
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
         {
-            return Ok(t.clone());
+            cache.refused_in_a_row = 0;
+            cache.last_refused = None;
+            cache.revoked = false;
         }
-        // A token issued moments ago in answer to a 401 and refused again: the client is revoked.
-        if rejected
-            .after_rejection
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
-        {
+        if cache.revoked {
             return Err(AuthError::RefusedFresh);
         }
-        info!("the API refused the access token (401); requesting a new one");
-        let mut fresh = self.fetch().await?;
-        fresh.after_rejection = Some(Instant::now());
-        *cached = Some(fresh.clone());
-        Ok(fresh)
+        let current_is_refused = cache.current.as_ref().is_some_and(|c| c.value == refused.value);
+        let inside_lifetime = sent_at < refused.refresh_at;
+        if inside_lifetime && cache.last_refused.as_ref() != Some(&refused.value) {
+            cache.refused_in_a_row += 1;
+            cache.last_refused = Some(refused.value.clone());
+            if cache.refused_in_a_row >= 2 {
+                cache.revoked = true;
+                return Err(AuthError::RefusedFresh);
+            }
+        }
+        if !current_is_refused && cache.current.as_ref().is_some_and(|c| Instant::now() < c.refresh_at) {
+            return Ok(()); // another request already replaced it
+        }
+        if inside_lifetime {
+            info!("the API refused the access token (401); requesting a new one");
+        } else {
+            info!("the access token expired on the way (401); requesting a new one");
+        }
+        let fresh = self.fetch().await?;
+        cache.current = Some(fresh);
+        Ok(())
     }
 
     async fn fetch(&self) -> Result<AccessToken, AuthError> {
-        let mut transient_retries = 0u32;
-        let mut throttle_retries = 0u32;
-        loop {
-            let attempt = self
-                .http
-                .post(&self.token_url)
-                .basic_auth(&self.client_id, Some(self.client_secret.expose()))
-                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body("grant_type=client_credentials")
-                .timeout(self.retry.request_timeout)
-                .send()
-                .await;
-            let reason = match attempt {
-                Err(e) => describe_transport_error(&e),
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status.is_success() {
-                        let issued = Instant::now();
-                        return match resp.bytes().await {
-                            Ok(body) => self.parse_token(&body, issued),
-                            Err(e) => Err(AuthError::BadResponse {
-                                url: self.token_url.clone(),
-                                reason: describe_transport_error(&e),
-                            }),
-                        };
-                    }
-                    if status.as_u16() == 429 {
-                        let retry_after = resp
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(parse_retry_after);
-                        if throttle_retries < self.retry.max_throttle_retries
-                            && retry_after.is_none_or(|d| d <= self.retry.max_retry_after)
-                        {
-                            let wait = self.retry.throttle_wait(retry_after, throttle_retries);
-                            throttle_retries += 1;
-                            warn!(
-                                wait_ms = wait.as_millis() as u64,
-                                "the login host is throttling token requests (429); waiting before retrying"
-                            );
-                            tokio::time::sleep(wait).await;
-                            continue;
-                        }
-                        return Err(AuthError::Unavailable {
-                            url: self.token_url.clone(),
-                            attempts: transient_retries + throttle_retries + 1,
-                            reason: "throttled (HTTP 429)".into(),
-                        });
-                    }
-                    if status.is_client_error() {
-                        let body = resp.bytes().await.unwrap_or_default();
-                        let parsed: OAuthErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-                        let description = parsed
-                            .error_description
-                            .or(parsed.description)
-                            .or(parsed.message)
-                            .or(parsed.error)
-                            .unwrap_or_else(|| "no description".into());
-                        return Err(AuthError::Rejected {
-                            url: self.token_url.clone(),
-                            status: status.as_u16(),
-                            description: description.replace(self.client_secret.expose(), "[redacted]"),
-                        });
-                    }
-                    format!("HTTP {status}")
-                }
-            };
-            if transient_retries >= self.retry.max_retries {
-                return Err(AuthError::Unavailable {
-                    url: self.token_url.clone(),
-                    attempts: transient_retries + throttle_retries + 1,
-                    reason,
-                });
+        let result = self.retrier.run(&self.token_url, &Unpaced, || self.attempt()).await;
+        match result {
+            Ok(s) => Ok(s.value),
+            Err(GaveUp::Fatal(e)) => Err(e),
+            Err(GaveUp::Exhausted { attempts, last }) => Err(AuthError::Unavailable {
+                url: self.token_url.clone(),
+                attempts,
+                reason: last,
+            }),
+        }
+    }
+
+    async fn attempt(&self) -> Attempt<AccessToken, AuthError> {
+        let sent = self
+            .http
+            .post(&self.token_url)
+            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .timeout(self.retrier.config().request_timeout)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Transient {
+                    retry_after: None,
+                    reason: describe_transport_error(&e),
+                };
             }
-            let wait = self.retry.backoff(transient_retries);
-            transient_retries += 1;
-            warn!(reason = %reason, wait_ms = wait.as_millis() as u64, "token request failed; retrying");
-            tokio::time::sleep(wait).await;
+        };
+        let status = resp.status();
+        let retry_after = retry_after_of(resp.headers());
+        if status.is_success() {
+            let issued = Instant::now();
+            return match resp.bytes().await {
+                Ok(body) => match self.parse_token(&body, issued) {
+                    Ok(t) => Attempt::Done(t),
+                    Err(e) => Attempt::Fatal(e),
+                },
+                Err(e) => Attempt::Transient {
+                    retry_after: None,
+                    reason: describe_transport_error(&e),
+                },
+            };
+        }
+        if status.as_u16() == 429 {
+            return Attempt::Throttled {
+                retry_after,
+                reason: "the login host is throttling token requests (HTTP 429)".into(),
+            };
+        }
+        if status.is_client_error() {
+            let body = resp.bytes().await.unwrap_or_default();
+            let parsed: OAuthErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+            let description = parsed
+                .error_description
+                .or(parsed.description)
+                .or(parsed.message)
+                .or(parsed.error)
+                .unwrap_or_else(|| "no description".into());
+            return Attempt::Fatal(AuthError::Rejected {
+                url: self.token_url.clone(),
+                status: status.as_u16(),
+                description: description.replace(self.client_secret.expose(), "[redacted]"),
+            });
+        }
+        Attempt::Transient {
+            retry_after,
+            reason: format!("token request failed: HTTP {status}"),
         }
     }
 
@@ -241,32 +274,6 @@ impl TokenProvider {
         Ok(AccessToken {
             value: Secret::new(parsed.access_token),
             refresh_at: issued + lifetime - margin,
-            after_rejection: None,
         })
-    }
-}
-
-/// A transport error in plain words, without any URL query or credentials.
-pub(crate) fn describe_transport_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "the connection broke while reading the body"
-    } else if e.is_request() {
-        "the request failed"
-    } else {
-        "transport error"
-    };
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut deepest = None;
-    while let Some(s) = source {
-        deepest = Some(s.to_string());
-        source = s.source();
-    }
-    match deepest {
-        Some(d) => format!("{kind} ({d})"),
-        None => kind.to_string(),
     }
 }

@@ -1,5 +1,5 @@
 //! Typed calls to the Genesys Cloud Platform API, each behind the shared rate limiter, token
-//! provider and retry policy: list flows page by page, and fetch one flow's configuration.
+//! provider and retry driver: one page of the flow listing, and one flow's configuration.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,12 +7,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tracing::{debug, warn};
+use tokio::time::Instant;
+use tracing::debug;
 use url::Url;
 
-use super::auth::{AuthError, TokenProvider, describe_transport_error};
+use super::auth::{AccessToken, AuthError, TokenProvider};
 use super::ratelimit::RateLimiter;
-use super::retry::{RetryConfig, parse_retry_after};
+use super::retry::{Attempt, GaveUp, Pace, Retrier, RetryConfig, retry_after_of};
+use crate::secret::Secret;
 
 /// A failed call to the Platform API, after whatever retries the policy allowed.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +36,7 @@ pub enum ApiError {
         message: String,
         correlation_id: Option<String>,
     },
-    /// 401 even with a freshly issued token: the client or token was revoked.
+    /// 401 on a token inside its lifetime and again on its replacement: the client was revoked.
     #[error(
         "the API refused a freshly issued token (HTTP 401) at {url}; the OAuth client may have been \
          revoked or lack the Platform API grant{}", correlation(.correlation_id)
@@ -57,6 +59,9 @@ pub enum ApiError {
     /// No token could be obtained.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The HTTP client could not be built.
+    #[error("could not set up the HTTP client: {0}")]
+    Setup(String),
 }
 
 fn correlation(id: &Option<String>) -> String {
@@ -89,7 +94,7 @@ pub struct FlowPage {
     /// The flows on this page, each kept exactly as served.
     #[serde(default)]
     pub entities: Option<Vec<Box<RawValue>>>,
-    /// The page size the server actually used.
+    /// The page size the server says it used.
     #[serde(default)]
     pub page_size: Option<u64>,
     /// The number of this page (from 1).
@@ -114,11 +119,21 @@ struct ErrorBody {
     code: Option<String>,
 }
 
-/// Settings for a [`GenesysClient`].
+/// How to reach and authenticate to one org.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Platform API base, e.g. `https://api.mypurecloud.com`.
     pub api_url: Url,
+    /// OAuth login base, e.g. `https://login.mypurecloud.com`.
+    pub login_url: Url,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: Secret,
+    /// Client-side rate limit in requests per second; `None` learns the server's from its 429s.
+    pub rate_per_second: Option<f64>,
+    /// Requests in flight at once (sizes the connection pool).
+    pub concurrency: usize,
     /// Retry caps and delays.
     pub retry: RetryConfig,
 }
@@ -130,36 +145,49 @@ pub struct GenesysClient {
     api_url: Url,
     tokens: Arc<TokenProvider>,
     limiter: Arc<RateLimiter>,
-    retry: RetryConfig,
+    retrier: Retrier,
 }
 
-/// What one attempt came to, for the retry loop.
-enum Attempt {
-    Done(Box<RawValue>),
-    Throttled {
-        retry_after: Option<Duration>,
-        reason: String,
-    },
-    Transient(String),
-    Unauthorized(Option<String>),
-    Failed(ApiError),
+/// The rate limiter as the retry driver's pace.
+struct LimiterPace<'a>(&'a RateLimiter);
+
+impl Pace for LimiterPace<'_> {
+    fn ready(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(self.0.acquire())
+    }
+    fn throttled(&self, wait: Duration, retry_after: Option<Duration>) {
+        self.0.throttled(wait, retry_after);
+    }
+    fn succeeded(&self, sent_at: Instant) {
+        self.0.succeeded(sent_at);
+    }
 }
 
 impl GenesysClient {
-    /// A client sending through `http`, authenticated by `tokens`, paced by `limiter`.
-    pub fn new(
-        http: reqwest::Client,
-        config: ClientConfig,
-        tokens: Arc<TokenProvider>,
-        limiter: Arc<RateLimiter>,
-    ) -> Self {
-        GenesysClient {
+    /// Builds the HTTP client (rustls, certificate checks on), the token provider, the rate
+    /// limiter and the retry driver for one org. Sends nothing yet.
+    pub fn connect(config: ClientConfig) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("flowvault/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(config.concurrency.max(4))
+            .build()
+            .map_err(|e| ApiError::Setup(e.to_string()))?;
+        let retrier = Retrier::new(config.retry);
+        let tokens = Arc::new(TokenProvider::new(
+            http.clone(),
+            config.login_url.as_str(),
+            config.client_id,
+            config.client_secret,
+            retrier.clone(),
+        ));
+        Ok(GenesysClient {
             http,
             api_url: config.api_url,
             tokens,
-            limiter,
-            retry: config.retry,
-        }
+            limiter: Arc::new(RateLimiter::new(config.rate_per_second)),
+            retrier,
+        })
     }
 
     /// The API base URL this client talks to.
@@ -184,7 +212,7 @@ impl GenesysClient {
         page_number: u64,
         page_size: u64,
         flow_type: Option<&str>,
-    ) -> Result<(FlowPage, u32), ApiError> {
+    ) -> Result<FlowPage, ApiError> {
         let mut url = self.endpoint(&["api", "v2", "flows"]);
         {
             let mut q = url.query_pairs_mut();
@@ -195,12 +223,11 @@ impl GenesysClient {
             }
         }
         let fetched = self.get_json(url.clone()).await?;
-        let page: FlowPage = serde_json::from_str(fetched.body.get()).map_err(|e| ApiError::Exhausted {
+        serde_json::from_str(fetched.body.get()).map_err(|e| ApiError::Exhausted {
             url: url.to_string(),
             attempts: fetched.attempts,
             last: format!("the response is not a flow listing ({e})"),
-        })?;
-        Ok((page, fetched.attempts))
+        })
     }
 
     /// `GET /api/v2/flows/{id}/latestconfiguration`: the flow's latest saved definition, as served.
@@ -218,100 +245,82 @@ impl GenesysClient {
         url
     }
 
-    /// GET a JSON document, retrying throttling and transient faults within the caps.
+    /// GET a JSON document through the rate limiter and the retry driver. The token is taken at
+    /// the moment of sending, after any wait, so it cannot expire while the request waits.
     pub async fn get_json(&self, url: Url) -> Result<Fetched, ApiError> {
-        let mut attempts = 0u32;
-        let mut transient = 0u32;
-        let mut throttled = 0u32;
-        let mut refreshed = false;
-        let mut token = self.tokens.token().await?;
-        loop {
-            self.limiter.acquire().await;
-            let sent_at = tokio::time::Instant::now();
-            attempts += 1;
-            match self.attempt(&url, &token).await {
-                Attempt::Done(body) => {
-                    self.limiter.succeeded(sent_at);
-                    return Ok(Fetched { body, attempts });
-                }
-                Attempt::Unauthorized(correlation_id) => {
-                    if refreshed {
-                        return Err(ApiError::Unauthorized {
-                            url: url.to_string(),
-                            correlation_id,
-                        });
-                    }
-                    refreshed = true;
-                    token = match self.tokens.refresh_after_rejection(&token).await {
-                        Ok(t) => t,
-                        Err(AuthError::RefusedFresh) => {
-                            return Err(ApiError::Unauthorized {
-                                url: url.to_string(),
-                                correlation_id,
-                            });
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                }
-                Attempt::Throttled { retry_after, reason } => {
-                    if throttled >= self.retry.max_throttle_retries {
-                        return Err(ApiError::Exhausted {
-                            url: url.to_string(),
-                            attempts,
-                            last: format!("{reason}, {throttled} throttled retries"),
-                        });
-                    }
-                    if let Some(d) = retry_after
-                        && d > self.retry.max_retry_after
-                    {
-                        return Err(ApiError::Exhausted {
-                            url: url.to_string(),
-                            attempts,
-                            last: format!(
-                                "{reason}; Retry-After {}s exceeds the {}s cap",
-                                d.as_secs(),
-                                self.retry.max_retry_after.as_secs()
-                            ),
-                        });
-                    }
-                    let wait = self.retry.throttle_wait(retry_after, throttled);
-                    throttled += 1;
-                    self.limiter.throttled(wait, retry_after);
-                    warn!(url = %url, wait_ms = wait.as_millis() as u64, retry = throttled, "{reason}; waiting as the API asked before retrying");
-                    // The limiter holds everyone back; this request waits its turn there.
-                }
-                Attempt::Transient(reason) => {
-                    if transient >= self.retry.max_retries {
-                        return Err(ApiError::Exhausted {
-                            url: url.to_string(),
-                            attempts,
-                            last: format!("{reason} ({transient} retries)"),
-                        });
-                    }
-                    let wait = self.retry.backoff(transient);
-                    transient += 1;
-                    warn!(url = %url, wait_ms = wait.as_millis() as u64, retry = transient, "{reason}; backing off before retrying");
-                    tokio::time::sleep(wait).await;
-                    // A long outage may outlive the token; make sure the next try carries a valid one.
-                    token = self.tokens.token().await?;
-                }
-                Attempt::Failed(e) => return Err(e),
-            }
+        let pace = LimiterPace(&self.limiter);
+        let url_ref = &url;
+        let result = self
+            .retrier
+            .run(url.as_str(), &pace, move || async move {
+                let url = url_ref;
+                let token = match self.tokens.token().await {
+                    Ok(t) => t,
+                    Err(e) => return Attempt::Fatal(ApiError::Auth(e)),
+                };
+                let sent_at = Instant::now();
+                let answer = self.attempt(url, &token).await;
+                self.after_answer(answer, &token, sent_at).await
+            })
+            .await;
+        match result {
+            Ok(s) => Ok(Fetched {
+                body: s.value,
+                attempts: s.attempts,
+            }),
+            Err(GaveUp::Fatal(e)) => Err(e),
+            Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
+                url: url.to_string(),
+                attempts,
+                last,
+            }),
         }
     }
 
-    async fn attempt(&self, url: &Url, token: &super::auth::AccessToken) -> Attempt {
+    /// Tells the token provider how its token fared; a refused token is replaced (or the client
+    /// found revoked) before the driver decides what follows.
+    async fn after_answer(
+        &self,
+        answer: Attempt<Box<RawValue>, ApiError>,
+        token: &AccessToken,
+        sent_at: Instant,
+    ) -> Attempt<Box<RawValue>, ApiError> {
+        match answer {
+            Attempt::Fatal(ApiError::Unauthorized { url, correlation_id }) => {
+                match self.tokens.refused(token, sent_at).await {
+                    Ok(()) => Attempt::Reauthorized {
+                        reason: format!("HTTP 401 at {url}{}", correlation(&correlation_id)),
+                    },
+                    Err(AuthError::RefusedFresh) => Attempt::Fatal(ApiError::Unauthorized { url, correlation_id }),
+                    Err(e) => Attempt::Fatal(e.into()),
+                }
+            }
+            Attempt::Done(body) => {
+                self.tokens.accepted();
+                Attempt::Done(body)
+            }
+            other => other,
+        }
+    }
+
+    /// Sends one request and classifies the answer.
+    async fn attempt(&self, url: &Url, token: &AccessToken) -> Attempt<Box<RawValue>, ApiError> {
         let sent = self
             .http
             .get(url.clone())
             .bearer_auth(token.value.expose())
             .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(self.retry.request_timeout)
+            .timeout(self.retrier.config().request_timeout)
             .send()
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return Attempt::Transient(describe_transport_error(&e)),
+            Err(e) => {
+                return Attempt::Transient {
+                    retry_after: None,
+                    reason: describe_transport_error(&e),
+                };
+            }
         };
         let status = resp.status().as_u16();
         let correlation_id = resp
@@ -319,70 +328,116 @@ impl GenesysClient {
             .get("inin-correlation-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body: Result<Bytes, _> = resp.bytes().await;
-        let body = match body {
+        let retry_after = retry_after_of(resp.headers());
+        let body: Bytes = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
-                return Attempt::Transient(format!("HTTP {status} but {}", describe_transport_error(&e)));
+                return Attempt::Transient {
+                    retry_after: None,
+                    reason: format!("HTTP {status} but {}", describe_transport_error(&e)),
+                };
             }
         };
-        let detail = || {
-            let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-            match (parsed.message, parsed.code) {
-                (Some(m), Some(c)) => format!("{m} [{c}]"),
-                (Some(m), None) => m,
-                (None, Some(c)) => c,
-                (None, None) => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
-            }
-        };
-        let url_s = url.to_string();
-        match status {
-            200..=299 => match serde_json::from_slice::<Box<RawValue>>(&body) {
-                Ok(v) => Attempt::Done(v),
-                Err(e) => Attempt::Transient(format!(
+        classify(url, status, &body, retry_after, correlation_id)
+    }
+}
+
+/// What an answer means: done, wait and retry, or fail.
+fn classify(
+    url: &Url,
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    correlation_id: Option<String>,
+) -> Attempt<Box<RawValue>, ApiError> {
+    let detail = || {
+        let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+        match (parsed.message, parsed.code) {
+            (Some(m), Some(c)) => format!("{m} [{c}]"),
+            (Some(m), None) => m,
+            (None, Some(c)) => c,
+            (None, None) => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
+        }
+    };
+    let waited = match retry_after {
+        Some(d) => format!(", Retry-After {:.1}s", d.as_secs_f64()),
+        None => ", no Retry-After".into(),
+    };
+    let url_s = url.to_string();
+    match status {
+        200..=299 => match serde_json::from_slice::<Box<RawValue>>(body) {
+            Ok(v) => Attempt::Done(v),
+            Err(e) => Attempt::Transient {
+                retry_after: None,
+                reason: format!(
                     "HTTP {status} with a body that is not valid JSON ({e}, {} bytes)",
                     body.len()
-                )),
-            },
-            401 => {
-                debug!(url = %url_s, "401 from the API");
-                Attempt::Unauthorized(correlation_id)
-            }
-            403 => Attempt::Failed(ApiError::Forbidden {
-                url: url_s,
-                message: detail(),
-                correlation_id,
-            }),
-            404 | 410 => Attempt::Failed(ApiError::NotFound {
-                url: url_s,
-                status,
-                correlation_id,
-            }),
-            429 => Attempt::Throttled {
-                retry_after,
-                reason: format!(
-                    "throttled by the API (HTTP 429{}){}",
-                    match retry_after {
-                        Some(d) => format!(", Retry-After {:.1}s", d.as_secs_f64()),
-                        None => ", no Retry-After".into(),
-                    },
-                    correlation(&correlation_id)
                 ),
             },
-            408 | 500..=599 => {
-                Attempt::Transient(format!("HTTP {status}: {}{}", detail(), correlation(&correlation_id)))
-            }
-            _ => Attempt::Failed(ApiError::Rejected {
+        },
+        401 => {
+            debug!(url = %url_s, "401 from the API");
+            Attempt::Fatal(ApiError::Unauthorized {
                 url: url_s,
-                status,
-                message: detail(),
                 correlation_id,
-            }),
+            })
         }
+        403 => Attempt::Fatal(ApiError::Forbidden {
+            url: url_s,
+            message: detail(),
+            correlation_id,
+        }),
+        404 | 410 => Attempt::Fatal(ApiError::NotFound {
+            url: url_s,
+            status,
+            correlation_id,
+        }),
+        429 => Attempt::Throttled {
+            retry_after,
+            reason: format!(
+                "throttled by the API (HTTP 429{waited}){}",
+                correlation(&correlation_id)
+            ),
+        },
+        408 | 500..=599 => Attempt::Transient {
+            retry_after,
+            reason: format!(
+                "HTTP {status}: {}{}{}",
+                detail(),
+                if retry_after.is_some() { waited.as_str() } else { "" },
+                correlation(&correlation_id)
+            ),
+        },
+        _ => Attempt::Fatal(ApiError::Rejected {
+            url: url_s,
+            status,
+            message: detail(),
+            correlation_id,
+        }),
+    }
+}
+
+/// A transport error in plain words, without any URL query or credentials.
+pub(crate) fn describe_transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the connection broke while reading the body"
+    } else if e.is_request() {
+        "the request failed"
+    } else {
+        "transport error"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut deepest = None;
+    while let Some(s) = source {
+        deepest = Some(s.to_string());
+        source = s.source();
+    }
+    match deepest {
+        Some(d) => format!("{kind} ({d})"),
+        None => kind.to_string(),
     }
 }

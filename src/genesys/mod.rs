@@ -1,9 +1,10 @@
 //! Everything that speaks to Genesys Cloud, and nothing else does: regions, OAuth tokens, the
-//! retry policy, the client-side rate limiter, and typed API calls.
+//! retry driver, the client-side rate limiter, typed API calls and the verified flow listing.
 
 pub mod auth;
 pub mod client;
 pub mod flow;
+pub mod flows;
 pub mod ratelimit;
 pub mod region;
 pub mod retry;
@@ -11,6 +12,7 @@ pub mod retry;
 pub use auth::{AuthError, TokenProvider};
 pub use client::{ApiError, ClientConfig, FlowPage, GenesysClient};
 pub use flow::FlowSummary;
+pub use flows::{FlowLister, ListError, ListOptions, Listed, ListingReport, PassRecord};
 pub use ratelimit::RateLimiter;
 pub use region::Region;
-pub use retry::RetryConfig;
+pub use retry::{Retrier, RetryConfig};

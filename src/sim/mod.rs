@@ -31,12 +31,40 @@ use tokio_util::sync::CancellationToken;
 pub use data::{AWKWARD_NAMES, ConfigSource, FLOW_TYPES, SimFlow, generate_org};
 
 /// What to do with a `pageSize` above the maximum (the real API's behaviour is unconfirmed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OversizePage {
     /// Answer 400.
     Reject,
     /// Serve the maximum instead, and report it in `pageSize`.
     Clamp,
+    /// Serve the maximum, but report the size asked for and a `pageCount` computed from it, so a
+    /// client that trusts the counters stops early.
+    SilentClamp,
+}
+
+impl std::str::FromStr for OversizePage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reject" => Ok(OversizePage::Reject),
+            "clamp" => Ok(OversizePage::Clamp),
+            "silent-clamp" => Ok(OversizePage::SilentClamp),
+            other => Err(format!("unknown oversize-page behaviour `{other}`")),
+        }
+    }
+}
+
+/// A change to the org made while a client lists it: once `after_pages` listing pages have been
+/// served, these flows are deleted and these are created (at the front of the listing, so every
+/// later page shifts).
+#[derive(Debug, Clone, Default)]
+pub struct ListingChange {
+    /// Listing pages served (over the server's life) before the change happens.
+    pub after_pages: u64,
+    /// Ids of flows deleted.
+    pub delete: Vec<String>,
+    /// Flows created.
+    pub create: Vec<SimFlow>,
 }
 
 /// One injected fault for a configuration request; a flow's faults are served in order, one per
@@ -47,6 +75,8 @@ pub enum Fault {
     Status(u16),
     /// Answer 429, with this `Retry-After` (seconds) or none.
     Throttle(Option<u64>),
+    /// Answer 503 with this `Retry-After` (seconds).
+    Unavailable(u64),
     /// Send half the body, then break the connection.
     ResetMidBody,
     /// Answer 200 with the body cut in half (invalid JSON).
@@ -99,7 +129,7 @@ pub struct SimConfig {
     pub total_offset: i64,
     /// Listing pages (by number) that come back empty the first time they are asked for.
     pub empty_pages: HashSet<u64>,
-    /// A flow created while the client is listing: it appears at the front after page 1 is served.
+    /// A flow created while the client is listing: it appears at the front after the first page.
     pub late_flow: Option<SimFlow>,
     /// After this many API requests, every token is refused (401), as for a revoked client.
     pub revoke_after_requests: Option<u64>,
@@ -111,6 +141,12 @@ pub struct SimConfig {
     pub token_failures: u32,
     /// 503 or 429 for those token failures.
     pub token_failure_status: u16,
+    /// Changes made to the org while the client lists it.
+    pub listing_changes: Vec<ListingChange>,
+    /// Deleted flows answer 410 `architect.flow.deleted` instead of 404.
+    pub deleted_answers_gone: bool,
+    /// Rows served at the end of the listing that are not flows (e.g. `42`, `{"name":"x"}`).
+    pub malformed_rows: Vec<Value>,
 }
 
 impl SimConfig {
@@ -143,6 +179,9 @@ impl SimConfig {
             forbidden: HashSet::new(),
             token_failures: 0,
             token_failure_status: 503,
+            listing_changes: Vec::new(),
+            deleted_answers_gone: false,
+            malformed_rows: Vec::new(),
         }
     }
 }
@@ -191,12 +230,35 @@ impl SimStats {
     }
 }
 
+/// The org as it is now: flows in listing order, and the ids of flows deleted since start.
+#[derive(Debug, Default)]
+struct Org {
+    flows: Vec<SimFlow>,
+    deleted: HashSet<String>,
+    changes_done: usize,
+}
+
+impl Org {
+    fn find(&self, id: &str) -> Option<&SimFlow> {
+        self.flows.iter().find(|f| f.id() == id)
+    }
+
+    fn delete(&mut self, id: &str) -> bool {
+        let before = self.flows.len();
+        self.flows.retain(|f| f.id() != id);
+        let removed = self.flows.len() < before;
+        if removed {
+            self.deleted.insert(id.to_string());
+        }
+        removed
+    }
+}
+
 struct SimState {
     config: SimConfig,
-    by_id: HashMap<String, usize>,
+    org: Mutex<Org>,
     fault_queues: Mutex<HashMap<String, VecDeque<Fault>>>,
     empty_pages_left: Mutex<HashSet<u64>>,
-    late_visible: AtomicBool,
     token_failures_remaining: AtomicU32,
     tokens: Mutex<HashMap<String, Instant>>,
     window: Mutex<VecDeque<Instant>>,
@@ -215,12 +277,10 @@ pub struct SimServer {
 impl SimServer {
     /// Serves `config` on `addr` (port 0 picks a free port) until [`SimServer::shutdown`] or drop.
     pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimServer> {
-        let by_id = config
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.id().to_string(), i))
-            .collect();
+        let org = Mutex::new(Org {
+            flows: config.flows.clone(),
+            ..Org::default()
+        });
         let mut queues: HashMap<String, VecDeque<Fault>> = config
             .faults
             .iter()
@@ -234,10 +294,9 @@ impl SimServer {
         let state = Arc::new(SimState {
             token_failures_remaining: AtomicU32::new(config.token_failures),
             config,
-            by_id,
+            org,
             fault_queues: Mutex::new(queues),
             empty_pages_left: Mutex::new(empty_pages),
-            late_visible: AtomicBool::new(false),
             tokens: Mutex::new(HashMap::new()),
             window: Mutex::new(VecDeque::new()),
             revoked: AtomicBool::new(false),
@@ -300,9 +359,19 @@ impl SimServer {
             .unwrap_or_default()
     }
 
-    /// The flows served.
-    pub fn flows(&self) -> &[SimFlow] {
-        &self.state.config.flows
+    /// The flows the org holds now, in listing order.
+    pub fn flows(&self) -> Vec<SimFlow> {
+        self.state.org().flows.clone()
+    }
+
+    /// Deletes a flow, as a user in Architect would; true if it existed.
+    pub fn delete_flow(&self, id: &str) -> bool {
+        self.state.org().delete(id)
+    }
+
+    /// Creates a flow at the front of the listing.
+    pub fn create_flow(&self, flow: SimFlow) {
+        self.state.org().flows.insert(0, flow);
     }
 
     /// Stops serving and waits for the server task.
@@ -317,6 +386,12 @@ impl SimServer {
 impl Drop for SimServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+impl SimState {
+    fn org(&self) -> std::sync::MutexGuard<'_, Org> {
+        self.org.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -486,40 +561,47 @@ async fn admit(s: &SimState, headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
-async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    if let Err(r) = admit(&s, &headers).await {
-        return r;
-    }
-    s.stats.list_requests.fetch_add(1, Ordering::Relaxed);
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
-    let mut types: Vec<String> = Vec::new();
-    let mut page_number = 1u64;
-    let mut page_size = 25u64;
-    for (k, v) in &pairs {
+/// The listing's query: paging and the filters the API documents.
+#[derive(Default)]
+struct ListQuery {
+    page_number: u64,
+    page_size: u64,
+    types: Vec<String>,
+    ids: Vec<String>,
+    name: Option<String>,
+    virtual_agent_sent: bool,
+}
+
+#[allow(clippy::result_large_err)] // the error is the response to send, built once
+fn parse_list_query(query: Option<String>) -> Result<ListQuery, Response> {
+    let mut q = ListQuery {
+        page_number: 1,
+        page_size: 25,
+        ..ListQuery::default()
+    };
+    let bad = |what: &str| error_response(StatusCode::BAD_REQUEST, "bad.request", what);
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned() {
+        let list = || v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
         match k.as_str() {
-            "type" => types.extend(v.split(',').map(|t| t.trim().to_lowercase()).filter(|t| !t.is_empty())),
-            "pageNumber" => match v.parse::<u64>() {
-                Ok(n) if n >= 1 => page_number = n,
-                _ => {
-                    return error_response(
-                        StatusCode::BAD_REQUEST,
-                        "bad.request",
-                        "pageNumber must be a positive integer",
-                    );
-                }
-            },
-            "pageSize" => match v.parse::<u64>() {
-                Ok(n) if n >= 1 => page_size = n,
-                _ => {
-                    return error_response(
-                        StatusCode::BAD_REQUEST,
-                        "bad.request",
-                        "pageSize must be a positive integer",
-                    );
-                }
-            },
+            // Arrays come comma-joined (the SDKs, gc) or as repeated keys (CX as Code).
+            "type" => q.types.extend(list().map(|t| t.to_lowercase())),
+            "id" => q.ids.extend(list()),
+            "name" => q.name = Some(v.to_lowercase()),
+            "virtualAgentEnabled" => q.virtual_agent_sent = true,
+            "pageNumber" => {
+                q.page_number = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| bad("pageNumber must be a positive integer"))?
+            }
+            "pageSize" => {
+                q.page_size = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| bad("pageSize must be a positive integer"))?
+            }
             _ => {}
         }
     }
@@ -528,14 +610,62 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
         .filter(|t| **t != "BUSINESSPROCESS")
         .map(|t| t.to_lowercase())
         .collect();
-    if let Some(bad) = types.iter().find(|t| !filterable.contains(t)) {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "bad.request",
-            &format!("Unknown flow type {bad}"),
-        );
+    if let Some(t) = q.types.iter().find(|t| !filterable.contains(t)) {
+        return Err(bad(&format!("Unknown flow type {t}")));
     }
-    if page_size > s.config.max_page_size {
+    Ok(q)
+}
+
+impl ListQuery {
+    fn matches(&self, f: &SimFlow) -> bool {
+        let name = f
+            .meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase();
+        // Like the real API (terraform-provider-genesyscloud issue 1835): sending
+        // virtualAgentEnabled at all silently drops bot flows.
+        (self.types.is_empty() || self.types.contains(&f.flow_type().to_lowercase()))
+            && (self.ids.is_empty() || self.ids.iter().any(|i| i == f.id()))
+            && self.name.as_ref().is_none_or(|n| name.contains(n.as_str()))
+            && !(self.virtual_agent_sent && matches!(f.flow_type(), "BOT" | "DIGITALBOT"))
+    }
+}
+
+/// Applies the org changes due once `served` listing pages have been served.
+fn apply_listing_changes(s: &SimState, served: u64) {
+    let mut org = s.org();
+    if served == 1
+        && let Some(late) = &s.config.late_flow
+        && org.find(late.id()).is_none()
+    {
+        org.flows.insert(0, late.clone());
+    }
+    while let Some(change) = s.config.listing_changes.get(org.changes_done) {
+        if change.after_pages > served {
+            break;
+        }
+        for id in &change.delete {
+            org.delete(id);
+        }
+        for f in change.create.iter().rev() {
+            org.flows.insert(0, f.clone());
+        }
+        org.changes_done += 1;
+    }
+}
+
+async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if let Err(r) = admit(&s, &headers).await {
+        return r;
+    }
+    let q = match parse_list_query(query) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let (mut serve, mut report) = (q.page_size, q.page_size);
+    if q.page_size > s.config.max_page_size {
         match s.config.oversize_page {
             OversizePage::Reject => {
                 return error_response(
@@ -544,71 +674,70 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
                     &format!("pageSize must be at most {}", s.config.max_page_size),
                 );
             }
-            OversizePage::Clamp => page_size = s.config.max_page_size,
+            OversizePage::Clamp => (serve, report) = (s.config.max_page_size, s.config.max_page_size),
+            OversizePage::SilentClamp => serve = s.config.max_page_size,
         }
     }
-    let late = s
-        .config
-        .late_flow
-        .as_ref()
-        .filter(|_| s.late_visible.load(Ordering::SeqCst));
-    let matching: Vec<&SimFlow> = late
-        .into_iter()
-        .chain(s.config.flows.iter())
-        .filter(|f| types.is_empty() || types.contains(&f.flow_type().to_lowercase()))
-        .collect();
+    let served_pages = s.stats.list_requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut matching: Vec<Value> = {
+        let org = s.org();
+        org.flows
+            .iter()
+            .filter(|f| q.matches(f))
+            .map(|f| f.meta.clone())
+            .collect()
+    };
+    matching.extend(s.config.malformed_rows.iter().cloned());
     let total = (matching.len() as i64 + s.config.total_offset).max(0) as u64;
-    let page_count = total.div_ceil(page_size);
-    let start = ((page_number - 1) * page_size).min(total) as usize;
-    let end = (start + page_size as usize).min(matching.len());
-    let page_real_count = matching.len().div_ceil(page_size as usize) as u64;
-    let page_count = page_count.max(page_real_count);
+    let page_count = total
+        .div_ceil(report)
+        .max(matching.len().div_ceil(serve as usize) as u64);
+    let start = ((q.page_number - 1).saturating_mul(serve) as usize).min(matching.len());
+    let end = (start + serve as usize).min(matching.len());
     let empty_now = s
         .empty_pages_left
         .lock()
-        .map(|mut e| e.remove(&page_number))
+        .map(|mut e| e.remove(&q.page_number))
         .unwrap_or(false);
-    let entities: Vec<&Value> = if empty_now {
-        Vec::new()
-    } else {
-        matching[start..end].iter().map(|f| &f.meta).collect()
-    };
-    if page_number == 1 && s.config.late_flow.is_some() {
-        s.late_visible.store(true, Ordering::SeqCst);
-    }
-    let type_q: String = types.iter().map(|t| format!("&type={t}")).collect();
+    let entities: &[Value] = if empty_now { &[] } else { &matching[start..end] };
+    let body = listing_body(entities, &q, report, total, page_count);
+    apply_listing_changes(&s, served_pages);
+    json_response(body.to_string())
+}
+
+fn listing_body(entities: &[Value], q: &ListQuery, page_size: u64, total: u64, page_count: u64) -> Value {
+    let type_q: String = q.types.iter().map(|t| format!("&type={t}")).collect();
     let uri = |n: u64| format!("/api/v2/flows?pageSize={page_size}&pageNumber={n}{type_q}");
     let mut body = json!({
         "entities": entities,
         "pageSize": page_size,
-        "pageNumber": page_number,
+        "pageNumber": q.page_number,
         "total": total,
         "pageCount": page_count,
         "firstUri": uri(1),
-        "selfUri": uri(page_number),
+        "selfUri": uri(q.page_number),
         "lastUri": uri(page_count.max(1)),
     });
-    if page_number < page_count {
-        body["nextUri"] = Value::String(uri(page_number + 1));
+    if q.page_number < page_count {
+        body["nextUri"] = Value::String(uri(q.page_number + 1));
     }
-    if page_number > 1 {
-        body["previousUri"] = Value::String(uri(page_number - 1));
+    if q.page_number > 1 {
+        body["previousUri"] = Value::String(uri(q.page_number - 1));
     }
-    json_response(body.to_string())
+    body
 }
 
+/// The flow with this id as the org holds it now, or the API's answer for a missing one.
 #[allow(clippy::result_large_err)] // the error is the response to send, built once
-fn find_flow<'a>(s: &'a SimState, id: &str) -> Result<&'a SimFlow, Response> {
-    if let Some(late) = s
-        .config
-        .late_flow
-        .as_ref()
-        .filter(|f| f.id() == id && s.late_visible.load(Ordering::SeqCst))
-    {
-        return Ok(late);
-    }
-    match s.by_id.get(id) {
-        Some(i) if !s.config.deleted_after_listing.contains(id) => Ok(&s.config.flows[*i]),
+fn find_flow(s: &SimState, id: &str) -> Result<SimFlow, Response> {
+    let org = s.org();
+    match org.find(id) {
+        Some(f) if !s.config.deleted_after_listing.contains(id) => Ok(f.clone()),
+        _ if s.config.deleted_answers_gone => Err(error_response(
+            StatusCode::GONE,
+            "architect.flow.deleted",
+            &format!("The flow with id {id} has been deleted"),
+        )),
         _ => Err(error_response(
             StatusCode::NOT_FOUND,
             "not.found",
@@ -644,6 +773,7 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
         Ok(f) => f,
         Err(r) => return r,
     };
+    let flow = &flow;
     if s.config.forbidden.contains(id) {
         return error_response(
             StatusCode::FORBIDDEN,
@@ -672,6 +802,15 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
             if let Some(secs) = retry_after {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
+            resp
+        }
+        Some(Fault::Unavailable(secs)) => {
+            let mut resp = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service.unavailable",
+                "The service is currently unavailable",
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             resp
         }
         Some(Fault::ResetMidBody) => {

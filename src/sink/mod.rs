@@ -1,18 +1,28 @@
 //! Destinations behind one small trait. The pipeline hands each flow document to [`Sink::put`],
-//! then [`Sink::finish`]es with the manifest (written last), or [`Sink::abort`]s. Nothing upstream
-//! of this module knows whether bytes go to a directory, a tarball or a bucket.
+//! then [`Sink::finish`]es with the manifest (written last), or [`Sink::abort`]s when the
+//! destination itself broke. Nothing upstream of this module knows whether bytes go to a
+//! directory, a tarball or a bucket.
+//!
+//! A sink is a *format* over a *store*: [`ObjectsSink`] writes one object per flow and
+//! [`TarGzSink`] streams one archive, each over any [`RunStore`] — a local directory
+//! ([`local::LocalStore`]), an S3 prefix ([`s3::S3Store`]) or memory ([`memory::MemoryStore`]).
+//! So the archive logic exists once, and a new store gets both formats. [`open`] is the one way
+//! to check a destination and get the sink for a run.
 
 pub mod local;
+pub mod memory;
+pub mod objects;
 pub mod s3;
 pub mod targz;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use local::{LocalObjectsSink, LocalTarGzSink};
-pub use targz::TarGzEncoder;
+pub use objects::ObjectsSink;
+pub use targz::{TarGzEncoder, TarGzSink};
 
 /// Name of the manifest inside a run (and the last member of a tarball).
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -26,46 +36,118 @@ pub trait Sink: Send {
     fn location(&self) -> String;
 
     /// Stores one flow document under `name` (a safe relative path such as `flows/bot/x--id.json`).
+    /// An `Err` means the destination is unusable and the run must stop.
     async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError>;
 
-    /// Waits for documents still being written and returns those that could not be stored
-    /// (name, reason), so their manifest rows can say so. An `Err` means the whole run's output
-    /// is unusable.
-    async fn settle(&mut self) -> Result<Vec<(String, String)>, SinkError> {
+    /// Waits for documents still being written and returns those that could not be stored, so
+    /// their manifest rows can say so. An `Err` means the whole run's output is unusable.
+    async fn settle(&mut self) -> Result<Vec<StoreFailure>, SinkError> {
         Ok(Vec::new())
     }
 
-    /// Completes the run: seals any archive, then writes the manifest last.
+    /// Completes the run, whether or not every flow made it: seals any archive with what was
+    /// put (the manifest as its last member), then writes the manifest beside it, last.
     async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError>;
 
-    /// Gives up: discards any partial archive so nothing half-written looks whole, then writes the
-    /// (incomplete) manifest where it still can.
+    /// The destination broke: discards any partial archive so nothing half-written looks whole,
+    /// then writes the (incomplete) manifest where it still can.
     async fn abort(&mut self, manifest: Bytes) -> Result<(), SinkError>;
 
-    /// Whether documents already `put` survive an abort (true for one-object-per-flow).
+    /// Whether documents already `put` survive an abort (true for one object per flow).
     fn keeps_documents_on_abort(&self) -> bool;
 }
 
-/// A failure to write to the destination.
+/// A document that could not be stored.
+#[derive(Debug)]
+pub struct StoreFailure {
+    /// The document's name within the run.
+    pub name: String,
+    /// Why.
+    pub error: SinkError,
+}
+
+/// Where a run's files go: a local directory, an S3 prefix, memory. Names are relative to the run.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Where the run is, e.g. `/backups/RUN` or `s3://bucket/prefix/RUN`.
+    fn location(&self) -> String;
+
+    /// Writes one whole object, replacing nothing that a reader could see half-written.
+    async fn put(&self, name: &str, bytes: Bytes, content_type: &str) -> Result<(), SinkError>;
+
+    /// Starts an object written in pieces (the archive); it appears under `name` only when completed.
+    async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError>;
+}
+
+/// An object written in pieces: invisible under its name until [`Upload::complete`].
+#[async_trait]
+pub trait Upload: Send {
+    /// Appends bytes.
+    async fn write(&mut self, bytes: Vec<u8>) -> Result<(), SinkError>;
+    /// Makes the object appear, whole, under its name.
+    async fn complete(&mut self) -> Result<(), SinkError>;
+    /// Drops what was written; nothing appears.
+    async fn discard(&mut self);
+}
+
+/// A failure to use or write to the destination; each variant says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The local destination exists and is not a directory.
+    #[error("destination {} is a file, not a directory; point --to at a directory", path.display())]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The bucket does not exist.
+    #[error("bucket `{bucket}` does not exist at {endpoint}; create it or fix --to")]
+    BucketMissing {
+        /// The bucket.
+        bucket: String,
+        /// The endpoint asked.
+        endpoint: String,
+    },
+    /// The store refused these credentials.
+    #[error("access to {target} at {endpoint} is denied (HTTP 403); check the AWS credentials and the bucket policy")]
+    AccessDenied {
+        /// What was refused, e.g. "bucket `b`".
+        target: String,
+        /// The endpoint asked.
+        endpoint: String,
+    },
+    /// The run id already holds a run here.
+    #[error("{location} already holds a run (found {found}); choose another --run-id")]
+    RunExists {
+        /// The run's location.
+        location: String,
+        /// What was found there.
+        found: String,
+    },
     /// A local file operation failed.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
+        /// What was being done.
         action: &'static str,
+        /// To which file.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
-    /// The destination is unusable as configured.
-    #[error("{0}")]
-    Destination(String),
-    /// An object storage request failed.
-    #[error("{0}")]
-    ObjectStore(String),
+    /// An object storage request failed; `retryable` when trying again later could succeed.
+    #[error("{message}")]
+    Store {
+        /// The request, the object and the store's answer.
+        message: String,
+        /// Whether a later retry could succeed (timeouts, 5xx) or not (denied, missing bucket).
+        retryable: bool,
+    },
+    /// The sink was used after it was finished or aborted.
+    #[error("the archive is already closed")]
+    Closed,
 }
 
 /// Output layout of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// One gzipped tarball `RUN/flows.tar.gz` (the manifest is also its last member).
@@ -84,13 +166,29 @@ impl std::fmt::Display for Format {
     }
 }
 
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tar-gz" => Ok(Format::TarGz),
+            "objects" => Ok(Format::Objects),
+            other => Err(format!("unknown format `{other}`; use tar-gz or objects")),
+        }
+    }
+}
+
 /// Where runs are written: a local directory or an S3 bucket and prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// A local directory.
     Local(PathBuf),
     /// `s3://bucket/prefix`.
-    S3 { bucket: String, prefix: String },
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/`.
+        prefix: String,
+    },
 }
 
 /// A destination string that cannot be used.
@@ -175,6 +273,34 @@ pub fn validate_bucket(bucket: &str) -> Result<(), String> {
         return Err(format!("bucket name `{bucket}` must not contain `..`"));
     }
     Ok(())
+}
+
+/// Checks `destination` once (it is writable, the run id is free) and returns the sink for
+/// `format`. Nothing of the run is written until the first document or the manifest arrives, so
+/// a run that fails to authenticate leaves no trace.
+pub async fn open(
+    destination: &Destination,
+    run_id: &str,
+    format: Format,
+    s3_options: &s3::S3Options,
+) -> Result<Box<dyn Sink>, SinkError> {
+    let store: Arc<dyn RunStore> = match destination {
+        Destination::Local(root) => Arc::new(local::LocalStore::open(root, run_id).await?),
+        Destination::S3 { bucket, prefix } => Arc::new(s3::S3Store::open(bucket, prefix, run_id, s3_options).await?),
+    };
+    let in_flight = match destination {
+        Destination::Local(_) => 4,
+        Destination::S3 { .. } => s3_options.uploads_in_flight,
+    };
+    Ok(with_format(store, format, in_flight))
+}
+
+/// The sink for `format` over an already checked store.
+pub fn with_format(store: Arc<dyn RunStore>, format: Format, in_flight: usize) -> Box<dyn Sink> {
+    match format {
+        Format::TarGz => Box::new(TarGzSink::new(store)),
+        Format::Objects => Box::new(ObjectsSink::new(store, in_flight)),
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
-//! S3 destinations: one object per flow, or the tar.gz streamed as a multipart upload.
+//! An S3 bucket prefix as a run store: `s3://bucket/prefix/RUN/...`.
 //!
-//! Both sit behind the same [`Sink`] trait as the local destinations. The bucket is checked
-//! (`HeadBucket`) before any Genesys call. Every object and part carries an explicit
-//! `x-amz-checksum-sha256`, so the store verifies what it received. The archive uses the same
-//! [`TarGzEncoder`] as the local file; parts are uploaded while later flows are still being
-//! fetched, a bounded number at a time, so memory stays near part size × parts in flight. On any
-//! failure or interrupt the multipart upload is aborted: no half archive is left behind.
+//! Objects go up with one PutObject each; the archive is streamed as a multipart upload (a single
+//! PutObject when it stays small). Every object and part carries an explicit
+//! `x-amz-checksum-sha256`, so the store verifies what it received. Parts are uploaded while later
+//! flows are still being fetched, a bounded number at a time, so memory stays near part size ×
+//! parts in flight. A discarded upload is aborted: no half archive is left behind. The bucket is
+//! checked with one `ListObjectsV2` under the run's prefix, which needs only `s3:ListBucket` on
+//! that prefix and also finds a run that already exists.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,20 +26,62 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use super::{ARCHIVE_NAME, Format, MANIFEST_NAME, Sink, SinkError, TarGzEncoder};
-use crate::config::S3Settings;
+use super::{RunStore, SinkError, Upload};
 
 /// S3 allows at most this many parts in one multipart upload.
 const MAX_PARTS: i32 = 10_000;
+/// Smallest multipart part S3 accepts (except the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Largest multipart part S3 accepts.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// How to reach the bucket and how to write objects.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// Endpoint override for S3-compatible stores.
+    pub endpoint: Option<String>,
+    /// Region override.
+    pub region: Option<String>,
+    /// Path-style addressing.
+    pub force_path_style: bool,
+    /// Multipart part size in bytes.
+    pub part_size: u64,
+    /// Uploads in flight at once (parts or objects).
+    pub uploads_in_flight: usize,
+    /// `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    /// KMS key for `aws:kms`.
+    pub sse_kms_key_id: Option<String>,
+    /// Storage class.
+    pub storage_class: Option<String>,
+    /// Only send checksums S3 requires.
+    pub checksum_when_required: bool,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            endpoint: None,
+            region: None,
+            force_path_style: false,
+            part_size: 8 * 1024 * 1024,
+            uploads_in_flight: 4,
+            sse: None,
+            sse_kms_key_id: None,
+            storage_class: None,
+            checksum_when_required: false,
+        }
+    }
+}
 
 /// A checked bucket and the key prefix of this run.
-pub struct S3Destination {
+pub struct S3Store {
     client: Client,
     bucket: String,
     /// `prefix/RUN/` (or `RUN/` without a prefix).
     run_prefix: String,
     run_id: String,
-    settings: S3Settings,
+    options: S3Options,
 }
 
 fn b64_sha256(bytes: &[u8]) -> String {
@@ -71,7 +114,8 @@ fn status_of<E, R: HasStatus>(e: &SdkError<E, R>) -> Option<u16> {
     e.raw_response().map(|r| r.status_code())
 }
 
-trait HasStatus {
+/// The HTTP status of a raw SDK response.
+pub trait HasStatus {
     fn status_code(&self) -> u16;
 }
 
@@ -82,7 +126,7 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
 }
 
 /// Builds an S3 client from the standard AWS chain plus the overrides in `settings`.
-pub async fn build_client(settings: &S3Settings) -> Client {
+pub async fn build_client(settings: &S3Options) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &settings.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -109,203 +153,155 @@ pub async fn build_client(settings: &S3Settings) -> Client {
     Client::from_conf(builder.build())
 }
 
-impl S3Destination {
-    /// Checks that the bucket exists and is reachable with these credentials, and that the run's
-    /// prefix does not already hold a run. Fails in seconds on a wrong endpoint or bucket.
-    pub async fn connect(bucket: &str, prefix: &str, run_id: &str, settings: &S3Settings) -> Result<Self, SinkError> {
-        let client = build_client(settings).await;
-        let endpoint = settings.endpoint.clone().unwrap_or_else(|| "AWS S3".to_string());
-        if let Err(e) = client.head_bucket().bucket(bucket).send().await {
-            let msg = match (status_of(&e), e.as_service_error().map(|s| s.is_not_found())) {
-                (_, Some(true)) | (Some(404), _) => {
-                    format!("bucket `{bucket}` does not exist at {endpoint}; create it or fix --to")
-                }
-                (Some(403), _) => format!(
-                    "access to bucket `{bucket}` at {endpoint} is denied (HTTP 403); check the AWS credentials and the bucket policy"
-                ),
-                (Some(301), _) => {
-                    format!("bucket `{bucket}` is in another region; set --s3-region to the bucket's region")
-                }
-                _ => format!("cannot use bucket `{bucket}` at {endpoint}: {}", describe(&e)),
-            };
-            return Err(SinkError::Destination(msg));
-        }
+impl S3Store {
+    /// Checks, with one `ListObjectsV2` under the run's prefix, that the bucket exists and is
+    /// readable with these credentials and that the prefix holds no run yet. Fails in seconds on
+    /// a wrong endpoint or bucket.
+    pub async fn open(bucket: &str, prefix: &str, run_id: &str, options: &S3Options) -> Result<Self, SinkError> {
+        let client = build_client(options).await;
+        let endpoint = options.endpoint.clone().unwrap_or_else(|| "AWS S3".to_string());
         let run_prefix = if prefix.is_empty() {
             format!("{run_id}/")
         } else {
             format!("{prefix}/{run_id}/")
         };
-        let dest = S3Destination {
+        let listed = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&run_prefix)
+            .max_keys(1)
+            .send()
+            .await;
+        match listed {
+            Ok(out) => {
+                if let Some(key) = out.contents().first().and_then(|o| o.key()) {
+                    return Err(SinkError::RunExists {
+                        location: format!("s3://{bucket}/{}", run_prefix.trim_end_matches('/')),
+                        found: key.to_string(),
+                    });
+                }
+            }
+            Err(e) => {
+                let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
+                return Err(match (status_of(&e), code.as_deref()) {
+                    (_, Some("NoSuchBucket")) | (Some(404), _) => SinkError::BucketMissing {
+                        bucket: bucket.to_string(),
+                        endpoint,
+                    },
+                    (Some(403), _) => SinkError::AccessDenied {
+                        target: format!("s3://{bucket}/{run_prefix}"),
+                        endpoint,
+                    },
+                    (Some(301), _) => SinkError::Store {
+                        message: format!(
+                            "bucket `{bucket}` is in another region; set --s3-region to the bucket's region"
+                        ),
+                        retryable: false,
+                    },
+                    _ => SinkError::Store {
+                        message: format!("cannot use bucket `{bucket}` at {endpoint}: {}", describe(&e)),
+                        retryable: true,
+                    },
+                });
+            }
+        }
+        Ok(S3Store {
             client,
             bucket: bucket.to_string(),
             run_prefix,
             run_id: run_id.to_string(),
-            settings: settings.clone(),
-        };
-        for existing in [MANIFEST_NAME, ARCHIVE_NAME] {
-            let key = dest.key(existing);
-            if dest.client.head_object().bucket(bucket).key(&key).send().await.is_ok() {
-                return Err(SinkError::Destination(format!(
-                    "s3://{bucket}/{key} already exists: this run id already holds a run; choose another --run-id"
-                )));
-            }
-        }
-        Ok(dest)
-    }
-
-    /// `s3://bucket/prefix/RUN`.
-    pub fn location(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.run_prefix.trim_end_matches('/'))
+            options: options.clone(),
+        })
     }
 
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.run_prefix)
     }
 
-    /// The sink for `format` writing into this run's prefix.
-    pub fn into_sink(self, format: Format) -> Box<dyn Sink> {
-        let dest = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(dest.settings.uploads_in_flight.max(1)));
-        match format {
-            Format::Objects => Box::new(S3ObjectsSink {
-                dest,
-                permits,
-                uploads: JoinSet::new(),
-                failures: Vec::new(),
-            }),
-            Format::TarGz => Box::new(S3TarGzSink {
-                key: dest.key(ARCHIVE_NAME),
-                part_size: dest.settings.part_size as usize,
-                dest,
-                permits,
-                encoder: Some(TarGzEncoder::new()),
-                buffer: Vec::new(),
-                upload_id: None,
-                next_part: 1,
-                uploads: JoinSet::new(),
-                parts: Vec::new(),
-            }),
-        }
-    }
-
-    /// PutObject with an explicit SHA-256 checksum and the run's metadata and options.
-    async fn put_object(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), String> {
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(b64_sha256(&body))
-            .metadata("flowvault-run-id", &self.run_id)
-            .body(ByteStream::from(body));
-        if let Some(sse) = &self.settings.sse {
-            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-        }
-        if let Some(k) = &self.settings.sse_kms_key_id {
-            req = req.ssekms_key_id(k);
-        }
-        if let Some(c) = &self.settings.storage_class {
-            req = req.storage_class(StorageClass::from(c.as_str()));
-        }
-        req.send().await.map(|_| ()).map_err(|e| describe(&e))
-    }
-
-    async fn put_manifest(&self, manifest: Bytes) -> Result<(), SinkError> {
-        let key = self.key(MANIFEST_NAME);
-        self.put_object(&key, manifest, "application/json")
-            .await
-            .map_err(|e| SinkError::ObjectStore(format!("cannot write s3://{}/{key}: {e}", self.bucket)))
-    }
-}
-
-/// One object per flow under `prefix/RUN/flows/`, uploaded concurrently.
-struct S3ObjectsSink {
-    dest: Arc<S3Destination>,
-    permits: Arc<Semaphore>,
-    uploads: JoinSet<(String, Result<(), String>)>,
-    failures: Vec<(String, String)>,
-}
-
-impl S3ObjectsSink {
-    fn record(&mut self, joined: Result<(String, Result<(), String>), tokio::task::JoinError>) {
-        match joined {
-            Ok((_, Ok(()))) => {}
-            Ok((name, Err(e))) => {
-                warn!("upload of {name} failed: {e}");
-                self.failures.push((name, e));
-            }
-            Err(e) => self
-                .failures
-                .push(("(unknown)".into(), format!("upload task failed: {e}"))),
+    fn store_error<E, R>(&self, what: &str, key: &str, e: &SdkError<E, R>) -> SinkError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + HasStatus,
+    {
+        let retryable = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))
+            || status_of(e).is_some_and(|s| s >= 500);
+        SinkError::Store {
+            message: format!("{what} s3://{}/{key}: {}", self.bucket, describe(e)),
+            retryable,
         }
     }
 }
 
 #[async_trait]
-impl Sink for S3ObjectsSink {
+impl RunStore for S3Store {
     fn location(&self) -> String {
-        self.dest.location()
+        format!("s3://{}/{}", self.bucket, self.run_prefix.trim_end_matches('/'))
     }
 
-    async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError> {
-        while let Some(done) = self.uploads.try_join_next() {
-            self.record(done);
+    /// PutObject with an explicit SHA-256 checksum and the run's metadata and options.
+    async fn put(&self, name: &str, body: Bytes, content_type: &str) -> Result<(), SinkError> {
+        let key = self.key(name);
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(b64_sha256(&body))
+            .metadata("flowvault-run-id", &self.run_id)
+            .body(ByteStream::from(body));
+        if let Some(sse) = &self.options.sse {
+            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
         }
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        if let Some(k) = &self.options.sse_kms_key_id {
+            req = req.ssekms_key_id(k);
+        }
+        if let Some(c) = &self.options.storage_class {
+            req = req.storage_class(StorageClass::from(c.as_str()));
+        }
+        req.send()
             .await
-            .map_err(|_| SinkError::ObjectStore("the upload pool is closed".into()))?;
-        let dest = self.dest.clone();
-        let name = name.to_string();
-        self.uploads.spawn(async move {
-            let key = dest.key(&name);
-            let result = dest.put_object(&key, document, "application/json").await;
-            drop(permit);
-            (
-                name,
-                result.map_err(|e| format!("cannot write s3://{}/{key}: {e}", dest.bucket)),
-            )
-        });
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| self.store_error("cannot write", &key, &e))
     }
 
-    async fn settle(&mut self) -> Result<Vec<(String, String)>, SinkError> {
-        while let Some(done) = self.uploads.join_next().await {
-            self.record(done);
-        }
-        Ok(std::mem::take(&mut self.failures))
-    }
-
-    async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError> {
-        let late = self.settle().await?;
-        if let Some((name, e)) = late.first() {
-            return Err(SinkError::ObjectStore(format!(
-                "upload of {name} failed after the manifest was built: {e}"
-            )));
-        }
-        self.dest.put_manifest(manifest).await
-    }
-
-    async fn abort(&mut self, manifest: Bytes) -> Result<(), SinkError> {
-        let _ = self.settle().await;
-        self.dest.put_manifest(manifest).await
-    }
-
-    fn keeps_documents_on_abort(&self) -> bool {
-        true
+    async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError> {
+        Ok(Box::new(S3Upload {
+            store: Arc::new(self.clone_handle()),
+            key: self.key(name),
+            name: name.to_string(),
+            content_type: content_type.to_string(),
+            part_size: self.options.part_size as usize,
+            permits: Arc::new(Semaphore::new(self.options.uploads_in_flight.max(1))),
+            buffer: Vec::new(),
+            upload_id: None,
+            next_part: 1,
+            uploads: JoinSet::new(),
+            parts: Vec::new(),
+        }))
     }
 }
 
-/// `prefix/RUN/flows.tar.gz` streamed as a multipart upload (a single PutObject when small).
-struct S3TarGzSink {
-    dest: Arc<S3Destination>,
+impl S3Store {
+    fn clone_handle(&self) -> S3Store {
+        S3Store {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            run_prefix: self.run_prefix.clone(),
+            run_id: self.run_id.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+/// An object streamed as a multipart upload, or one PutObject when it stays under one part.
+struct S3Upload {
+    store: Arc<S3Store>,
     key: String,
+    name: String,
+    content_type: String,
     permits: Arc<Semaphore>,
-    encoder: Option<TarGzEncoder>,
     buffer: Vec<u8>,
     part_size: usize,
     upload_id: Option<String>,
@@ -314,7 +310,7 @@ struct S3TarGzSink {
     parts: Vec<CompletedPart>,
 }
 
-impl S3TarGzSink {
+impl S3Upload {
     /// The size of the next part: the configured size, doubled every 2,500 parts so that even a
     /// huge archive fits in S3's 10,000 parts.
     fn current_part_size(&self) -> usize {
@@ -323,7 +319,10 @@ impl S3TarGzSink {
     }
 
     fn err(&self, what: &str, e: String) -> SinkError {
-        SinkError::ObjectStore(format!("{what} s3://{}/{}: {e}", self.dest.bucket, self.key))
+        SinkError::Store {
+            message: format!("{what} s3://{}/{}: {e}", self.store.bucket, self.key),
+            retryable: false,
+        }
     }
 
     fn collect_finished(&mut self) -> Result<(), SinkError> {
@@ -351,23 +350,23 @@ impl S3TarGzSink {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
         }
-        let s = &self.dest.settings;
+        let o = &self.store.options;
         let mut req = self
-            .dest
+            .store
             .client
             .create_multipart_upload()
-            .bucket(&self.dest.bucket)
+            .bucket(&self.store.bucket)
             .key(&self.key)
-            .content_type("application/gzip")
+            .content_type(&self.content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .metadata("flowvault-run-id", &self.dest.run_id);
-        if let Some(sse) = &s.sse {
+            .metadata("flowvault-run-id", &self.store.run_id);
+        if let Some(sse) = &o.sse {
             req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
         }
-        if let Some(k) = &s.sse_kms_key_id {
+        if let Some(k) = &o.sse_kms_key_id {
             req = req.ssekms_key_id(k);
         }
-        if let Some(c) = &s.storage_class {
+        if let Some(c) = &o.storage_class {
             req = req.storage_class(StorageClass::from(c.as_str()));
         }
         let out = req
@@ -398,7 +397,7 @@ impl S3TarGzSink {
         self.collect_finished()?;
         let part_number = self.next_part;
         self.next_part += 1;
-        let (client, bucket, key) = (self.dest.client.clone(), self.dest.bucket.clone(), self.key.clone());
+        let (client, bucket, key) = (self.store.client.clone(), self.store.bucket.clone(), self.key.clone());
         self.uploads.spawn(async move {
             let checksum = b64_sha256(&body);
             let len = body.len();
@@ -437,25 +436,21 @@ impl S3TarGzSink {
         }
         Ok(())
     }
+}
 
-    async fn seal(&mut self, manifest: &Bytes) -> Result<(), SinkError> {
-        let mut encoder = self
-            .encoder
-            .take()
-            .ok_or_else(|| self.err("already closed:", String::new()))?;
-        encoder
-            .append(MANIFEST_NAME, manifest)
-            .map_err(|e| self.err("cannot encode the manifest into", e.to_string()))?;
-        self.buffer.extend(encoder.take_output());
-        self.buffer
-            .extend(encoder.finish().map_err(|e| self.err("cannot finish", e.to_string()))?);
+#[async_trait]
+impl Upload for S3Upload {
+    async fn write(&mut self, bytes: Vec<u8>) -> Result<(), SinkError> {
+        self.buffer.extend(bytes);
+        self.collect_finished()?;
+        self.ship_full_parts().await
+    }
+
+    async fn complete(&mut self) -> Result<(), SinkError> {
         if self.upload_id.is_none() && self.buffer.len() < self.current_part_size() {
             let body = Bytes::from(std::mem::take(&mut self.buffer));
-            return self
-                .dest
-                .put_object(&self.key, body, "application/gzip")
-                .await
-                .map_err(|e| self.err("cannot write", e));
+            let content_type = self.content_type.clone();
+            return self.store.put(&self.name, body, &content_type).await;
         }
         self.ship_full_parts().await?;
         if !self.buffer.is_empty() {
@@ -469,10 +464,10 @@ impl S3TarGzSink {
         let mut parts = std::mem::take(&mut self.parts);
         parts.sort_by_key(|p| p.part_number());
         let count = parts.len();
-        self.dest
+        self.store
             .client
             .complete_multipart_upload()
-            .bucket(&self.dest.bucket)
+            .bucket(&self.store.bucket)
             .key(&self.key)
             .upload_id(&upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
@@ -484,15 +479,16 @@ impl S3TarGzSink {
         Ok(())
     }
 
-    async fn abort_upload(&mut self) {
+    async fn discard(&mut self) {
+        self.buffer = Vec::new();
         self.uploads.abort_all();
         while self.uploads.join_next().await.is_some() {}
         if let Some(id) = self.upload_id.take() {
             let aborted = self
-                .dest
+                .store
                 .client
                 .abort_multipart_upload()
-                .bucket(&self.dest.bucket)
+                .bucket(&self.store.bucket)
                 .key(&self.key)
                 .upload_id(&id)
                 .send()
@@ -504,45 +500,5 @@ impl S3TarGzSink {
                 }
             }
         }
-    }
-}
-
-#[async_trait]
-impl Sink for S3TarGzSink {
-    fn location(&self) -> String {
-        self.dest.location()
-    }
-
-    async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError> {
-        let encoder = self
-            .encoder
-            .as_mut()
-            .ok_or_else(|| SinkError::ObjectStore("the archive is already closed".into()))?;
-        encoder
-            .append(name, &document)
-            .map_err(|e| SinkError::ObjectStore(format!("cannot encode {name}: {e}")))?;
-        let out = encoder.take_output();
-        self.buffer.extend(out);
-        self.collect_finished()?;
-        self.ship_full_parts().await
-    }
-
-    async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError> {
-        if let Err(e) = self.seal(&manifest).await {
-            self.abort_upload().await;
-            return Err(e);
-        }
-        self.dest.put_manifest(manifest).await
-    }
-
-    async fn abort(&mut self, manifest: Bytes) -> Result<(), SinkError> {
-        self.encoder = None;
-        self.buffer = Vec::new();
-        self.abort_upload().await;
-        self.dest.put_manifest(manifest).await
-    }
-
-    fn keeps_documents_on_abort(&self) -> bool {
-        false
     }
 }

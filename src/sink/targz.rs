@@ -1,14 +1,21 @@
-//! The tar+gzip encoding of a run, shared by the local file and the S3 multipart destinations.
+//! The tar.gz format: one archive per run, streamed into any store's [`Upload`] (a local partial
+//! file, an S3 multipart upload, memory), with the manifest as its last member.
 //!
-//! The encoder writes into an in-memory buffer that the destination drains after every entry, so
-//! the archive streams out as flows arrive and memory holds about one flow at a time. Entries carry
-//! fixed metadata (mtime 0, uid/gid 0, mode 0644) and gzip carries no name or time, so the same
-//! flows in the same order always give the same bytes.
+//! The encoder writes into an in-memory buffer that is drained into the upload after every entry,
+//! so the archive streams out as flows arrive and memory holds about one flow at a time. Entries
+//! carry fixed metadata (mtime 0, uid/gid 0, mode 0644) and gzip carries no name or time, so the
+//! same flows in the same order always give the same bytes. A run that stops early is still
+//! sealed: the archive holds what was put, and its manifest says the run is incomplete.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+
+use super::{ARCHIVE_NAME, MANIFEST_NAME, RunStore, Sink, SinkError, Upload};
 
 /// Streams tar entries through gzip into a buffer the caller drains.
 pub struct TarGzEncoder {
@@ -60,6 +67,85 @@ impl TarGzEncoder {
         let mut gz = self.builder.into_inner()?;
         gz.flush()?;
         gz.finish()
+    }
+}
+
+/// `RUN/flows.tar.gz` over any store, and `RUN/manifest.json` beside it.
+pub struct TarGzSink {
+    store: Arc<dyn RunStore>,
+    encoder: Option<TarGzEncoder>,
+    upload: Option<Box<dyn Upload>>,
+}
+
+impl TarGzSink {
+    /// An archive in `store`; the upload starts with the first document.
+    pub fn new(store: Arc<dyn RunStore>) -> Self {
+        TarGzSink {
+            store,
+            encoder: Some(TarGzEncoder::new()),
+            upload: None,
+        }
+    }
+
+    fn encode_error(&self, e: io::Error) -> SinkError {
+        SinkError::Store {
+            message: format!("cannot encode {}/{ARCHIVE_NAME}: {e}", self.store.location()),
+            retryable: false,
+        }
+    }
+
+    /// Encodes one member and hands the compressed bytes produced so far to the upload.
+    async fn append(&mut self, name: &str, data: &[u8]) -> Result<(), SinkError> {
+        let encoder = self.encoder.as_mut().ok_or(SinkError::Closed)?;
+        let encoded = encoder.append(name, data).map(|()| encoder.take_output());
+        let out = encoded.map_err(|e| self.encode_error(e))?;
+        if self.upload.is_none() {
+            self.upload = Some(self.store.create_upload(ARCHIVE_NAME, "application/gzip").await?);
+        }
+        match self.upload.as_mut() {
+            Some(upload) => upload.write(out).await,
+            None => Err(SinkError::Closed),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for TarGzSink {
+    fn location(&self) -> String {
+        self.store.location()
+    }
+
+    async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError> {
+        self.append(name, &document).await
+    }
+
+    async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError> {
+        self.append(MANIFEST_NAME, &manifest).await?;
+        let encoder = self.encoder.take().ok_or(SinkError::Closed)?;
+        let tail = encoder.finish().map_err(|e| self.encode_error(e))?;
+        let mut upload = self.upload.take().ok_or(SinkError::Closed)?;
+        let sealed = async {
+            upload.write(tail).await?;
+            upload.complete().await
+        }
+        .await;
+        if let Err(e) = sealed {
+            upload.discard().await;
+            return Err(e);
+        }
+        self.store.put(MANIFEST_NAME, manifest, "application/json").await
+    }
+
+    async fn abort(&mut self, manifest: Bytes) -> Result<(), SinkError> {
+        self.encoder = None;
+        if let Some(mut upload) = self.upload.take() {
+            upload.discard().await;
+        }
+        self.store.put(MANIFEST_NAME, manifest, "application/json").await
+    }
+
+    fn keeps_documents_on_abort(&self) -> bool {
+        false
     }
 }
 

@@ -145,11 +145,8 @@ pub fn assert_document_matches(doc: &[u8], sim: &SimServer) -> String {
     let parsed: Doc = serde_json::from_slice(doc).expect("document is {flow, configuration}");
     let meta: serde_json::Value = serde_json::from_str(parsed.flow.get()).expect("flow JSON");
     let id = meta["id"].as_str().expect("flow id").to_string();
-    let served = sim
-        .flows()
-        .iter()
-        .find(|f| f.id() == id)
-        .expect("the flow exists in the org");
+    let flows = sim.flows();
+    let served = flows.iter().find(|f| f.id() == id).expect("the flow exists in the org");
     assert_eq!(meta, served.meta, "flow metadata of {id}");
     assert_eq!(
         parsed.configuration.get(),
@@ -217,4 +214,33 @@ pub fn incompressible_org(flows: usize, bytes_each: usize) -> SimConfig {
         );
     }
     SimConfig::with_flows(org, CLIENT_ID, CLIENT_SECRET)
+}
+
+/// Checks a sealed archive against its manifest: the members are exactly the `exported` rows'
+/// paths (each with the row's size and SHA-256) followed by the manifest, which equals `manifest`.
+pub fn assert_archive_matches_manifest(archive: &[u8], manifest: &Manifest) {
+    let members = read_tar_gz(archive);
+    let (last, documents) = members.split_last().expect("the archive has members");
+    assert_eq!(last.0, "manifest.json", "the manifest is the last member");
+    let inner: Manifest = serde_json::from_slice(&last.1).expect("the archive's manifest parses");
+    assert_eq!(&inner, manifest, "the archive's manifest equals the one beside it");
+    let exported: Vec<_> = manifest
+        .flows
+        .iter()
+        .filter(|r| r.outcome == flowvault::manifest::Outcome::Exported)
+        .collect();
+    assert_eq!(
+        documents.len(),
+        exported.len(),
+        "one member per exported row, no stray members"
+    );
+    for row in exported {
+        let path = row.path.as_deref().expect("an exported row has a path");
+        let (_, bytes) = documents
+            .iter()
+            .find(|(name, _)| name == path)
+            .unwrap_or_else(|| panic!("member {path} is in the archive"));
+        assert_eq!(row.bytes, Some(bytes.len() as u64), "{path}");
+        assert_eq!(row.sha256.as_deref(), Some(sha256_hex(bytes).as_str()), "{path}");
+    }
 }

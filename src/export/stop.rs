@@ -1,0 +1,63 @@
+//! Stopping a run from outside: a signal from the scheduler or `--max-duration`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Why a run ended early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopCause {
+    /// A signal (SIGINT = 2, SIGTERM = 15).
+    Signal(i32),
+    /// `--max-duration` elapsed.
+    MaxDuration(Duration),
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopCause::Signal(2) => f.write_str("interrupted by SIGINT"),
+            StopCause::Signal(15) => f.write_str("terminated by SIGTERM"),
+            StopCause::Signal(n) => write!(f, "stopped by signal {n}"),
+            StopCause::MaxDuration(d) => write!(f, "--max-duration of {}s elapsed", d.as_secs()),
+        }
+    }
+}
+
+/// A request to stop a run, shared between whoever stops it and the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal {
+    token: CancellationToken,
+    cause: Arc<Mutex<Option<StopCause>>>,
+}
+
+impl StopSignal {
+    /// Asks the run to stop; the first cause wins.
+    pub fn stop(&self, cause: StopCause) {
+        let mut c = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        if c.is_none() {
+            *c = Some(cause);
+        }
+        self.token.cancel();
+    }
+
+    /// The cause, once stopped.
+    pub fn cause(&self) -> Option<StopCause> {
+        self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves when a stop is requested.
+    pub async fn stopped(&self) {
+        self.token.cancelled().await
+    }
+
+    /// Stops the run with [`StopCause::MaxDuration`] once `limit` has passed.
+    pub fn stop_after(&self, limit: Duration) {
+        let stop = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            stop.stop(StopCause::MaxDuration(limit));
+        });
+    }
+}

@@ -1,0 +1,461 @@
+//! Every setting of `flowvault export`, declared once: its flag, its environment variables, its
+//! default and what it means. The command line is built from this table ([`EXPORT`]), the
+//! README's settings table is rendered from it ([`markdown_table`]), and error messages name a
+//! setting through it ([`Setting::label`]). [`resolve`] turns flags, environment variables and
+//! `*_FILE` secrets into one validated [`ExportSettings`] value, before any network call.
+
+mod parse;
+mod resolve;
+
+pub use parse::{ConfigError, parse_base_url, parse_duration, parse_rate, parse_size, validate_run_id};
+pub use resolve::{ExportSettings, FILTERABLE_TYPES, default_concurrency};
+
+/// How a setting takes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One value.
+    Value,
+    /// On when given (`--flag`, or `true`/`1`/`yes` in the environment).
+    Switch,
+    /// A list: repeat the flag, or separate values with commas.
+    List,
+}
+
+/// One setting.
+#[derive(Debug)]
+pub struct Setting {
+    /// The id the command line stores it under.
+    pub id: &'static str,
+    /// The flag (`--to`); empty for a setting only the environment may carry (a secret).
+    pub flag: &'static str,
+    /// Environment variables, first match wins; each also has a `_FILE` twin where `secret_file` is set.
+    pub env: &'static [&'static str],
+    /// The default, as a user would write it.
+    pub default: Option<&'static str>,
+    /// What it means, one sentence for `--help` and the README.
+    pub help: &'static str,
+    /// The `--help` section.
+    pub heading: &'static str,
+    /// How it takes its value.
+    pub kind: Kind,
+    /// The only values allowed, if limited.
+    pub choices: &'static [&'static str],
+    /// `NAME_FILE` variables are read as files holding the value.
+    pub secret_file: bool,
+}
+
+impl Setting {
+    const fn new(id: &'static str, flag: &'static str, env: &'static [&'static str], help: &'static str) -> Self {
+        Setting {
+            id,
+            flag,
+            env,
+            default: None,
+            help,
+            heading: "",
+            kind: Kind::Value,
+            choices: &[],
+            secret_file: false,
+        }
+    }
+    const fn default(mut self, d: &'static str) -> Self {
+        self.default = Some(d);
+        self
+    }
+    const fn heading(mut self, h: &'static str) -> Self {
+        self.heading = h;
+        self
+    }
+    const fn kind(mut self, k: Kind) -> Self {
+        self.kind = k;
+        self
+    }
+    const fn choices(mut self, c: &'static [&'static str]) -> Self {
+        self.choices = c;
+        self
+    }
+    const fn secret_file(mut self) -> Self {
+        self.secret_file = true;
+        self
+    }
+
+    /// How messages name it: `--to / FLOWVAULT_TO`.
+    pub fn label(&self) -> String {
+        match (self.flag.is_empty(), self.env.first()) {
+            (false, Some(env)) => format!("{} / {env}", self.flag),
+            (false, None) => self.flag.to_string(),
+            (true, Some(env)) => env.to_string(),
+            (true, None) => self.id.to_string(),
+        }
+    }
+
+    /// The environment part of `--help`: `[env: A, B]`.
+    pub fn env_note(&self) -> String {
+        if self.env.is_empty() {
+            return String::new();
+        }
+        let file = if self.secret_file { ", or *_FILE" } else { "" };
+        format!("[env: {}{file}]", self.env.join(", "))
+    }
+}
+
+const GENESYS: &str = "Genesys Cloud";
+const OUTPUT: &str = "Output";
+const SELECTION: &str = "Selection";
+const PACE: &str = "Pace and retries";
+const RUN: &str = "Run control";
+const S3: &str = "S3";
+
+/// The OAuth client id.
+pub const CLIENT_ID: Setting = Setting::new(
+    "client_id",
+    "--client-id",
+    &["GENESYSCLOUD_OAUTHCLIENT_ID", "PURECLOUD_CLIENT_ID"],
+    "OAuth client id.",
+)
+.heading(GENESYS)
+.secret_file();
+/// A file holding the client id.
+pub const CLIENT_ID_FILE: Setting = Setting::new(
+    "client_id_file",
+    "--client-id-file",
+    &[],
+    "Read the OAuth client id from this file.",
+)
+.heading(GENESYS);
+/// The OAuth client secret: environment or file only, never a flag (argv is public).
+pub const CLIENT_SECRET: Setting = Setting::new(
+    "client_secret",
+    "",
+    &["GENESYSCLOUD_OAUTHCLIENT_SECRET", "PURECLOUD_CLIENT_SECRET"],
+    "OAuth client secret (environment or file only: argv is public).",
+)
+.heading(GENESYS)
+.secret_file();
+/// A file holding the client secret.
+pub const CLIENT_SECRET_FILE: Setting = Setting::new(
+    "client_secret_file",
+    "--client-secret-file",
+    &[],
+    "Read the OAuth client secret from this file (there is no flag for the secret's value).",
+)
+.heading(GENESYS);
+/// The region.
+pub const REGION: Setting = Setting::new(
+    "region",
+    "--region",
+    &["GENESYSCLOUD_REGION", "PURECLOUD_REGION"],
+    "Region: a domain (usw2.pure.cloud), an AWS-style name (us-west-2) or an SDK name (us_west_2).",
+)
+.default("mypurecloud.com")
+.heading(GENESYS);
+/// The API base URL.
+pub const API_URL: Setting = Setting::new(
+    "api_url",
+    "--api-url",
+    &["FLOWVAULT_API_URL"],
+    "Platform API base URL, overriding the region's (proxies, tests, new regions).",
+)
+.heading(GENESYS);
+/// The login base URL.
+pub const LOGIN_URL: Setting = Setting::new(
+    "login_url",
+    "--login-url",
+    &["FLOWVAULT_LOGIN_URL"],
+    "OAuth login base URL, overriding the region's (derived from --api-url when that is given).",
+)
+.heading(GENESYS);
+/// Plain http to a remote host.
+pub const ALLOW_INSECURE_HTTP: Setting = Setting::new(
+    "allow_insecure_http",
+    "--allow-insecure-http",
+    &["FLOWVAULT_ALLOW_INSECURE_HTTP"],
+    "Allow plain http:// API or login URLs to hosts other than loopback.",
+)
+.heading(GENESYS)
+.kind(Kind::Switch);
+/// The destination.
+pub const TO: Setting = Setting::new(
+    "to",
+    "--to",
+    &["FLOWVAULT_TO"],
+    "Destination: a local directory or s3://bucket/prefix.",
+)
+.default("./flowvault-backups")
+.heading(OUTPUT);
+/// The layout.
+pub const FORMAT: Setting = Setting::new(
+    "format",
+    "--format",
+    &["FLOWVAULT_FORMAT"],
+    "Layout: one tar.gz archive, or one JSON object per flow.",
+)
+.default("tar-gz")
+.heading(OUTPUT)
+.choices(&["tar-gz", "objects"]);
+/// The run id.
+pub const RUN_ID: Setting = Setting::new(
+    "run_id",
+    "--run-id",
+    &["FLOWVAULT_RUN_ID"],
+    "Run id: the directory or prefix of this run (default: UTC time, e.g. 20261128T210812Z).",
+)
+.heading(OUTPUT);
+/// Type filters.
+pub const TYPES: Setting = Setting::new(
+    "types",
+    "--type",
+    &["FLOWVAULT_TYPES"],
+    "Export only flows of this type (repeatable, or comma-separated), e.g. inboundcall.",
+)
+.heading(SELECTION)
+.kind(Kind::List);
+/// Requests in flight.
+pub const CONCURRENCY: Setting = Setting::new(
+    "concurrency",
+    "--concurrency",
+    &["FLOWVAULT_CONCURRENCY"],
+    "Configuration requests in flight at once (default: derived from the rate limit).",
+)
+.heading(PACE);
+/// The client-side rate limit.
+pub const RATE_LIMIT: Setting = Setting::new("rate_limit", "--rate-limit", &["FLOWVAULT_RATE_LIMIT"], "Client-side request rate limit: 300/min (the documented per-token limit), 5/s, or off to learn the server's from its 429s.").default("300/min").heading(PACE);
+/// The first page size.
+pub const PAGE_SIZE: Setting = Setting::new(
+    "page_size",
+    "--page-size",
+    &["FLOWVAULT_PAGE_SIZE"],
+    "Flows per listing page to ask for (smaller sizes are tried if the API refuses it).",
+)
+.default("500")
+.heading(PACE);
+/// Listing passes.
+pub const MAX_LIST_PASSES: Setting = Setting::new(
+    "max_list_passes",
+    "--max-list-passes",
+    &["FLOWVAULT_MAX_LIST_PASSES"],
+    "Listing passes per phase while passes keep finding new flows (the org is changing); at least 2.",
+)
+.default("5")
+.heading(PACE);
+/// Transient retries.
+pub const MAX_RETRIES: Setting = Setting::new(
+    "max_retries",
+    "--max-retries",
+    &["FLOWVAULT_MAX_RETRIES"],
+    "Retries for transient faults (5xx, timeouts, resets) per request.",
+)
+.default("8")
+.heading(PACE);
+/// Throttled retries.
+pub const MAX_THROTTLE_RETRIES: Setting = Setting::new(
+    "max_throttle_retries",
+    "--max-throttle-retries",
+    &["FLOWVAULT_MAX_THROTTLE_RETRIES"],
+    "Retries for 429 responses per request (each waits the server's Retry-After).",
+)
+.default("40")
+.heading(PACE);
+/// One request's time limit.
+pub const REQUEST_TIMEOUT: Setting = Setting::new(
+    "request_timeout",
+    "--request-timeout",
+    &["FLOWVAULT_REQUEST_TIMEOUT"],
+    "Time limit for one HTTP request, body included.",
+)
+.default("60s")
+.heading(PACE);
+/// One request's total budget.
+pub const REQUEST_BUDGET: Setting = Setting::new(
+    "request_budget",
+    "--request-budget",
+    &["FLOWVAULT_REQUEST_BUDGET"],
+    "Total time one request may take with all its retries and waits.",
+)
+.default("1h")
+.heading(PACE);
+/// Longest backoff.
+pub const MAX_BACKOFF: Setting = Setting::new(
+    "max_backoff",
+    "--max-backoff",
+    &["FLOWVAULT_MAX_BACKOFF"],
+    "Upper bound of one backoff delay.",
+)
+.default("30s")
+.heading(PACE);
+/// Grace after a stop.
+pub const SHUTDOWN_GRACE: Setting = Setting::new(
+    "shutdown_grace",
+    "--shutdown-grace",
+    &["FLOWVAULT_SHUTDOWN_GRACE"],
+    "After SIGTERM/SIGINT or --max-duration, how long requests in flight may finish.",
+)
+.default("10s")
+.heading(RUN);
+/// Longest run.
+pub const MAX_DURATION: Setting = Setting::new(
+    "max_duration",
+    "--max-duration",
+    &["FLOWVAULT_MAX_DURATION"],
+    "Stop the run (as if interrupted, keeping what was fetched) once it has run this long, e.g. 45m.",
+)
+.heading(RUN);
+/// S3 endpoint.
+pub const S3_ENDPOINT: Setting = Setting::new(
+    "s3_endpoint",
+    "--s3-endpoint",
+    &["FLOWVAULT_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+    "S3 endpoint URL for S3-compatible stores (MinIO, Ceph, R2...).",
+)
+.heading(S3);
+/// S3 region.
+pub const S3_REGION: Setting = Setting::new(
+    "s3_region",
+    "--s3-region",
+    &["FLOWVAULT_S3_REGION"],
+    "S3 region (default: from the AWS configuration chain, else us-east-1).",
+)
+.heading(S3);
+/// Path-style addressing.
+pub const S3_FORCE_PATH_STYLE: Setting = Setting::new(
+    "s3_force_path_style",
+    "--s3-force-path-style",
+    &["FLOWVAULT_S3_FORCE_PATH_STYLE"],
+    "Path-style addressing (http://host/bucket/key), as MinIO and Ceph often need.",
+)
+.heading(S3)
+.kind(Kind::Switch);
+/// Multipart part size.
+pub const PART_SIZE: Setting = Setting::new(
+    "part_size",
+    "--part-size",
+    &["FLOWVAULT_PART_SIZE"],
+    "Multipart part size for the tar-gz format (5MiB to 5GiB).",
+)
+.default("8MiB")
+.heading(S3);
+/// Uploads in flight.
+pub const S3_UPLOADS: Setting = Setting::new(
+    "s3_uploads",
+    "--s3-uploads",
+    &["FLOWVAULT_S3_UPLOADS"],
+    "Uploads in flight at once (parts or objects).",
+)
+.default("4")
+.heading(S3);
+/// Server-side encryption.
+pub const SSE: Setting = Setting::new(
+    "sse",
+    "--sse",
+    &["FLOWVAULT_SSE"],
+    "Server-side encryption: AES256 or aws:kms.",
+)
+.heading(S3);
+/// The KMS key.
+pub const SSE_KMS_KEY_ID: Setting = Setting::new(
+    "sse_kms_key_id",
+    "--sse-kms-key-id",
+    &["FLOWVAULT_SSE_KMS_KEY_ID"],
+    "KMS key id or ARN for --sse aws:kms (without it S3 uses the AWS-managed aws/s3 key).",
+)
+.heading(S3);
+/// Storage class.
+pub const STORAGE_CLASS: Setting = Setting::new(
+    "storage_class",
+    "--storage-class",
+    &["FLOWVAULT_STORAGE_CLASS"],
+    "Storage class, e.g. STANDARD_IA.",
+)
+.heading(S3);
+/// Checksums only when required.
+pub const S3_CHECKSUM_WHEN_REQUIRED: Setting = Setting::new("s3_checksum_when_required", "--s3-checksum-when-required", &["FLOWVAULT_S3_CHECKSUM_WHEN_REQUIRED"], "Send checksums only when S3 requires them (for stores that reject streaming checksums: Ceph, JuiceFS); flowvault still sends an explicit SHA-256 per object it writes whole.").heading(S3).kind(Kind::Switch);
+
+/// Every setting of `flowvault export`, in `--help` order.
+pub const EXPORT: &[&Setting] = &[
+    &CLIENT_ID,
+    &CLIENT_ID_FILE,
+    &CLIENT_SECRET,
+    &CLIENT_SECRET_FILE,
+    &REGION,
+    &API_URL,
+    &LOGIN_URL,
+    &ALLOW_INSECURE_HTTP,
+    &TO,
+    &FORMAT,
+    &RUN_ID,
+    &TYPES,
+    &CONCURRENCY,
+    &RATE_LIMIT,
+    &PAGE_SIZE,
+    &MAX_LIST_PASSES,
+    &MAX_RETRIES,
+    &MAX_THROTTLE_RETRIES,
+    &REQUEST_TIMEOUT,
+    &REQUEST_BUDGET,
+    &MAX_BACKOFF,
+    &SHUTDOWN_GRACE,
+    &MAX_DURATION,
+    &S3_ENDPOINT,
+    &S3_REGION,
+    &S3_FORCE_PATH_STYLE,
+    &PART_SIZE,
+    &S3_UPLOADS,
+    &SSE,
+    &SSE_KMS_KEY_ID,
+    &STORAGE_CLASS,
+    &S3_CHECKSUM_WHEN_REQUIRED,
+];
+
+/// Values given on the command line, by setting id (lists joined with commas, switches as `true`).
+pub type Flags = std::collections::BTreeMap<&'static str, String>;
+
+/// Reads environment variables; a closure so tests and the demo can supply their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// Where a value came from, for messages.
+pub struct Found {
+    /// The flag or variable that carried it.
+    pub source: String,
+    /// The value.
+    pub value: String,
+}
+
+/// A setting's value: the flag, else the first non-empty environment variable, else none.
+pub fn lookup(setting: &Setting, flags: &Flags, env: EnvLookup<'_>) -> Option<Found> {
+    if let Some(v) = flags.get(setting.id) {
+        return Some(Found {
+            source: setting.flag.to_string(),
+            value: v.clone(),
+        });
+    }
+    setting.env.iter().find_map(|name| {
+        env(name).filter(|v| !v.is_empty()).map(|value| Found {
+            source: name.to_string(),
+            value,
+        })
+    })
+}
+
+/// The README's settings table (kept in the README between markers; a test checks it is current).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Flag | Environment | Default | Meaning |\n|---|---|---|---|\n");
+    for s in EXPORT {
+        let flag = if s.flag.is_empty() {
+            "—".to_string()
+        } else {
+            format!("`{}`", s.flag)
+        };
+        let mut env: Vec<String> = s.env.iter().map(|e| format!("`{e}`")).collect();
+        if s.secret_file {
+            env.push("or `*_FILE`".into());
+        }
+        let default = s.default.map(|d| format!("`{d}`")).unwrap_or_default();
+        out.push_str(&format!("| {flag} | {} | {default} | {} |\n", env.join(", "), s.help));
+    }
+    out
+}

@@ -1,0 +1,104 @@
+//! The objects format: one JSON document per flow under `RUN/flows/`, written concurrently (a
+//! bounded number at a time) into any store, and the manifest last.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use super::{MANIFEST_NAME, RunStore, Sink, SinkError, StoreFailure};
+
+/// One object per flow over any store.
+pub struct ObjectsSink {
+    store: Arc<dyn RunStore>,
+    permits: Arc<Semaphore>,
+    writes: JoinSet<(String, Result<(), SinkError>)>,
+    failures: Vec<StoreFailure>,
+}
+
+impl ObjectsSink {
+    /// Writes into `store`, at most `in_flight` objects at once.
+    pub fn new(store: Arc<dyn RunStore>, in_flight: usize) -> Self {
+        ObjectsSink {
+            store,
+            permits: Arc::new(Semaphore::new(in_flight.max(1))),
+            writes: JoinSet::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, joined: Result<(String, Result<(), SinkError>), tokio::task::JoinError>) {
+        match joined {
+            Ok((_, Ok(()))) => {}
+            Ok((name, Err(error))) => {
+                warn!("writing {name} failed: {error}");
+                self.failures.push(StoreFailure { name, error });
+            }
+            Err(e) => self.failures.push(StoreFailure {
+                name: "(unknown)".into(),
+                error: SinkError::Store {
+                    message: format!("a write task failed: {e}"),
+                    retryable: false,
+                },
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for ObjectsSink {
+    fn location(&self) -> String {
+        self.store.location()
+    }
+
+    async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError> {
+        while let Some(done) = self.writes.try_join_next() {
+            self.record(done);
+        }
+        // Backpressure: wait for a free slot, so memory stays at `in_flight` documents.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SinkError::Closed)?;
+        let store = self.store.clone();
+        let name = name.to_string();
+        self.writes.spawn(async move {
+            let result = store.put(&name, document, "application/json").await;
+            drop(permit);
+            (name, result)
+        });
+        Ok(())
+    }
+
+    async fn settle(&mut self) -> Result<Vec<StoreFailure>, SinkError> {
+        while let Some(done) = self.writes.join_next().await {
+            self.record(done);
+        }
+        Ok(std::mem::take(&mut self.failures))
+    }
+
+    async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError> {
+        let late = self.settle().await?;
+        if let Some(f) = late.first() {
+            return Err(SinkError::Store {
+                message: format!("writing {} failed after the manifest was built: {}", f.name, f.error),
+                retryable: false,
+            });
+        }
+        self.store.put(MANIFEST_NAME, manifest, "application/json").await
+    }
+
+    async fn abort(&mut self, manifest: Bytes) -> Result<(), SinkError> {
+        let _ = self.settle().await;
+        self.store.put(MANIFEST_NAME, manifest, "application/json").await
+    }
+
+    fn keeps_documents_on_abort(&self) -> bool {
+        true
+    }
+}
