@@ -75,7 +75,9 @@ fn export_arg(s: &'static Setting) -> Arg {
 }
 
 impl clap::Args for ExportArgs {
-    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        // A flag given twice takes its last value (wrappers and scripts append overrides).
+        let mut cmd = cmd.args_override_self(true);
         for s in settings::EXPORT.iter().filter(|s| !s.flag.is_empty()) {
             cmd = cmd.arg(export_arg(s));
         }

@@ -147,6 +147,9 @@ pub struct SimConfig {
     pub deleted_answers_gone: bool,
     /// Rows served at the end of the listing that are not flows (e.g. `42`, `{"name":"x"}`).
     pub malformed_rows: Vec<Value>,
+    /// `oversize_page` applies from this page on; earlier pages are served at any size (a server
+    /// that refuses the page size only on page 2 and later).
+    pub oversize_from_page: u64,
 }
 
 impl SimConfig {
@@ -182,6 +185,7 @@ impl SimConfig {
             listing_changes: Vec::new(),
             deleted_answers_gone: false,
             malformed_rows: Vec::new(),
+            oversize_from_page: 1,
         }
     }
 }
@@ -203,6 +207,8 @@ pub struct SimStats {
     pub tokens_issued: AtomicU64,
     /// When the first and the latest accepted `latestconfiguration` request arrived.
     pub configuration_span: Mutex<Option<(Instant, Instant)>>,
+    /// When each flow's configuration was asked for, answered or not (tests check retry spacing).
+    pub configuration_times: Mutex<HashMap<String, Vec<Instant>>>,
 }
 
 impl SimStats {
@@ -665,7 +671,7 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
         Err(r) => return r,
     };
     let (mut serve, mut report) = (q.page_size, q.page_size);
-    if q.page_size > s.config.max_page_size {
+    if q.page_size > s.config.max_page_size && q.page_number >= s.config.oversize_from_page {
         match s.config.oversize_page {
             OversizePage::Reject => {
                 return error_response(
@@ -761,6 +767,9 @@ async fn latest_configuration(State(s): State<Arc<SimState>>, headers: HeaderMap
         return r;
     }
     s.stats.configuration_requests.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut times) = s.stats.configuration_times.lock() {
+        times.entry(id.clone()).or_default().push(Instant::now());
+    }
     if let Ok(mut span) = s.stats.configuration_span.lock() {
         let now = Instant::now();
         *span = Some(span.map_or((now, now), |(first, _)| (first, now)));
