@@ -177,6 +177,30 @@ pub struct SimArgs {
     /// Every Kth flow is in a division the client cannot see (403).
     #[arg(long)]
     pub forbidden_every: Option<usize>,
+    /// `--oversize-page` applies from this listing page on (a server that refuses a size only on page 2+).
+    #[arg(long, default_value_t = 1)]
+    pub oversize_from_page: u64,
+    /// Every Kth flow's configuration answers 503 with a Retry-After first.
+    #[arg(long)]
+    pub unavailable_every: Option<usize>,
+    /// The Retry-After (seconds) of those 503s.
+    #[arg(long, default_value_t = 2)]
+    pub unavailable_retry_after: u64,
+    /// Deleted flows answer 410 `architect.flow.deleted` instead of 404.
+    #[arg(long)]
+    pub deleted_answers_gone: bool,
+    /// Delete this many flows of the first page right after the first listing page is served.
+    #[arg(long, default_value_t = 0)]
+    pub delete_while_listing: usize,
+    /// Create this many flows (at the front) right after the first listing page is served.
+    #[arg(long, default_value_t = 0)]
+    pub create_while_listing: usize,
+    /// Serve this many listing rows that are not flows, at the end of the listing.
+    #[arg(long, default_value_t = 0)]
+    pub malformed_rows: usize,
+    /// After this many API requests every token is refused (401), as for a revoked client.
+    #[arg(long)]
+    pub revoke_after_requests: Option<u64>,
 }
 
 /// Flags of `flowvault demo`.

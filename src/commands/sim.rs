@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::cli::SimArgs;
 use crate::settings::{ConfigError, parse_duration, parse_rate};
-use crate::sim::{ConfigSource, SimConfig, SimRateLimit, SimServer, generate_org};
+use serde_json::json;
+
+use crate::sim::{ConfigSource, Fault, ListingChange, SimConfig, SimRateLimit, SimServer, generate_org};
 
 /// Builds the org described by the flags.
 pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
@@ -58,11 +60,45 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
         .collect();
     let deleted: HashSet<String> = every(args.deleted_every).into_iter().collect();
     let forbidden: HashSet<String> = every(args.forbidden_every).into_iter().collect();
+    for id in every(args.unavailable_every) {
+        config
+            .faults
+            .insert(id, vec![Fault::Unavailable(args.unavailable_retry_after)]);
+    }
     config.flaky = flaky;
     config.flaky_status = args.flaky_status;
     config.deleted_after_listing = deleted;
     config.forbidden = forbidden;
+    apply_listing_knobs(&mut config, args);
     Ok(config)
+}
+
+/// The knobs that change the org or its listing while a client lists it.
+fn apply_listing_knobs(config: &mut SimConfig, args: &SimArgs) {
+    config.oversize_from_page = args.oversize_from_page.max(1);
+    config.deleted_answers_gone = args.deleted_answers_gone;
+    config.revoke_after_requests = args.revoke_after_requests;
+    config.malformed_rows = (0..args.malformed_rows)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!(i)
+            } else {
+                json!({"name": format!("row without an id {i}")})
+            }
+        })
+        .collect();
+    if args.delete_while_listing > 0 || args.create_while_listing > 0 {
+        config.listing_changes = vec![ListingChange {
+            after_pages: 1,
+            delete: config
+                .flows
+                .iter()
+                .take(args.delete_while_listing)
+                .map(|f| f.id().to_string())
+                .collect(),
+            create: generate_org(args.create_while_listing, args.seed.wrapping_add(1), false),
+        }];
+    }
 }
 
 /// Serves until the process is stopped.

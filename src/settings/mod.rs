@@ -459,3 +459,30 @@ pub fn markdown_table() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_settings_table_is_the_one_rendered_from_this_module() {
+        let readme = include_str!("../../README.md");
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's settings table is out of date; replace it with:\n{table}"
+        );
+    }
+
+    #[test]
+    fn every_setting_has_a_unique_id_flag_and_environment_name() {
+        let mut seen = std::collections::HashSet::new();
+        for s in EXPORT {
+            assert!(seen.insert(s.id), "{}", s.id);
+            assert!(s.flag.is_empty() || seen.insert(s.flag), "{}", s.flag);
+            for e in s.env {
+                assert!(seen.insert(e), "{e}");
+            }
+        }
+    }
+}
