@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::client::describe_transport_error;
+use super::client::transport_fault;
 use super::retry::{Attempt, GaveUp, Retrier, Unpaced, retry_after_of};
 use crate::secret::Secret;
 
@@ -203,12 +203,7 @@ impl TokenProvider {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => {
-                return Attempt::Transient {
-                    retry_after: None,
-                    reason: describe_transport_error(&e),
-                };
-            }
+            Err(e) => return transport_fault(&e),
         };
         let status = resp.status();
         let retry_after = retry_after_of(resp.headers());
@@ -219,10 +214,7 @@ impl TokenProvider {
                     Ok(t) => Attempt::Done(t),
                     Err(e) => Attempt::Fatal(e),
                 },
-                Err(e) => Attempt::Transient {
-                    retry_after: None,
-                    reason: describe_transport_error(&e),
-                },
+                Err(e) => transport_fault(&e),
             };
         }
         if status.as_u16() == 429 {

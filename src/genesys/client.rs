@@ -315,12 +315,7 @@ impl GenesysClient {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => {
-                return Attempt::Transient {
-                    retry_after: None,
-                    reason: describe_transport_error(&e),
-                };
-            }
+            Err(e) => return transport_fault(&e),
         };
         let status = resp.status().as_u16();
         let correlation_id = resp
@@ -414,6 +409,14 @@ fn classify(
             message: detail(),
             correlation_id,
         }),
+    }
+}
+
+/// A request that never got a whole answer (connect, timeout, reset) may succeed on a retry.
+pub(crate) fn transport_fault<T, E>(e: &reqwest::Error) -> Attempt<T, E> {
+    Attempt::Transient {
+        retry_after: None,
+        reason: describe_transport_error(e),
     }
 }
 
