@@ -290,7 +290,9 @@ async fn a_listing_row_that_is_not_a_flow_is_a_failed_row_and_the_run_is_incompl
     let m = &run.manifest;
     assert!(!m.complete);
     assert_eq!(m.listing.malformed, 2);
+    assert_eq!(m.listing.discrepancy, None, "the rows are counted, not a listing gap");
     assert_eq!(m.totals.failed, 2);
+    assert!(m.incomplete_reason.as_deref().unwrap().contains("not exported"));
     assert_eq!(m.totals.exported, 5);
     assert!(
         m.flows

@@ -69,7 +69,7 @@ pub struct PassRecord {
     pub phase: String,
     /// Pages requested.
     pub pages: u64,
-    /// Distinct flows this pass served.
+    /// Distinct flows this pass served (rows that were not flows included, as the API counts them).
     pub flows: u64,
     /// Flows no earlier pass had served.
     pub new_flows: u64,
@@ -397,6 +397,8 @@ impl FlowLister {
                 Listed::Flow(summary)
             }
             parsed => {
+                // The API counts this row in its `total`; so does the pass.
+                fp.ids.insert(format!("\0row {text}"));
                 if !self.malformed_seen.insert(text.clone()) {
                     return true;
                 }
