@@ -685,28 +685,35 @@ async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery
         }
     }
     let served_pages = s.stats.list_requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let mut matching: Vec<Value> = {
-        let org = s.org();
-        org.flows
-            .iter()
-            .filter(|f| q.matches(f))
-            .map(|f| f.meta.clone())
-            .collect()
-    };
-    matching.extend(s.config.malformed_rows.iter().cloned());
-    let total = (matching.len() as i64 + s.config.total_offset).max(0) as u64;
-    let page_count = total
-        .div_ceil(report)
-        .max(matching.len().div_ceil(serve as usize) as u64);
-    let start = ((q.page_number - 1).saturating_mul(serve) as usize).min(matching.len());
-    let end = (start + serve as usize).min(matching.len());
     let empty_now = s
         .empty_pages_left
         .lock()
         .map(|mut e| e.remove(&q.page_number))
         .unwrap_or(false);
-    let entities: &[Value] = if empty_now { &[] } else { &matching[start..end] };
-    let body = listing_body(entities, &q, report, total, page_count);
+    // Only the page served is copied out of the org, so a large org costs no memory per request.
+    let (entities, total, page_count) = {
+        let org = s.org();
+        let matching: Vec<&Value> = org
+            .flows
+            .iter()
+            .filter(|f| q.matches(f))
+            .map(|f| &f.meta)
+            .chain(s.config.malformed_rows.iter())
+            .collect();
+        let total = (matching.len() as i64 + s.config.total_offset).max(0) as u64;
+        let page_count = total
+            .div_ceil(report)
+            .max(matching.len().div_ceil(serve as usize) as u64);
+        let start = ((q.page_number - 1).saturating_mul(serve) as usize).min(matching.len());
+        let end = (start + serve as usize).min(matching.len());
+        let entities: Vec<Value> = if empty_now {
+            Vec::new()
+        } else {
+            matching[start..end].iter().map(|v| (*v).clone()).collect()
+        };
+        (entities, total, page_count)
+    };
+    let body = listing_body(&entities, &q, report, total, page_count);
     apply_listing_changes(&s, served_pages);
     json_response(body.to_string())
 }
