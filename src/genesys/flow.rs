@@ -58,10 +58,12 @@ pub struct FlowSummary {
 }
 
 impl FlowSummary {
-    /// Reads the fields flowvault needs from a listing row; `None` if the row is not a JSON object.
-    pub fn from_raw(raw: Box<RawValue>) -> Option<FlowSummary> {
-        let f: FlowFields = serde_json::from_str(raw.get()).ok()?;
-        Some(FlowSummary {
+    /// Reads the fields flowvault needs from a listing row; the row back if it is not a JSON object.
+    pub fn from_raw(raw: Box<RawValue>) -> Result<FlowSummary, Box<RawValue>> {
+        let Ok(f) = serde_json::from_str::<FlowFields>(raw.get()) else {
+            return Err(raw);
+        };
+        Ok(FlowSummary {
             id: f.id.unwrap_or_default(),
             name: f.name.unwrap_or_default(),
             flow_type: f.flow_type.unwrap_or_default(),
@@ -94,6 +96,11 @@ mod tests {
 
     #[test]
     fn a_row_that_is_not_an_object_is_refused() {
-        assert!(FlowSummary::from_raw(RawValue::from_string("42".into()).unwrap()).is_none());
+        let refused = FlowSummary::from_raw(RawValue::from_string("42".into()).unwrap());
+        assert_eq!(
+            refused.map(|_| ()).unwrap_err().get(),
+            "42",
+            "the row comes back as served"
+        );
     }
 }

@@ -240,7 +240,6 @@ impl FlowLister {
             phase: phase.to_string(),
             ..PassRecord::default()
         };
-        let mut ids = HashSet::new();
         for filter in filters {
             let Some(fp) = self
                 .page_through(filter.as_deref(), out, sent, &mut record.new_flows)
@@ -249,12 +248,12 @@ impl FlowLister {
                 return Ok(None);
             };
             record.pages += fp.pages;
-            ids.extend(fp.ids);
+            // Type filters are disjoint, so the per-filter counts add up to the pass's.
+            record.flows += fp.ids.len() as u64;
             if let Some(t) = fp.api_total {
                 record.api_total = Some(record.api_total.unwrap_or(0) + t);
             }
         }
-        record.flows = ids.len() as u64;
         record.page_size = self.page_size;
         self.report.listed = self.seen.len() as u64;
         info!(
@@ -324,22 +323,21 @@ impl FlowLister {
                 );
                 return Ok(Some(fp));
             }
+            let mut next_size = effective;
             if rows < effective {
-                if page_number == 1 && more_by_counters {
-                    // Fewer rows than the page size, yet more flows: the server silently serves
-                    // smaller pages than it reports. Page at the size it really serves.
-                    warn!(
-                        asked = effective,
-                        served = rows,
-                        "the API served {rows} flows on a page of {effective} while reporting more; paging by {rows} from now on"
-                    );
-                    self.page_size = rows;
-                    fp = FilterPass::default();
-                    continue;
+                if page_number > 1 || !more_by_counters {
+                    return Ok(Some(fp)); // a short page ends the pass
                 }
-                return Ok(Some(fp));
+                // A short first page, yet more flows: the server silently serves smaller pages
+                // than it reports. Page 1 is in hand; go on at the size it really serves.
+                warn!(
+                    asked = effective,
+                    served = rows,
+                    "the API served {rows} flows on a page of {effective} while reporting more; paging by {rows} from now on"
+                );
+                next_size = rows;
             }
-            self.page_size = effective;
+            self.page_size = next_size;
             page_number += 1;
         }
     }
@@ -386,34 +384,30 @@ impl FlowLister {
         sent: &mut u64,
         new_flows: &mut u64,
     ) -> bool {
-        let text = raw.get().to_string();
-        let item = match FlowSummary::from_raw(raw) {
-            Some(summary) if !summary.id.is_empty() => {
+        let (reason, row) = match FlowSummary::from_raw(raw) {
+            Ok(summary) if !summary.id.is_empty() => {
                 fp.ids.insert(summary.id.clone());
                 if !self.seen.insert(summary.id.clone()) {
                     return true; // listed before, in this pass or an earlier one
                 }
                 *new_flows += 1;
-                Listed::Flow(summary)
+                *sent += 1;
+                return out.send(Listed::Flow(summary)).await.is_ok();
             }
-            parsed => {
-                // The API counts this row in its `total`; so does the pass.
-                fp.ids.insert(format!("\0row {text}"));
-                if !self.malformed_seen.insert(text.clone()) {
-                    return true;
-                }
-                let reason = if parsed.is_some() {
-                    "the API listed a flow without an id"
-                } else {
-                    "the API listed a row that is not a JSON object"
-                };
-                warn!("{reason}; recording it as failed");
-                self.report.malformed += 1;
-                Listed::Malformed {
-                    reason: reason.to_string(),
-                    row: text.chars().take(200).collect(),
-                }
-            }
+            Ok(summary) => ("the API listed a flow without an id", summary.raw),
+            Err(raw) => ("the API listed a row that is not a JSON object", raw),
+        };
+        let text = row.get();
+        // The API counts this row in its `total`; so does the pass.
+        fp.ids.insert(format!("\0row {text}"));
+        if !self.malformed_seen.insert(text.to_string()) {
+            return true;
+        }
+        warn!("{reason}; recording it as failed");
+        self.report.malformed += 1;
+        let item = Listed::Malformed {
+            reason: reason.to_string(),
+            row: text.chars().take(200).collect(),
         };
         *sent += 1;
         out.send(item).await.is_ok()
