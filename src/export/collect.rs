@@ -46,7 +46,9 @@ struct Fetched {
     outcome: FetchOutcome,
 }
 
-type Rows = Arc<Mutex<Vec<FlowRecord>>>;
+/// The run's rows, in the order flows were taken from the listing; shared by the stream that
+/// registers them and the writer that settles them.
+type Rows = Mutex<Vec<FlowRecord>>;
 
 /// Lists, fetches and stores until the listing is done (both phases), a fatal error, or a stop.
 pub(super) async fn collect(
@@ -59,7 +61,7 @@ pub(super) async fn collect(
     let (handled_tx, handled_rx) = watch::channel(0u64);
     let cancel = CancellationToken::new();
     let lister = spawn_lister(client.clone(), options, tx, handled_rx, cancel.clone());
-    let rows: Rows = Arc::default();
+    let rows: Rows = Mutex::default();
     let mut error = write_loop(&client, sink, options, &mut rx, &rows, &handled_tx, stop)
         .await
         .err();
@@ -80,7 +82,7 @@ pub(super) async fn collect(
         error = error.or(Some(RunError::Listing(e)));
     }
     // Flows listed but never taken up still get their rows.
-    let mut rows = std::mem::take(&mut *lock(&rows));
+    let mut rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
     while let Ok(item) = rx.try_recv() {
         rows.push(listed_row(&item));
     }

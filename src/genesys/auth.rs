@@ -133,7 +133,7 @@ impl TokenProvider {
         Ok(fresh)
     }
 
-    /// Records that a request with `token` succeeded: the refusal streak is over.
+    /// Records that a request succeeded: any streak of refused tokens is over.
     pub fn accepted(&self) {
         self.accepted_since_refusal
             .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -74,7 +74,8 @@ impl Default for S3Options {
     }
 }
 
-/// A checked bucket and the key prefix of this run.
+/// A checked bucket and the key prefix of this run (cheap to clone: the client is shared).
+#[derive(Clone)]
 pub struct S3Store {
     client: Client,
     bucket: String,
@@ -268,7 +269,7 @@ impl RunStore for S3Store {
 
     async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError> {
         Ok(Box::new(S3Upload {
-            store: Arc::new(self.clone_handle()),
+            store: Arc::new(self.clone()),
             key: self.key(name),
             name: name.to_string(),
             content_type: content_type.to_string(),
@@ -280,18 +281,6 @@ impl RunStore for S3Store {
             uploads: JoinSet::new(),
             parts: Vec::new(),
         }))
-    }
-}
-
-impl S3Store {
-    fn clone_handle(&self) -> S3Store {
-        S3Store {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            run_prefix: self.run_prefix.clone(),
-            run_id: self.run_id.clone(),
-            options: self.options.clone(),
-        }
     }
 }
 
