@@ -236,27 +236,51 @@ impl SimStats {
     }
 }
 
-/// The org as it is now: flows in listing order, and the ids of flows deleted since start.
+/// The org as it is now: flows in listing order, with an index by id (rebuilt on the rare
+/// changes, so every configuration request finds its flow in constant time).
 #[derive(Debug, Default)]
 struct Org {
     flows: Vec<SimFlow>,
-    deleted: HashSet<String>,
+    by_id: HashMap<String, usize>,
     changes_done: usize,
 }
 
 impl Org {
+    fn new(flows: Vec<SimFlow>) -> Self {
+        let mut org = Org {
+            flows,
+            ..Org::default()
+        };
+        org.reindex();
+        org
+    }
+
+    fn reindex(&mut self) {
+        self.by_id = self
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.id().to_string(), i))
+            .collect();
+    }
+
     fn find(&self, id: &str) -> Option<&SimFlow> {
-        self.flows.iter().find(|f| f.id() == id)
+        self.by_id.get(id).map(|i| &self.flows[*i])
+    }
+
+    /// Creates flows at the front of the listing, so every later page shifts.
+    fn create_at_front(&mut self, flows: impl IntoIterator<Item = SimFlow>) {
+        self.flows.splice(0..0, flows);
+        self.reindex();
     }
 
     fn delete(&mut self, id: &str) -> bool {
-        let before = self.flows.len();
-        self.flows.retain(|f| f.id() != id);
-        let removed = self.flows.len() < before;
-        if removed {
-            self.deleted.insert(id.to_string());
-        }
-        removed
+        let Some(i) = self.by_id.get(id).copied() else {
+            return false;
+        };
+        self.flows.remove(i);
+        self.reindex();
+        true
     }
 }
 
@@ -283,10 +307,7 @@ pub struct SimServer {
 impl SimServer {
     /// Serves `config` on `addr` (port 0 picks a free port) until [`SimServer::shutdown`] or drop.
     pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimServer> {
-        let org = Mutex::new(Org {
-            flows: config.flows.clone(),
-            ..Org::default()
-        });
+        let org = Mutex::new(Org::new(config.flows.clone()));
         let mut queues: HashMap<String, VecDeque<Fault>> = config
             .faults
             .iter()
@@ -377,7 +398,7 @@ impl SimServer {
 
     /// Creates a flow at the front of the listing.
     pub fn create_flow(&self, flow: SimFlow) {
-        self.state.org().flows.insert(0, flow);
+        self.state.org().create_at_front([flow]);
     }
 
     /// Stops serving and waits for the server task.
@@ -594,20 +615,8 @@ fn parse_list_query(query: Option<String>) -> Result<ListQuery, Response> {
             "id" => q.ids.extend(list()),
             "name" => q.name = Some(v.to_lowercase()),
             "virtualAgentEnabled" => q.virtual_agent_sent = true,
-            "pageNumber" => {
-                q.page_number = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| bad("pageNumber must be a positive integer"))?
-            }
-            "pageSize" => {
-                q.page_size = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| bad("pageSize must be a positive integer"))?
-            }
+            "pageNumber" => q.page_number = positive(&v).ok_or_else(|| bad("pageNumber must be a positive integer"))?,
+            "pageSize" => q.page_size = positive(&v).ok_or_else(|| bad("pageSize must be a positive integer"))?,
             _ => {}
         }
     }
@@ -620,6 +629,10 @@ fn parse_list_query(query: Option<String>) -> Result<ListQuery, Response> {
         return Err(bad(&format!("Unknown flow type {t}")));
     }
     Ok(q)
+}
+
+fn positive(v: &str) -> Option<u64> {
+    v.parse().ok().filter(|n| *n >= 1)
 }
 
 impl ListQuery {
@@ -646,7 +659,7 @@ fn apply_listing_changes(s: &SimState, served: u64) {
         && let Some(late) = &s.config.late_flow
         && org.find(late.id()).is_none()
     {
-        org.flows.insert(0, late.clone());
+        org.create_at_front([late.clone()]);
     }
     while let Some(change) = s.config.listing_changes.get(org.changes_done) {
         if change.after_pages > served {
@@ -655,9 +668,7 @@ fn apply_listing_changes(s: &SimState, served: u64) {
         for id in &change.delete {
             org.delete(id);
         }
-        for f in change.create.iter().rev() {
-            org.flows.insert(0, f.clone());
-        }
+        org.create_at_front(change.create.iter().cloned());
         org.changes_done += 1;
     }
 }
