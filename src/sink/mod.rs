@@ -28,6 +28,8 @@ pub use targz::{TarGzEncoder, TarGzSink};
 pub const MANIFEST_NAME: &str = "manifest.json";
 /// Name of the archive inside a run, for the tar-gz format.
 pub const ARCHIVE_NAME: &str = "flows.tar.gz";
+/// Documents written at once to a local directory in the objects format (each is fsynced).
+const LOCAL_WRITES_IN_FLIGHT: usize = 4;
 
 /// A destination for one run's flow documents and manifest.
 #[async_trait]
@@ -284,13 +286,15 @@ pub async fn open(
     format: Format,
     s3_options: &s3::S3Options,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    let store: Arc<dyn RunStore> = match destination {
-        Destination::Local(root) => Arc::new(local::LocalStore::open(root, run_id).await?),
-        Destination::S3 { bucket, prefix } => Arc::new(s3::S3Store::open(bucket, prefix, run_id, s3_options).await?),
-    };
-    let in_flight = match destination {
-        Destination::Local(_) => 4,
-        Destination::S3 { .. } => s3_options.uploads_in_flight,
+    let (store, in_flight): (Arc<dyn RunStore>, usize) = match destination {
+        Destination::Local(root) => (
+            Arc::new(local::LocalStore::open(root, run_id).await?),
+            LOCAL_WRITES_IN_FLIGHT,
+        ),
+        Destination::S3 { bucket, prefix } => (
+            Arc::new(s3::S3Store::open(bucket, prefix, run_id, s3_options).await?),
+            s3_options.uploads_in_flight,
+        ),
     };
     Ok(with_format(store, format, in_flight))
 }
