@@ -201,6 +201,18 @@ pub struct SimArgs {
     /// After this many API requests every token is refused (401), as for a revoked client.
     #[arg(long)]
     pub revoke_after_requests: Option<u64>,
+    /// The org's short name (thirdPartyOrgName) served by /api/v2/organizations/me.
+    #[arg(long, default_value = "sim-org")]
+    pub org_short_name: String,
+    /// This many flows sit in a division the client cannot list: only divisionviews names them.
+    #[arg(long, default_value_t = 0)]
+    pub hidden_flows: usize,
+    /// The client lacks architect:flow:search: divisionviews answers 403.
+    #[arg(long)]
+    pub deny_flow_search: bool,
+    /// The first this-many export jobs fail with "could not find the flow … exit code 107".
+    #[arg(long, default_value_t = 0)]
+    pub export_jobs_throttled: u32,
 }
 
 /// Flags of `flowvault demo`.

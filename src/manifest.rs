@@ -5,10 +5,73 @@
 use serde::{Deserialize, Serialize};
 
 use crate::genesys::PassRecord;
+use crate::genesys::Organization;
 use crate::genesys::flow::DivisionRef;
 
-/// The manifest schema identifier; bump on incompatible changes.
-pub const SCHEMA: &str = "flowvault.manifest/v1";
+/// The manifest schema identifier written today; bump on incompatible changes.
+pub const SCHEMA: &str = "flowvault.manifest/v2";
+
+/// The first schema: one document per flow, its `path`, `bytes` and `sha256` on the row itself.
+/// Still read (see [`Manifest::from_slice`]), never written.
+pub const SCHEMA_V1: &str = "flowvault.manifest/v1";
+
+/// A manifest that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON, or not shaped like a manifest.
+    #[error("the manifest is not valid: {0}")]
+    Invalid(String),
+    /// A schema this version of flowvault does not know.
+    #[error("the manifest's schema `{0}` is unknown to this flowvault ({SCHEMA_V1} and {SCHEMA} are read); upgrade flowvault")]
+    UnknownSchema(String),
+}
+
+/// What a stored document holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Content {
+    /// The latest saved configuration (`latestconfiguration`; may be an unpublished draft).
+    Latest,
+    /// The published configuration (`versions/{publishedVersion}/configuration`): what runs.
+    Published,
+    /// Archy YAML of the published version, from an export job.
+    Yaml,
+}
+
+impl Content {
+    /// The name used in settings and the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Content::Latest => "latest",
+            Content::Published => "published",
+            Content::Yaml => "yaml",
+        }
+    }
+}
+
+/// One stored document of a flow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Document {
+    /// What it holds; two entries (`latest`, `published`) when the saved version is the published
+    /// one and one request served both.
+    pub contents: Vec<Content>,
+    /// The flow version it holds, when known (`savedVersion.id` / `publishedVersion.id` as listed).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<String>,
+    /// Tar member name, or object path relative to the run.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+}
+
+impl Document {
+    /// True when the document holds `content`.
+    pub fn holds(&self, content: Content) -> bool {
+        self.contents.contains(&content)
+    }
+}
 
 /// What happened to one listed flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,16 +160,17 @@ pub struct FlowRecord {
     pub saved_version: Option<String>,
     /// What happened.
     pub outcome: Outcome,
-    /// Tar member name, or object path relative to the run.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub path: Option<String>,
-    /// Size of the stored document.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub bytes: Option<u64>,
-    /// Hex SHA-256 of the stored document.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub sha256: Option<String>,
-    /// Requests sent for its configuration.
+    /// The documents stored for it (a `failed` row may still have some: those that were stored).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub documents: Vec<Document>,
+    /// v1 only: the one document's path, size and hash (moved into `documents` on reading).
+    #[serde(skip_serializing, default, rename = "path")]
+    v1_path: Option<String>,
+    #[serde(skip_serializing, default, rename = "bytes")]
+    v1_bytes: Option<u64>,
+    #[serde(skip_serializing, default, rename = "sha256")]
+    v1_sha256: Option<String>,
+    /// Requests sent for its documents.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub attempts: Option<u32>,
     /// Why it failed or was skipped.
@@ -115,12 +179,36 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
-    /// The flow's document is stored at `path`.
-    pub fn exported(&mut self, path: String, bytes: u64, sha256: String, attempts: u32) {
+    /// A row for a listed flow, `skipped` until something better is known.
+    pub fn listed(
+        id: String,
+        name: String,
+        flow_type: String,
+        division: Option<DivisionRef>,
+        versions: (Option<String>, Option<String>),
+        error: String,
+    ) -> FlowRecord {
+        FlowRecord {
+            id,
+            name,
+            flow_type,
+            division,
+            published_version: versions.0,
+            saved_version: versions.1,
+            outcome: Outcome::Skipped,
+            documents: Vec::new(),
+            v1_path: None,
+            v1_bytes: None,
+            v1_sha256: None,
+            attempts: None,
+            error: Some(error),
+        }
+    }
+
+    /// The flow's documents are stored.
+    pub fn exported(&mut self, documents: Vec<Document>, attempts: u32) {
         self.outcome = Outcome::Exported;
-        self.path = Some(path);
-        self.bytes = Some(bytes);
-        self.sha256 = Some(sha256);
+        self.documents = documents;
         self.attempts = Some(attempts);
         self.error = None;
     }
@@ -128,21 +216,34 @@ impl FlowRecord {
     /// The flow was deleted after it was listed.
     pub fn not_found(&mut self) {
         self.outcome = Outcome::NotFound;
-        self.path = None;
-        self.bytes = None;
-        self.sha256 = None;
+        self.documents.clear();
         self.attempts = None;
         self.error = Some("deleted after it was listed (HTTP 404/410)".into());
     }
 
-    /// The flow could not be fetched or stored; nothing of it is in the run.
+    /// The flow could not be fetched or stored in full; `documents` keeps what was stored.
     pub fn failed(&mut self, error: String, attempts: Option<u32>) {
         self.outcome = Outcome::Failed;
-        self.path = None;
-        self.bytes = None;
-        self.sha256 = None;
         self.attempts = attempts;
         self.error = Some(error);
+    }
+
+    /// The document holding `content`, if one was stored.
+    pub fn document(&self, content: Content) -> Option<&Document> {
+        self.documents.iter().find(|d| d.holds(content))
+    }
+
+    /// Moves a v1 row's single document into `documents`.
+    fn upgrade_v1(&mut self) {
+        if let (Some(path), Some(bytes), Some(sha256)) = (self.v1_path.take(), self.v1_bytes.take(), self.v1_sha256.take()) {
+            self.documents.push(Document {
+                contents: vec![Content::Latest],
+                version: self.saved_version.clone(),
+                path,
+                bytes,
+                sha256,
+            });
+        }
     }
 }
 
@@ -165,6 +266,15 @@ pub struct Manifest {
     pub api_url: String,
     /// `tar-gz` or `objects`.
     pub format: String,
+    /// The org the run read (`GET /api/v2/organizations/me`); absent in v1 manifests.
+    #[serde(default)]
+    pub organization: Option<Organization>,
+    /// Which configurations were asked for: `latest`, `published` or `both` (v1: `latest`).
+    #[serde(default = "v1_content")]
+    pub content: String,
+    /// Whether Archy YAML was exported too.
+    #[serde(default)]
+    pub yaml: bool,
     /// Where the run was written.
     pub destination: String,
     /// The archive's name within the run, for the tar-gz format.
@@ -177,11 +287,69 @@ pub struct Manifest {
     pub listing: Listing,
     /// Counts per outcome.
     pub totals: Totals,
+    /// Flows the org has that the listing did not return (a warning, never a row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<Unseen>,
     /// One row per listed flow, sorted by type then id.
     pub flows: Vec<FlowRecord>,
 }
 
+fn v1_content() -> String {
+    Content::Latest.as_str().into()
+}
+
+/// The cross-check of the listing against `GET /api/v2/flows/divisionviews`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Unseen {
+    /// True when the check ran; false when it was skipped (`note` says why).
+    pub checked: bool,
+    /// Why it was skipped, or what the finding means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Flows divisionviews names that the listing did not return.
+    #[serde(default)]
+    pub flows: Vec<UnseenFlow>,
+}
+
+/// A flow seen only through divisionviews.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnseenFlow {
+    /// Flow id.
+    pub id: String,
+    /// Flow name.
+    pub name: String,
+    /// Flow type.
+    #[serde(rename = "type")]
+    pub flow_type: String,
+    /// Its division.
+    pub division: Option<DivisionRef>,
+}
+
 impl Manifest {
+    /// Reads a manifest of any known schema; a v1 manifest is upgraded to today's shape.
+    pub fn from_slice(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        #[derive(Deserialize)]
+        struct Head {
+            schema: Option<String>,
+        }
+        let head: Head = serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+        match head.schema.as_deref() {
+            Some(SCHEMA) | Some(SCHEMA_V1) => {}
+            Some(other) => return Err(ManifestError::UnknownSchema(other.to_string())),
+            None => return Err(ManifestError::Invalid("it has no `schema` field".into())),
+        }
+        let mut m: Manifest = serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+        if m.schema == SCHEMA_V1 {
+            m.flows.iter_mut().for_each(FlowRecord::upgrade_v1);
+        }
+        Ok(m)
+    }
+
+    /// Every stored document, with the row it belongs to.
+    pub fn documents(&self) -> impl Iterator<Item = (&FlowRecord, &Document)> {
+        self.flows.iter().flat_map(|r| r.documents.iter().map(move |d| (r, d)))
+    }
+
     /// Recounts the totals from the rows.
     pub fn recount(&mut self) {
         let mut t = Totals {

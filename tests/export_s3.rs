@@ -65,9 +65,9 @@ async fn objects_format_stores_every_flow_once_with_checksums_matching_the_manif
     assert_eq!(keys.len(), 30, "29 documents and the manifest: {keys:?}");
     let client = s3.client();
     for row in manifest.flows.iter().filter(|r| r.outcome == Outcome::Exported) {
-        let key = format!("nightly/org1/r1/{}", row.path.as_deref().unwrap());
+        let key = format!("nightly/org1/r1/{}", row.documents[0].path.as_str());
         let doc = s3.get(&key).await;
-        assert_eq!(row.sha256.as_deref(), Some(sha256_hex(&doc).as_str()), "{key}");
+        assert_eq!(Some(row.documents[0].sha256.as_str()), Some(sha256_hex(&doc).as_str()), "{key}");
         assert_document_matches(&doc, &sim);
         let head = client
             .head_object()
@@ -78,7 +78,7 @@ async fn objects_format_stores_every_flow_once_with_checksums_matching_the_manif
             .await
             .unwrap();
         let expected =
-            base64::engine::general_purpose::STANDARD.encode(hex::decode(row.sha256.as_deref().unwrap()).unwrap());
+            base64::engine::general_purpose::STANDARD.encode(hex::decode(row.documents[0].sha256.as_str()).unwrap());
         assert_eq!(
             head.checksum_sha256(),
             Some(expected.as_str()),
@@ -110,8 +110,8 @@ async fn a_small_tar_gz_is_one_object_matching_the_manifest(s3: S3Server) {
     assert_eq!(members.last().unwrap(), &("manifest.json".to_string(), manifest_bytes));
     let by_name: HashMap<_, _> = members.iter().cloned().collect();
     for row in manifest.flows.iter().filter(|r| r.outcome == Outcome::Exported) {
-        let doc = &by_name[row.path.as_ref().unwrap()];
-        assert_eq!(row.sha256.as_deref(), Some(sha256_hex(doc).as_str()));
+        let doc = &by_name[&row.documents[0].path];
+        assert_eq!(Some(row.documents[0].sha256.as_str()), Some(sha256_hex(doc).as_str()));
         assert_document_matches(doc, &sim);
     }
     assert_eq!(manifest.totals.exported, 29);
@@ -151,8 +151,8 @@ async fn a_large_tar_gz_streams_as_a_multipart_upload_and_reads_back_byte_for_by
     assert_eq!(members.len(), 25);
     let by_name: HashMap<_, _> = members.iter().cloned().collect();
     for row in &manifest.flows {
-        let doc = &by_name[row.path.as_ref().unwrap()];
-        assert_eq!(row.sha256.as_deref(), Some(sha256_hex(doc).as_str()));
+        let doc = &by_name[&row.documents[0].path];
+        assert_eq!(Some(row.documents[0].sha256.as_str()), Some(sha256_hex(doc).as_str()));
         assert_document_matches(doc, &sim);
     }
     assert_eq!(s3.open_uploads().await, 0);

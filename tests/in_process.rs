@@ -232,6 +232,9 @@ async fn the_pipeline_exports_the_org_into_a_memory_sink_and_seals_it() {
         max_list_passes: 5,
         concurrency: 8,
         shutdown_grace: std::time::Duration::from_secs(1),
+        content: export::ContentMode::Both,
+        yaml: None,
+        organization: None,
     };
     let report = export::run(client, sink, options, StopSignal::default()).await;
     assert!(matches!(report.ending, Ending::Complete), "{:?}", report.ending);

@@ -73,8 +73,13 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     Ok(config)
 }
 
-/// The knobs that change the org or its listing while a client lists it.
+/// The knobs that change the org or its listing while a client lists it, and the org's identity,
+/// hidden divisions and export jobs.
 fn apply_listing_knobs(config: &mut SimConfig, args: &SimArgs) {
+    config.organization["thirdPartyOrgName"] = args.org_short_name.clone().into();
+    config.hidden_flows = generate_org(args.hidden_flows, args.seed.wrapping_add(7), false);
+    config.flow_search_denied = args.deny_flow_search;
+    config.export_jobs_throttled = args.export_jobs_throttled;
     config.oversize_from_page = args.oversize_from_page.max(1);
     config.deleted_answers_gone = args.deleted_answers_gone;
     config.revoke_after_requests = args.revoke_after_requests;

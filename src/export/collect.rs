@@ -14,10 +14,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::naming::MemberNamer;
-use super::{ExportOptions, RunError, StopSignal};
+use super::naming::{FlowPaths, MemberNamer};
+use super::{ContentMode, ExportOptions, RunError, StopSignal};
 use crate::genesys::{ApiError, FlowLister, FlowSummary, GenesysClient, ListError, ListOptions, Listed, ListingReport};
-use crate::manifest::{FlowRecord, Outcome};
+use crate::manifest::{Content, Document, FlowRecord};
 use crate::sink::{Sink, StoreFailure};
 
 /// What the collect phase gathered.
@@ -29,20 +29,19 @@ pub(super) struct Collected {
 
 /// What fetching one flow came to.
 enum FetchOutcome {
-    Stored {
-        document: Bytes,
-        sha256: String,
+    /// Documents to store; `failure` says why one that was asked for is missing.
+    Fetched {
+        documents: Vec<(Document, Bytes)>,
         attempts: u32,
+        failure: Option<ApiError>,
     },
     NotFound,
-    Failed(ApiError),
     /// Nothing was fetched (a malformed listing row, or the run is shutting down); the row says why.
     Unfetched,
 }
 
 struct Fetched {
     index: usize,
-    path: String,
     outcome: FetchOutcome,
 }
 
@@ -123,34 +122,26 @@ fn spawn_lister(
 /// that is not a flow.
 fn listed_row(item: &Listed) -> FlowRecord {
     match item {
-        Listed::Flow(summary) => FlowRecord {
-            id: summary.id.clone(),
-            name: summary.name.clone(),
-            flow_type: summary.flow_type.clone(),
-            division: summary.division.clone(),
-            published_version: summary.published_version.clone(),
-            saved_version: summary.saved_version.clone(),
-            outcome: Outcome::Skipped,
-            path: None,
-            bytes: None,
-            sha256: None,
-            attempts: None,
-            error: Some("the run stopped before this flow was fetched".into()),
-        },
-        Listed::Malformed { reason, row } => FlowRecord {
-            id: String::new(),
-            name: String::new(),
-            flow_type: String::new(),
-            division: None,
-            published_version: None,
-            saved_version: None,
-            outcome: Outcome::Failed,
-            path: None,
-            bytes: None,
-            sha256: None,
-            attempts: None,
-            error: Some(format!("{reason}: {row}")),
-        },
+        Listed::Flow(summary) => FlowRecord::listed(
+            summary.id.clone(),
+            summary.name.clone(),
+            summary.flow_type.clone(),
+            summary.division.clone(),
+            (summary.published_version.clone(), summary.saved_version.clone()),
+            "the run stopped before this flow was fetched".into(),
+        ),
+        Listed::Malformed { reason, row } => {
+            let mut r = FlowRecord::listed(
+                String::new(),
+                String::new(),
+                String::new(),
+                None,
+                (None, None),
+                String::new(),
+            );
+            r.failed(format!("{reason}: {row}"), None);
+            r
+        }
     }
 }
 
@@ -178,7 +169,7 @@ async fn write_loop(
                 r.push(listed_row(&item));
                 r.len() - 1
             };
-            fetch(client.clone(), permits.clone(), &mut namer, index, item)
+            fetch(client.clone(), permits.clone(), &mut namer, options.content, index, item)
         })
         .buffered(window);
     let mut results = std::pin::pin!(results);
@@ -217,23 +208,24 @@ fn fetch(
     client: Arc<GenesysClient>,
     permits: Arc<Semaphore>,
     namer: &mut MemberNamer,
+    content: ContentMode,
     index: usize,
     item: Listed,
 ) -> impl std::future::Future<Output = Fetched> + use<> {
-    let (path, summary) = match item {
-        Listed::Flow(s) => (namer.name_for(&s.flow_type, &s.name, &s.id), Some(s)),
-        Listed::Malformed { .. } => (String::new(), None),
+    let (paths, summary) = match item {
+        Listed::Flow(s) => (namer.paths_for(&s.flow_type, &s.name, &s.id), Some(s)),
+        Listed::Malformed { .. } => (FlowPaths::default(), None),
     };
     let span = info_span!("flow", flow_id = %summary.as_ref().map(|s| s.id.as_str()).unwrap_or(""));
     async move {
         let outcome = match summary {
             None => FetchOutcome::Unfetched,
             Some(summary) => match permits.acquire_owned().await {
-                Ok(_permit) => fetch_one(&client, &summary).await,
+                Ok(_permit) => fetch_one(&client, &summary, &wanted(&summary, content, &paths)).await,
                 Err(_) => FetchOutcome::Unfetched,
             },
         };
-        Fetched { index, path, outcome }
+        Fetched { index, outcome }
     }
     .instrument(span)
 }
@@ -241,78 +233,190 @@ fn fetch(
 /// A change to one manifest row.
 type RowUpdate = Box<dyn FnOnce(&mut FlowRecord)>;
 
-/// Writes one fetched document and settles its row. An `Err` ends the run.
+/// Writes one flow's fetched documents and settles its row. An `Err` ends the run.
 async fn record(sink: &mut dyn Sink, rows: &Rows, fetched: Fetched) -> Result<(), RunError> {
-    let Fetched { index, path, outcome } = fetched;
+    let Fetched { index, outcome } = fetched;
     let (update, fatal): (RowUpdate, Option<RunError>) = match outcome {
-        FetchOutcome::Stored {
-            document,
-            sha256,
+        FetchOutcome::Fetched {
+            documents,
             attempts,
+            failure,
         } => {
-            let bytes = document.len() as u64;
-            match sink.put(&path, document).await {
-                Ok(()) => (Box::new(move |r| r.exported(path, bytes, sha256, attempts)), None),
-                Err(source) => {
+            let mut stored = Vec::with_capacity(documents.len());
+            for (doc, body) in documents {
+                if let Err(source) = sink.put(&doc.path, body).await {
                     let e = RunError::Store {
                         location: sink.location(),
                         source,
                     };
                     error!("{e}");
                     let msg = e.to_string();
-                    (Box::new(move |r| r.failed(msg, Some(attempts))), Some(e))
+                    let update: RowUpdate = Box::new(move |r| {
+                        r.documents = stored;
+                        r.failed(msg, Some(attempts));
+                    });
+                    settle_row(rows, index, update);
+                    return Err(e);
+                }
+                stored.push(doc);
+            }
+            match failure {
+                None => (Box::new(move |r| r.exported(stored, attempts)), None),
+                Some(e) => {
+                    let msg = e.to_string();
+                    let fatal = e.is_fatal_for_run().then_some(RunError::Credentials(e));
+                    let update: RowUpdate = Box::new(move |r| {
+                        r.documents = stored;
+                        r.failed(msg, Some(attempts));
+                    });
+                    (update, fatal)
                 }
             }
         }
         FetchOutcome::NotFound => (Box::new(|r| r.not_found()), None),
         FetchOutcome::Unfetched => return Ok(()), // its row already says why
-        FetchOutcome::Failed(e) => {
-            let msg = e.to_string();
-            let fatal = e.is_fatal_for_run().then_some(RunError::Credentials(e));
-            (Box::new(move |r| r.failed(msg, None)), fatal)
-        }
     };
+    settle_row(rows, index, update);
+    fatal.map_or(Ok(()), Err)
+}
+
+fn settle_row(rows: &Rows, index: usize, update: RowUpdate) {
     if let Some(row) = lock(rows).get_mut(index) {
         update(row);
     }
-    fatal.map_or(Ok(()), Err)
 }
 
 /// Rows whose documents the destination could not take become `failed`, saying why.
 fn mark_store_failures(rows: &Rows, failures: Vec<StoreFailure>) {
     let mut rows = lock(rows);
     for f in failures {
-        if let Some(row) = rows.iter_mut().find(|r| r.path.as_deref() == Some(f.name.as_str())) {
+        if let Some(row) = rows
+            .iter_mut()
+            .find(|r| r.documents.iter().any(|d| d.path == f.name))
+        {
+            row.documents.retain(|d| d.path != f.name);
             let attempts = row.attempts;
             row.failed(format!("fetched, but could not be stored: {}", f.error), attempts);
         }
     }
 }
 
-/// Fetches one flow's latest configuration and builds its stored document.
-async fn fetch_one(client: &GenesysClient, summary: &FlowSummary) -> FetchOutcome {
-    match client.latest_configuration(&summary.id).await {
-        Ok(fetched) => {
-            let document = build_document(summary.raw.get(), fetched.body.get());
-            let sha256 = hex::encode(Sha256::digest(&document));
-            FetchOutcome::Stored {
-                document: Bytes::from(document),
-                sha256,
-                attempts: fetched.attempts,
+/// One document a flow should have: what it holds, where it goes and which request serves it.
+struct Wanted {
+    contents: Vec<Content>,
+    /// `None`: `latestconfiguration`; `Some(v)`: `versions/{v}/configuration`.
+    from_version: Option<String>,
+    /// The version it holds, as listed.
+    version: Option<String>,
+    path: String,
+}
+
+/// The documents `content` asks of a flow. When the saved version is the published one, one
+/// request (for that version) serves both; a flow never published has only its latest.
+fn wanted(summary: &FlowSummary, content: ContentMode, paths: &FlowPaths) -> Vec<Wanted> {
+    let latest = |contents: Vec<Content>| Wanted {
+        contents,
+        from_version: None,
+        version: summary.saved_version.clone(),
+        path: paths.json(),
+    };
+    let published = summary.published_version.clone();
+    match (content, published) {
+        (ContentMode::Latest, _) | (_, None) => vec![latest(vec![Content::Latest])],
+        (ContentMode::Published, Some(v)) => vec![Wanted {
+            contents: vec![Content::Published],
+            from_version: Some(v.clone()),
+            version: Some(v),
+            path: paths.published_json(),
+        }],
+        (ContentMode::Both, Some(v)) if summary.saved_version.as_deref() == Some(v.as_str()) => vec![Wanted {
+            contents: vec![Content::Latest, Content::Published],
+            from_version: Some(v.clone()),
+            version: Some(v),
+            path: paths.json(),
+        }],
+        (ContentMode::Both, Some(v)) => vec![
+            latest(vec![Content::Latest]),
+            Wanted {
+                contents: vec![Content::Published],
+                from_version: Some(v.clone()),
+                version: Some(v),
+                path: paths.published_json(),
+            },
+        ],
+    }
+}
+
+/// Fetches the documents a flow should have. A 404 on `latestconfiguration` means the flow was
+/// deleted; a 404 on a version asks `latestconfiguration` to tell a deleted flow from a missing
+/// version. Any other failure keeps what was fetched and says what is missing.
+async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Wanted]) -> FetchOutcome {
+    let mut documents = Vec::with_capacity(wanted.len());
+    let mut attempts = 0;
+    for want in wanted {
+        let result = match &want.from_version {
+            None => client.latest_configuration(&summary.id).await,
+            Some(v) => client.version_configuration(&summary.id, v).await,
+        };
+        match result {
+            Ok(fetched) => {
+                attempts += fetched.attempts;
+                documents.push(stored_document(summary, want, &fetched));
+            }
+            Err(ApiError::NotFound { .. }) if flow_is_gone(client, summary, want).await => {
+                info!(
+                    "flow {} was deleted after it was listed; recording it as not_found",
+                    summary.id
+                );
+                return FetchOutcome::NotFound;
+            }
+            Err(e) => {
+                warn!(
+                    "could not fetch the {} configuration of flow {} ({}): {e}",
+                    describe(&want.contents),
+                    summary.id,
+                    summary.name
+                );
+                return FetchOutcome::Fetched {
+                    documents,
+                    attempts,
+                    failure: Some(e),
+                };
             }
         }
-        Err(ApiError::NotFound { .. }) => {
-            info!(
-                "flow {} was deleted after it was listed; recording it as not_found",
-                summary.id
-            );
-            FetchOutcome::NotFound
-        }
-        Err(e) => {
-            warn!("could not fetch flow {} ({}): {e}", summary.id, summary.name);
-            FetchOutcome::Failed(e)
-        }
     }
+    FetchOutcome::Fetched {
+        documents,
+        attempts,
+        failure: None,
+    }
+}
+
+/// After a 404: true when the flow itself is gone (not only the version asked for).
+async fn flow_is_gone(client: &GenesysClient, summary: &FlowSummary, want: &Wanted) -> bool {
+    match want.from_version {
+        None => true,
+        Some(_) => matches!(
+            client.latest_configuration(&summary.id).await,
+            Err(ApiError::NotFound { .. })
+        ),
+    }
+}
+
+fn describe(contents: &[Content]) -> String {
+    contents.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("+")
+}
+
+fn stored_document(summary: &FlowSummary, want: &Wanted, fetched: &crate::genesys::client::Fetched) -> (Document, Bytes) {
+    let body = build_document(summary.raw.get(), fetched.body.get());
+    let doc = Document {
+        contents: want.contents.clone(),
+        version: want.version.clone(),
+        path: want.path.clone(),
+        bytes: body.len() as u64,
+        sha256: hex::encode(Sha256::digest(&body)),
+    };
+    (doc, Bytes::from(body))
 }
 
 /// `{"flow": <row as listed>, "configuration": <as served>}`, both embedded byte for byte.

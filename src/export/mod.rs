@@ -10,6 +10,8 @@ mod collect;
 mod ending;
 pub mod naming;
 mod stop;
+mod unseen;
+mod yaml;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +22,49 @@ use tracing::{Instrument, error, info, info_span, warn};
 pub use collect::build_document;
 pub use ending::{Ending, RunError};
 pub use stop::{StopCause, StopSignal};
+pub use yaml::YamlOptions;
 
-use crate::genesys::{GenesysClient, ListingReport};
+use crate::genesys::{GenesysClient, ListingReport, Organization};
 use crate::manifest::{self, FlowRecord, Listing, Manifest, Outcome, Tool};
 use crate::sink::{ARCHIVE_NAME, Format, Sink};
+
+/// Which configurations a run stores for each flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentMode {
+    /// The latest saved configuration only (may be an unpublished draft).
+    Latest,
+    /// The published configuration only (a never-published flow still gets its latest).
+    Published,
+    /// Both; one document when they are the same version.
+    #[default]
+    Both,
+}
+
+impl ContentMode {
+    /// The setting's value names.
+    pub const NAMES: [&'static str; 3] = ["latest", "published", "both"];
+
+    /// `latest`, `published` or `both`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentMode::Latest => "latest",
+            ContentMode::Published => "published",
+            ContentMode::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for ContentMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "latest" => Ok(ContentMode::Latest),
+            "published" => Ok(ContentMode::Published),
+            "both" => Ok(ContentMode::Both),
+            other => Err(format!("`{other}` is not one of latest, published, both")),
+        }
+    }
+}
 
 /// Settings for one export run.
 #[derive(Debug, Clone)]
@@ -46,6 +87,12 @@ pub struct ExportOptions {
     pub concurrency: usize,
     /// How long in-flight requests may finish after a stop before they are cut.
     pub shutdown_grace: Duration,
+    /// Which configurations to store.
+    pub content: ContentMode,
+    /// Also store Archy YAML of each published flow (export jobs), batched and retried so.
+    pub yaml: Option<YamlOptions>,
+    /// The org the client reads, recorded in the manifest.
+    pub organization: Option<Organization>,
 }
 
 /// The result of a run: its manifest, where it went and how it ended.
@@ -71,7 +118,18 @@ pub async fn run(
     let collected = collect::collect(client.clone(), &mut *sink, &options, &stop)
         .instrument(span.clone())
         .await;
-    let ending = decide(collected.error, stop.cause(), &collected.listing, &collected.rows);
+    let (mut rows, mut error) = (collected.rows, collected.error);
+    let mut unseen = None;
+    if error.is_none() && stop.cause().is_none() {
+        if let Some(yaml_options) = &options.yaml {
+            error = yaml::export_yaml(&client, &mut *sink, &mut rows, yaml_options, &stop)
+                .instrument(span.clone())
+                .await
+                .err();
+        }
+        unseen = Some(unseen::check(&client, &rows, &options.type_filter).instrument(span.clone()).await);
+    }
+    let ending = decide(error, stop.cause(), &collected.listing, &rows);
     let mut m = Manifest {
         schema: manifest::SCHEMA.into(),
         run_id: options.run_id.clone(),
@@ -81,13 +139,17 @@ pub async fn run(
         region: options.region.clone(),
         api_url: client.api_url().to_string(),
         format: options.format.to_string(),
+        organization: options.organization.clone(),
+        content: options.content.as_str().into(),
+        yaml: options.yaml.is_some(),
         destination: options.destination.clone(),
         archive: (options.format == Format::TarGz).then(|| ARCHIVE_NAME.to_string()),
         complete: false,
         incomplete_reason: None,
         listing: listing_record(&collected.listing, &options.type_filter),
         totals: Default::default(),
-        flows: collected.rows,
+        unseen,
+        flows: rows,
     };
     m.flows
         .sort_by(|a, b| (&a.flow_type, &a.id).cmp(&(&b.flow_type, &b.id)));
@@ -174,8 +236,9 @@ async fn discard(sink: &mut dyn Sink, m: &mut Manifest, ending: &Ending) {
     m.finished_at = manifest::now_rfc3339();
     if !sink.keeps_documents_on_abort() {
         m.archive = None;
-        for row in m.flows.iter_mut().filter(|r| r.outcome == Outcome::Exported) {
+        for row in m.flows.iter_mut().filter(|r| !r.documents.is_empty()) {
             let attempts = row.attempts;
+            row.documents.clear();
             row.failed(
                 format!("fetched, but the archive was discarded because the destination failed: {why}"),
                 attempts,

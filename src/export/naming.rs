@@ -1,6 +1,7 @@
 //! Safe, unique names for flow documents, used as tar member names and object keys.
 //!
-//! A name is `flows/<type>/<name>--<id>.json`, each part reduced to characters every common
+//! A flow's documents are `flows/<type>/<name>--<id>.json` (latest, or latest and published when
+//! they are one version), `….published.json` and `….yaml`, each part reduced to characters every common
 //! filesystem and object store accepts: no `..`, no leading `/`, no control or reserved characters,
 //! bounded length. The id keeps names unique; a clash left after sanitizing gets a numeric suffix.
 
@@ -16,20 +17,64 @@ pub struct MemberNamer {
     used: HashSet<String>,
 }
 
+/// The suffixes of a flow's documents; a base is unique only if all of them are.
+const SUFFIXES: [&str; 3] = [".json", ".published.json", ".yaml"];
+
 impl MemberNamer {
-    /// The path for a flow of type `flow_type` named `name` with id `id`, never handed out before.
-    pub fn name_for(&mut self, flow_type: &str, name: &str, id: &str) -> String {
+    /// The paths for a flow of type `flow_type` named `name` with id `id`, never handed out before.
+    pub fn paths_for(&mut self, flow_type: &str, name: &str, id: &str) -> FlowPaths {
         let t = sanitize(&flow_type.to_lowercase(), MAX_TYPE_BYTES, "unknown-type");
         let n = sanitize(name, MAX_NAME_BYTES, "unnamed");
         let i = sanitize(id, MAX_ID_BYTES, "no-id");
         let base = format!("flows/{t}/{n}--{i}");
-        let mut candidate = format!("{base}.json");
+        let mut candidate = base.clone();
         let mut n = 2u32;
-        while !self.used.insert(candidate.clone()) {
-            candidate = format!("{base}-{n}.json");
+        while SUFFIXES.iter().any(|s| self.used.contains(&format!("{candidate}{s}"))) {
+            candidate = format!("{base}-{n}");
             n += 1;
         }
-        candidate
+        for s in SUFFIXES {
+            self.used.insert(format!("{candidate}{s}"));
+        }
+        FlowPaths { base: candidate }
+    }
+
+    /// The path of the main (`.json`) document for a flow; see [`MemberNamer::paths_for`].
+    pub fn name_for(&mut self, flow_type: &str, name: &str, id: &str) -> String {
+        self.paths_for(flow_type, name, id).json()
+    }
+}
+
+/// Where one flow's documents go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowPaths {
+    base: String,
+}
+
+impl FlowPaths {
+    /// The paths of the flow whose document is at `path` (any of its documents).
+    pub fn from_document_path(path: &str) -> FlowPaths {
+        let base = SUFFIXES
+            .iter()
+            .rev()
+            .find_map(|s| path.strip_suffix(s))
+            .unwrap_or(path);
+        FlowPaths { base: base.to_string() }
+    }
+
+    /// The latest configuration (or latest and published, when they are one version).
+    pub fn json(&self) -> String {
+        format!("{}{}", self.base, SUFFIXES[0])
+    }
+
+    /// The published configuration, when it differs from the latest.
+    pub fn published_json(&self) -> String {
+        format!("{}{}", self.base, SUFFIXES[1])
+    }
+
+    /// Archy YAML of the published version.
+    pub fn yaml(&self) -> String {
+        format!("{}{}", self.base, SUFFIXES[2])
     }
 }
 
@@ -99,6 +144,17 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_ne!(b, c);
+    }
+
+    #[test]
+    fn a_flow_whose_name_looks_like_another_flows_published_document_does_not_collide() {
+        let mut n = MemberNamer::default();
+        let a = n.paths_for("BOT", "Same", "id");
+        let b = n.paths_for("BOT", "Same", "id.published");
+        let c = n.paths_for("BOT", "Same--id", "published");
+        let all = [a.json(), a.published_json(), a.yaml(), b.json(), b.published_json(), c.json(), c.yaml()];
+        let distinct: HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:?}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tracing::debug;
 use url::Url;
 
 use super::auth::{AccessToken, AuthError, TokenProvider};
+use super::org::Organization;
 use super::ratelimit::RateLimiter;
 use super::retry::{Attempt, GaveUp, Pace, Retrier, RetryConfig, retry_after_of};
 use crate::secret::Secret;
@@ -236,7 +237,39 @@ impl GenesysClient {
         self.get_json(url).await
     }
 
-    fn endpoint(&self, segments: &[&str]) -> Url {
+    /// `GET /api/v2/flows/{id}/versions/{version}/configuration`: one version's definition, as served.
+    pub async fn version_configuration(&self, flow_id: &str, version: &str) -> Result<Fetched, ApiError> {
+        let url = self.endpoint(&["api", "v2", "flows", flow_id, "versions", version, "configuration"]);
+        self.get_json(url).await
+    }
+
+    /// `GET /api/v2/organizations/me`: the org this client reads (needs no permission).
+    pub async fn organization(&self) -> Result<Organization, ApiError> {
+        let url = self.endpoint(&["api", "v2", "organizations", "me"]);
+        let fetched = self.get_json(url.clone()).await?;
+        serde_json::from_str(fetched.body.get()).map_err(|e| ApiError::Exhausted {
+            url: url.to_string(),
+            attempts: fetched.attempts,
+            last: format!("the response is not an organization ({e})"),
+        })
+    }
+
+    /// `GET /api/v2/flows/divisionviews` for one page (needs `architect:flow:search`).
+    pub async fn divisionviews_page(&self, page_number: u64, page_size: u64) -> Result<FlowPage, ApiError> {
+        let mut url = self.endpoint(&["api", "v2", "flows", "divisionviews"]);
+        url.query_pairs_mut()
+            .append_pair("pageNumber", &page_number.to_string())
+            .append_pair("pageSize", &page_size.to_string());
+        let fetched = self.get_json(url.clone()).await?;
+        serde_json::from_str(fetched.body.get()).map_err(|e| ApiError::Exhausted {
+            url: url.to_string(),
+            attempts: fetched.attempts,
+            last: format!("the response is not a flow listing ({e})"),
+        })
+    }
+
+    /// The URL of an API path given as segments (each one escaped).
+    pub fn endpoint(&self, segments: &[&str]) -> Url {
         let mut url = self.api_url.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty();
@@ -245,21 +278,31 @@ impl GenesysClient {
         url
     }
 
-    /// GET a JSON document through the rate limiter and the retry driver. The token is taken at
-    /// the moment of sending, after any wait, so it cannot expire while the request waits.
+    /// GET a JSON document through the rate limiter and the retry driver.
     pub async fn get_json(&self, url: Url) -> Result<Fetched, ApiError> {
+        self.send_json(reqwest::Method::GET, url, None).await
+    }
+
+    /// POST a JSON body and read the JSON answer, through the rate limiter and the retry driver.
+    pub async fn post_json(&self, url: Url, body: &serde_json::Value) -> Result<Fetched, ApiError> {
+        let body = Bytes::from(serde_json::to_vec(body).map_err(|e| ApiError::Setup(e.to_string()))?);
+        self.send_json(reqwest::Method::POST, url, Some(body)).await
+    }
+
+    /// Sends one API request until it is answered or the retry policy gives up. The token is
+    /// taken at the moment of sending, after any wait, so it cannot expire while the request waits.
+    async fn send_json(&self, method: reqwest::Method, url: Url, body: Option<Bytes>) -> Result<Fetched, ApiError> {
         let pace = LimiterPace(&self.limiter);
-        let url_ref = &url;
+        let (url_ref, method_ref, body_ref) = (&url, &method, &body);
         let result = self
             .retrier
             .run(url.as_str(), &pace, move || async move {
-                let url = url_ref;
                 let token = match self.tokens.token().await {
                     Ok(t) => t,
                     Err(e) => return Attempt::Fatal(ApiError::Auth(e)),
                 };
                 let sent_at = Instant::now();
-                let answer = self.attempt(url, &token).await;
+                let answer = self.attempt(method_ref, url_ref, body_ref, &token).await;
                 self.after_answer(answer, &token, sent_at).await
             })
             .await;
@@ -271,6 +314,54 @@ impl GenesysClient {
             Err(GaveUp::Fatal(e)) => Err(e),
             Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
                 url: url.to_string(),
+                attempts,
+                last,
+            }),
+        }
+    }
+
+    /// Downloads a signed URL (an export job's result): no Authorization header, no API rate
+    /// limit, the same retry policy. The URL's query (its signature) never appears in errors.
+    pub async fn download(&self, url: &Url) -> Result<Bytes, ApiError> {
+        let mut shown = url.clone();
+        shown.set_query(None);
+        let shown = shown.to_string();
+        let result = self
+            .retrier
+            .run(&shown, &super::retry::Unpaced, || async {
+                let sent = self
+                    .http
+                    .get(url.clone())
+                    .timeout(self.retrier.config().request_timeout)
+                    .send()
+                    .await;
+                let resp = match sent {
+                    Ok(r) => r,
+                    Err(e) => return transport_fault(&e),
+                };
+                let status = resp.status().as_u16();
+                let retry_after = retry_after_of(resp.headers());
+                match (status, resp.bytes().await) {
+                    (200..=299, Ok(b)) => Attempt::Done(b),
+                    (_, Err(e)) => transport_fault(&e),
+                    (429 | 408 | 500..=599, _) => Attempt::Transient {
+                        retry_after,
+                        reason: format!("HTTP {status} downloading {shown}"),
+                    },
+                    (_, Ok(_)) => Attempt::Fatal(ApiError::Rejected {
+                        url: shown.clone(),
+                        status,
+                        message: "the signed download URL was refused (expired?)".into(),
+                        correlation_id: None,
+                    }),
+                }
+            })
+            .await;
+        match result {
+            Ok(s) => Ok(s.value),
+            Err(GaveUp::Fatal(e)) => Err(e),
+            Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
+                url: shown,
                 attempts,
                 last,
             }),
@@ -304,15 +395,25 @@ impl GenesysClient {
     }
 
     /// Sends one request and classifies the answer.
-    async fn attempt(&self, url: &Url, token: &AccessToken) -> Attempt<Box<RawValue>, ApiError> {
-        let sent = self
+    async fn attempt(
+        &self,
+        method: &reqwest::Method,
+        url: &Url,
+        body: &Option<Bytes>,
+        token: &AccessToken,
+    ) -> Attempt<Box<RawValue>, ApiError> {
+        let mut request = self
             .http
-            .get(url.clone())
+            .request(method.clone(), url.clone())
             .bearer_auth(token.value.expose())
             .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(self.retrier.config().request_timeout)
-            .send()
-            .await;
+            .timeout(self.retrier.config().request_timeout);
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let sent = request.send().await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) => return transport_fault(&e),

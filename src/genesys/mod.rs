@@ -3,8 +3,10 @@
 
 pub mod auth;
 pub mod client;
+pub mod export_jobs;
 pub mod flow;
 pub mod flows;
+pub mod org;
 pub mod ratelimit;
 pub mod region;
 pub mod retry;
@@ -13,6 +15,7 @@ pub use auth::{AuthError, TokenProvider};
 pub use client::{ApiError, ClientConfig, FlowPage, GenesysClient};
 pub use flow::FlowSummary;
 pub use flows::{FlowLister, ListError, ListOptions, Listed, ListingReport, PassRecord};
+pub use org::Organization;
 pub use ratelimit::RateLimiter;
 pub use region::Region;
 pub use retry::{Retrier, RetryConfig};

@@ -210,6 +210,51 @@ pub const TYPES: Setting = Setting::new(
 )
 .heading(SELECTION)
 .kind(Kind::List);
+/// Which configurations to store.
+pub const CONTENT: Setting = Setting::new(
+    "content",
+    "--content",
+    &["FLOWVAULT_CONTENT"],
+    "Configurations to store per flow: the latest saved (may be a draft), the published one (what runs), or both (one document when they are the same version).",
+)
+.default("both")
+.heading(SELECTION)
+.choices(&crate::export::ContentMode::NAMES);
+/// Archy YAML through export jobs.
+pub const YAML: Setting = Setting::new(
+    "yaml",
+    "--yaml",
+    &["FLOWVAULT_YAML"],
+    "Also store Archy YAML of each published flow, from export jobs (needs architect:jobExport:create and :view).",
+)
+.heading(SELECTION)
+.kind(Kind::Switch);
+/// Flows per export job.
+pub const YAML_BATCH: Setting = Setting::new(
+    "yaml_batch",
+    "--yaml-batch",
+    &["FLOWVAULT_YAML_BATCH"],
+    "Flows per export job with --yaml; a failing batch is split down to single flows.",
+)
+.default("25")
+.heading(SELECTION);
+/// The first wait after a throttled export job.
+pub const YAML_RETRY_WAIT: Setting = Setting::new(
+    "yaml_retry_wait",
+    "--yaml-retry-wait",
+    &["FLOWVAULT_YAML_RETRY_WAIT"],
+    "Wait after an export job fails with exit code 107 (throttling in disguise); the n-th retry waits n times this.",
+)
+.default("15s")
+.heading(SELECTION);
+/// The org this job must back up.
+pub const EXPECT_ORG: Setting = Setting::new(
+    "expect_org",
+    "--expect-org",
+    &["FLOWVAULT_EXPECT_ORG"],
+    "The org id or short name (thirdPartyOrgName) the credentials must belong to; any other org stops the run before listing.",
+)
+.heading(GENESYS);
 /// Requests in flight.
 pub const CONCURRENCY: Setting = Setting::new(
     "concurrency",
@@ -380,10 +425,15 @@ pub const EXPORT: &[&Setting] = &[
     &API_URL,
     &LOGIN_URL,
     &ALLOW_INSECURE_HTTP,
+    &EXPECT_ORG,
     &TO,
     &FORMAT,
     &RUN_ID,
     &TYPES,
+    &CONTENT,
+    &YAML,
+    &YAML_BATCH,
+    &YAML_RETRY_WAIT,
     &CONCURRENCY,
     &RATE_LIMIT,
     &PAGE_SIZE,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::parse::{ConfigError, derive_login_url, err, read_secret_file};
 use super::{EnvLookup, Flags, Found, Kind, Setting, lookup};
 use super::{parse_base_url, parse_duration, parse_rate, parse_size, validate_run_id};
-use crate::export::ExportOptions;
+use crate::export::{ContentMode, ExportOptions, YamlOptions};
 use crate::genesys::region::{DEFAULT_REGION, Region};
 use crate::genesys::{ClientConfig, RetryConfig};
 use crate::secret::Secret;
@@ -64,6 +64,12 @@ pub struct ExportSettings {
     pub max_duration: Option<Duration>,
     /// S3 settings.
     pub s3: S3Options,
+    /// Which configurations to store.
+    pub content: ContentMode,
+    /// Also store Archy YAML, batched and retried so.
+    pub yaml: Option<YamlOptions>,
+    /// The org (id or short name) the credentials must belong to.
+    pub expect_org: Option<String>,
 }
 
 /// Reads one setting's value, falling back to its default.
@@ -134,6 +140,13 @@ impl ExportSettings {
             return err("--max-duration must be more than 0s");
         }
         let s3 = storage(&r, &destination)?;
+        let content = r
+            .text(&s::CONTENT)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| ConfigError(format!("{}: {e}", s::CONTENT.label())))?;
+        let yaml = yaml_options(&r)?;
+        let expect_org = r.text(&s::EXPECT_ORG).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         Ok(ExportSettings {
             client: ClientConfig {
                 api_url,
@@ -154,6 +167,9 @@ impl ExportSettings {
             shutdown_grace,
             max_duration,
             s3,
+            content,
+            yaml,
+            expect_org,
         })
     }
 
@@ -169,6 +185,9 @@ impl ExportSettings {
             max_list_passes: self.max_list_passes,
             concurrency: self.client.concurrency,
             shutdown_grace: self.shutdown_grace,
+            content: self.content,
+            yaml: self.yaml.clone(),
+            organization: None,
         }
     }
 }
@@ -233,6 +252,24 @@ fn endpoints(r: &Reader<'_>) -> Result<(Option<Region>, url::Url, url::Url), Con
     };
     let region = (api_input.is_none() || region_input.is_some()).then_some(region);
     Ok((region, api_url, login_url))
+}
+
+/// `--yaml` and how its export jobs are batched and retried.
+fn yaml_options(r: &Reader<'_>) -> Result<Option<YamlOptions>, ConfigError> {
+    if !r.switch(&s::YAML)? {
+        return Ok(None);
+    }
+    let defaults = YamlOptions::default();
+    let batch_size = r.number::<usize>(&s::YAML_BATCH)?.unwrap_or(defaults.batch_size);
+    if batch_size == 0 || batch_size > 500 {
+        return err(format!("{} must be from 1 to 500", s::YAML_BATCH.label()));
+    }
+    let retry_wait = r.duration(&s::YAML_RETRY_WAIT)?.unwrap_or(defaults.retry_wait);
+    Ok(Some(YamlOptions {
+        batch_size,
+        retry_wait,
+        ..defaults
+    }))
 }
 
 /// Where the run goes, in which layout, under which id, and which flows.

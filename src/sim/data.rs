@@ -60,8 +60,11 @@ pub enum ConfigSource {
 pub struct SimFlow {
     /// The metadata row served by the listing and `GET /api/v2/flows/{id}`.
     pub meta: Value,
-    /// Its configuration.
+    /// Its latest saved configuration (`savedVersion`).
     pub config: ConfigSource,
+    /// The published version's configuration when it differs from the saved one (a draft exists);
+    /// `None`: the published version is the saved one.
+    pub published: Option<ConfigSource>,
 }
 
 impl SimFlow {
@@ -75,13 +78,81 @@ impl SimFlow {
         self.meta.get("type").and_then(Value::as_str).unwrap_or_default()
     }
 
-    /// The configuration JSON exactly as served.
+    /// The latest saved configuration exactly as served.
     pub fn configuration_json(&self) -> String {
-        match &self.config {
-            ConfigSource::Literal(s) => s.clone(),
-            ConfigSource::Generated { seed, target_bytes } => generate_configuration(&self.meta, *seed, *target_bytes),
+        self.config.render(&self.meta)
+    }
+
+    /// A flow with this metadata and configuration, its published version the saved one.
+    pub fn new(meta: Value, config: ConfigSource) -> SimFlow {
+        SimFlow {
+            meta,
+            config,
+            published: None,
         }
     }
+
+    fn version_id(&self, key: &str) -> Option<&str> {
+        self.meta.get(key)?.get("id")?.as_str()
+    }
+
+    /// `publishedVersion.id`, if the flow was ever published.
+    pub fn published_version(&self) -> Option<&str> {
+        self.version_id("publishedVersion")
+    }
+
+    /// `savedVersion.id`.
+    pub fn saved_version(&self) -> Option<&str> {
+        self.version_id("savedVersion")
+    }
+
+    /// The configuration of version `version` (the saved or the published one), as served.
+    pub fn version_configuration(&self, version: &str) -> Option<String> {
+        if self.saved_version() == Some(version) {
+            Some(self.configuration_json())
+        } else if self.published_version() == Some(version) {
+            Some(self.published.as_ref().unwrap_or(&self.config).render(&self.meta))
+        } else {
+            None
+        }
+    }
+
+    /// Gives the flow an unpublished draft: the saved version moves one ahead of the published
+    /// one, whose configuration stays `published`.
+    pub fn with_draft(mut self, draft: ConfigSource) -> SimFlow {
+        let published = std::mem::replace(&mut self.config, draft);
+        let id = self.id().to_string();
+        let next = match self.published_version().and_then(|v| v.split('.').next()?.parse::<u32>().ok()) {
+            Some(n) => format!("{}.0", n + 1),
+            None => "2.0".into(),
+        };
+        self.meta["savedVersion"] = version_ref(&id, &next);
+        self.published = Some(published);
+        self
+    }
+
+    /// Makes the flow one that was never published: no published or checked-in version.
+    pub fn never_published(mut self) -> SimFlow {
+        if let Some(m) = self.meta.as_object_mut() {
+            m.remove("publishedVersion");
+            m.remove("checkedInVersion");
+        }
+        self.published = None;
+        self
+    }
+}
+
+impl ConfigSource {
+    fn render(&self, meta: &Value) -> String {
+        match self {
+            ConfigSource::Literal(s) => s.clone(),
+            ConfigSource::Generated { seed, target_bytes } => generate_configuration(meta, *seed, *target_bytes),
+        }
+    }
+}
+
+fn version_ref(flow_id: &str, v: &str) -> Value {
+    json!({"id": v, "name": v, "selfUri": format!("/api/v2/flows/{flow_id}/versions/{v}")})
 }
 
 /// A deterministic UUID-shaped id.
@@ -110,9 +181,9 @@ pub fn flow_meta(id: &str, name: &str, flow_type: &str, division: (&str, &str), 
         "active": true,
         "system": false,
         "deleted": false,
-        "publishedVersion": {"id": v, "name": v, "selfUri": format!("/api/v2/flows/{id}/versions/{v}")},
-        "savedVersion": {"id": v, "name": v, "selfUri": format!("/api/v2/flows/{id}/versions/{v}")},
-        "checkedInVersion": {"id": v, "name": v, "selfUri": format!("/api/v2/flows/{id}/versions/{v}")},
+        "publishedVersion": version_ref(id, &v),
+        "savedVersion": version_ref(id, &v),
+        "checkedInVersion": version_ref(id, &v),
         "supportedLanguages": [{"language": "en-us", "isDefault": true}],
         "compatibleFlowTypes": [flow_type],
         "virtualAgentEnabled": false,
@@ -121,6 +192,8 @@ pub fn flow_meta(id: &str, name: &str, flow_type: &str, division: (&str, &str), 
 }
 
 /// `n` flows of every type with realistic sizes; with `awkward`, the first ones get awkward names.
+/// Like a real org, some flows have an unpublished draft (every fifth, from the fourth) and some
+/// were never published (every eleventh, from the sixth).
 pub fn generate_org(n: usize, seed: u64, awkward: bool) -> Vec<SimFlow> {
     let mut rng = StdRng::seed_from_u64(seed);
     let divisions = [
@@ -140,12 +213,17 @@ pub fn generate_org(n: usize, seed: u64, awkward: bool) -> Vec<SimFlow> {
             };
             let target_bytes = sample_size(&mut rng, flow_type);
             let meta = flow_meta(&id, &name, flow_type, divisions[i % 2], 1 + (i % 7) as u32);
-            SimFlow {
-                meta,
-                config: ConfigSource::Generated {
-                    seed: rng.random(),
-                    target_bytes,
-                },
+            let seed: u64 = rng.random();
+            let flow = SimFlow::new(meta, ConfigSource::Generated { seed, target_bytes });
+            if i % 11 == 5 {
+                flow.never_published()
+            } else if i % 5 == 3 {
+                flow.with_draft(ConfigSource::Generated {
+                    seed: seed.wrapping_add(1),
+                    target_bytes: target_bytes + 200,
+                })
+            } else {
+                flow
             }
         })
         .collect()

@@ -7,6 +7,8 @@
 //! It serves the login host and the API host on one address. `GET /sim/stats` reports request counts.
 
 pub mod data;
+mod export_jobs;
+mod org_views;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -29,6 +31,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use data::{AWKWARD_NAMES, ConfigSource, FLOW_TYPES, SimFlow, generate_org};
+pub use export_jobs::archy_yaml;
+pub use org_views::default_organization;
 
 /// What to do with a `pageSize` above the maximum (the real API's behaviour is unconfirmed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +154,17 @@ pub struct SimConfig {
     /// `oversize_page` applies from this page on; earlier pages are served at any size (a server
     /// that refuses the page size only on page 2 and later).
     pub oversize_from_page: u64,
+    /// What `GET /api/v2/organizations/me` answers.
+    pub organization: Value,
+    /// Flows in divisions the client's role does not grant: never listed, but named by
+    /// `GET /api/v2/flows/divisionviews`.
+    pub hidden_flows: Vec<SimFlow>,
+    /// The client lacks `architect:flow:search`: divisionviews answers 403.
+    pub flow_search_denied: bool,
+    /// Polls an export job answers `Started` before it ends.
+    pub export_job_polls: u32,
+    /// The first this-many export jobs fail with "could not find the flow … exit code 107".
+    pub export_jobs_throttled: u32,
 }
 
 impl SimConfig {
@@ -186,6 +201,11 @@ impl SimConfig {
             deleted_answers_gone: false,
             malformed_rows: Vec::new(),
             oversize_from_page: 1,
+            organization: default_organization(),
+            hidden_flows: Vec::new(),
+            flow_search_denied: false,
+            export_job_polls: 1,
+            export_jobs_throttled: 0,
         }
     }
 }
@@ -209,6 +229,10 @@ pub struct SimStats {
     pub configuration_span: Mutex<Option<(Instant, Instant)>>,
     /// When each flow's configuration was asked for, answered or not (tests check retry spacing).
     pub configuration_times: Mutex<HashMap<String, Vec<Instant>>>,
+    /// Export jobs registered.
+    pub export_jobs: AtomicU64,
+    /// Export results downloaded.
+    pub downloads: AtomicU64,
 }
 
 impl SimStats {
@@ -232,6 +256,8 @@ impl SimStats {
             "configuration_requests": self.configuration_requests.load(Ordering::Relaxed),
             "token_requests": self.token_requests.load(Ordering::Relaxed),
             "tokens_issued": self.tokens_issued.load(Ordering::Relaxed),
+            "export_jobs": self.export_jobs.load(Ordering::Relaxed),
+            "downloads": self.downloads.load(Ordering::Relaxed),
         })
     }
 }
@@ -294,6 +320,7 @@ struct SimState {
     window: Mutex<VecDeque<Instant>>,
     revoked: AtomicBool,
     stats: SimStats,
+    export_jobs: Mutex<HashMap<String, export_jobs::Job>>,
 }
 
 /// A running simulated org.
@@ -328,10 +355,16 @@ impl SimServer {
             window: Mutex::new(VecDeque::new()),
             revoked: AtomicBool::new(false),
             stats: SimStats::default(),
+            export_jobs: Mutex::default(),
         });
         let app = Router::new()
             .route("/oauth/token", post(token))
             .route("/api/v2/flows", get(list_flows))
+            .route("/api/v2/organizations/me", get(org_views::organization))
+            .route("/api/v2/flows/divisionviews", get(org_views::divisionviews))
+            .route("/api/v2/flows/export/jobs", post(export_jobs::register))
+            .route("/api/v2/flows/export/jobs/{id}", get(export_jobs::status))
+            .route("/sim/downloads/{id}", get(export_jobs::download))
             .route("/api/v2/flows/{id}", get(get_flow))
             .route("/api/v2/flows/{id}/latestconfiguration", get(latest_configuration))
             .route("/api/v2/flows/{id}/versions", get(list_versions))
@@ -784,23 +817,27 @@ async fn latest_configuration(State(s): State<Arc<SimState>>, headers: HeaderMap
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
+    count_configuration(&s, &id);
+    configuration_of(&s, &id, None).await
+}
+
+fn count_configuration(s: &SimState, id: &str) {
     s.stats.configuration_requests.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut times) = s.stats.configuration_times.lock() {
-        times.entry(id.clone()).or_default().push(Instant::now());
+        times.entry(id.to_string()).or_default().push(Instant::now());
     }
     if let Ok(mut span) = s.stats.configuration_span.lock() {
         let now = Instant::now();
         *span = Some(span.map_or((now, now), |(first, _)| (first, now)));
     }
-    configuration_of(&s, &id).await
 }
 
-async fn configuration_of(s: &SimState, id: &str) -> Response {
+/// A flow's configuration (the latest, or one version) with whatever fault is queued for it.
+async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Response {
     let flow = match find_flow(s, id) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let flow = &flow;
     if s.config.forbidden.contains(id) {
         return error_response(
             StatusCode::FORBIDDEN,
@@ -808,13 +845,26 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
             &format!("You are missing the following permission: architect:flow:view in the division of flow {id}"),
         );
     }
+    let body = match version {
+        None => flow.configuration_json(),
+        Some(v) => match flow.version_configuration(v) {
+            Some(body) => body,
+            None => {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    "flow.version.not.found",
+                    &format!("Flow version {v} of flow {id} was not found"),
+                );
+            }
+        },
+    };
     let fault = s
         .fault_queues
         .lock()
         .ok()
         .and_then(|mut q| q.get_mut(id).and_then(VecDeque::pop_front));
     match fault {
-        None => json_response(flow.configuration_json()),
+        None => json_response(body),
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             error_response(status, "service.unavailable", "The service is currently unavailable")
@@ -841,8 +891,7 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
             resp
         }
         Some(Fault::ResetMidBody) => {
-            let body = flow.configuration_json();
-            let half = Bytes::from(body.as_bytes()[..body.len() / 2].to_vec());
+                        let half = Bytes::from(body.as_bytes()[..body.len() / 2].to_vec());
             let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
                 Ok(half),
                 Err(std::io::Error::new(
@@ -856,8 +905,7 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
             resp
         }
         Some(Fault::TruncatedBody) => {
-            let body = flow.configuration_json();
-            json_response(body[..body.len() / 2].to_string())
+                        json_response(body[..body.len() / 2].to_string())
         }
         Some(Fault::NotJson) => {
             let mut resp = Response::new(Body::from("<html><body>502 Bad Gateway</body></html>"));
@@ -867,7 +915,7 @@ async fn configuration_of(s: &SimState, id: &str) -> Response {
         }
         Some(Fault::Slow(delay)) => {
             tokio::time::sleep(delay).await;
-            json_response(flow.configuration_json())
+            json_response(body)
         }
     }
 }
@@ -880,10 +928,15 @@ async fn list_versions(State(s): State<Arc<SimState>>, headers: HeaderMap, Path(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let version = flow.meta.get("publishedVersion").cloned().unwrap_or(Value::Null);
+    let mut versions: Vec<Value> = Vec::new();
+    for key in ["savedVersion", "publishedVersion"] {
+        if let Some(v) = flow.meta.get(key).filter(|v| !versions.contains(v)) {
+            versions.push(v.clone());
+        }
+    }
     let body = json!({
-        "entities": [version],
-        "pageSize": 25, "pageNumber": 1, "total": 1, "pageCount": 1,
+        "entities": versions,
+        "pageSize": 25, "pageNumber": 1, "total": versions.len(), "pageCount": 1,
         "selfUri": format!("/api/v2/flows/{id}/versions?pageSize=25&pageNumber=1"),
     });
     json_response(body.to_string())
@@ -892,13 +945,13 @@ async fn list_versions(State(s): State<Arc<SimState>>, headers: HeaderMap, Path(
 async fn version_configuration(
     State(s): State<Arc<SimState>>,
     headers: HeaderMap,
-    Path((id, _version)): Path<(String, String)>,
+    Path((id, version)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
-    s.stats.configuration_requests.fetch_add(1, Ordering::Relaxed);
-    configuration_of(&s, &id).await
+    count_configuration(&s, &id);
+    configuration_of(&s, &id, Some(&version)).await
 }
 
 async fn stats(State(s): State<Arc<SimState>>) -> Response {

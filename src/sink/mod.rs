@@ -57,6 +57,9 @@ pub trait Sink: Send {
 
     /// Whether documents already `put` survive an abort (true for one object per flow).
     fn keeps_documents_on_abort(&self) -> bool;
+
+    /// Labels everything written from now on with the org it came from (S3 object metadata).
+    fn set_org(&self, _org_id: &str) {}
 }
 
 /// A document that could not be stored.
@@ -73,6 +76,9 @@ pub struct StoreFailure {
 pub trait RunStore: Send + Sync {
     /// Where the run is, e.g. `/backups/RUN` or `s3://bucket/prefix/RUN`.
     fn location(&self) -> String;
+
+    /// Labels objects written from now on with the org they came from, where the store can.
+    fn set_org(&self, _org_id: &str) {}
 
     /// Writes one whole object, replacing nothing that a reader could see half-written.
     async fn put(&self, name: &str, bytes: Bytes, content_type: &str) -> Result<(), SinkError>;

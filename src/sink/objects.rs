@@ -98,6 +98,10 @@ impl Sink for ObjectsSink {
         self.store.put(MANIFEST_NAME, manifest, "application/json").await
     }
 
+    fn set_org(&self, org_id: &str) {
+        self.store.set_org(org_id);
+    }
+
     fn keeps_documents_on_abort(&self) -> bool {
         true
     }

