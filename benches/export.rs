@@ -216,7 +216,11 @@ async fn run_flowvault(s: Scenario) -> Figures {
     let archive_bytes = std::fs::metadata(dir.path().join("bench/flows.tar.gz"))
         .map(|m| m.len())
         .unwrap_or(0);
-    let document_bytes = manifest.flows.iter().flat_map(|r| r.documents.iter().map(|d| d.bytes)).sum();
+    let document_bytes = manifest
+        .flows
+        .iter()
+        .flat_map(|r| r.documents.iter().map(|d| d.bytes))
+        .sum();
     sim.shutdown().await;
     Figures {
         requests,

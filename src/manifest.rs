@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::genesys::PassRecord;
 use crate::genesys::Organization;
+use crate::genesys::PassRecord;
 use crate::genesys::flow::DivisionRef;
 
 /// The manifest schema identifier written today; bump on incompatible changes.
@@ -22,7 +22,9 @@ pub enum ManifestError {
     #[error("the manifest is not valid: {0}")]
     Invalid(String),
     /// A schema this version of flowvault does not know.
-    #[error("the manifest's schema `{0}` is unknown to this flowvault ({SCHEMA_V1} and {SCHEMA} are read); upgrade flowvault")]
+    #[error(
+        "the manifest's schema `{0}` is unknown to this flowvault ({SCHEMA_V1} and {SCHEMA} are read); upgrade flowvault"
+    )]
     UnknownSchema(String),
 }
 
@@ -235,7 +237,9 @@ impl FlowRecord {
 
     /// Moves a v1 row's single document into `documents`.
     fn upgrade_v1(&mut self) {
-        if let (Some(path), Some(bytes), Some(sha256)) = (self.v1_path.take(), self.v1_bytes.take(), self.v1_sha256.take()) {
+        if let (Some(path), Some(bytes), Some(sha256)) =
+            (self.v1_path.take(), self.v1_bytes.take(), self.v1_sha256.take())
+        {
             self.documents.push(Document {
                 contents: vec![Content::Latest],
                 version: self.saved_version.clone(),

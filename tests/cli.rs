@@ -473,7 +473,10 @@ async fn the_demo_exports_the_built_in_org_with_the_real_code() {
     assert!(manifest.complete);
     assert_archive_matches_manifest(&std::fs::read(run_dir.join("flows.tar.gz")).unwrap(), &manifest);
     let drafts = manifest.flows.iter().filter(|r| r.documents.len() == 2).count();
-    assert!(drafts > 0, "the demo org has flows with unpublished drafts, stored twice");
+    assert!(
+        drafts > 0,
+        "the demo org has flows with unpublished drafts, stored twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

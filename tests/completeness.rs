@@ -5,105 +5,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use flowvault::manifest::{Manifest, Outcome};
+use flowvault::manifest::Outcome;
 use flowvault::sim::{Fault, ListingChange, OversizePage, SimConfig, SimRateLimit, SimServer, generate_org};
-use support::s3::{BUCKET, S3Server};
+use support::targets::{ALL_TARGETS, Run, Target, export_to};
 use support::*;
-
-/// Where a case writes: local or S3, tar-gz or objects.
-#[derive(Clone, Copy, Debug)]
-enum Target {
-    LocalTarGz,
-    LocalObjects,
-    MotoTarGz,
-    SeaweedObjects,
-}
-
-const ALL_TARGETS: [Target; 4] = [
-    Target::LocalTarGz,
-    Target::LocalObjects,
-    Target::MotoTarGz,
-    Target::SeaweedObjects,
-];
-
-/// A finished run: exit code, output, manifest, and the stored documents by path.
-struct Run {
-    code: Option<i32>,
-    text: String,
-    manifest: Manifest,
-    documents: BTreeMap<String, Vec<u8>>,
-}
-
-/// Exports `sim` to `target` with `extra` flags and reads everything back.
-async fn export_to(sim: &SimServer, target: Target, extra: &[&str]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let (format, s3) = match target {
-        Target::LocalTarGz => ("tar-gz", None),
-        Target::LocalObjects => ("objects", None),
-        Target::MotoTarGz => ("tar-gz", Some(S3Server::moto().await)),
-        Target::SeaweedObjects => ("objects", Some(S3Server::seaweedfs().await)),
-    };
-    let to = match &s3 {
-        Some(_) => format!("s3://{BUCKET}/c"),
-        None => dir.path().to_string_lossy().into_owned(),
-    };
-    let mut cmd = export_cmd(sim, std::path::Path::new(&to), "r");
-    cmd.args(["--format", format]).args(extra);
-    if let Some(s3) = &s3 {
-        cmd.envs(s3.env());
-    }
-    let out = run(&mut cmd).await;
-    let text = all_output(&out);
-    assert_no_secrets(&text, sim);
-    let (manifest, documents) = match &s3 {
-        None => read_local(&dir.path().join("r"), format),
-        Some(s3) => read_s3(s3, format).await,
-    };
-    Run {
-        code: out.status.code(),
-        text,
-        manifest,
-        documents,
-    }
-}
-
-fn read_local(run_dir: &std::path::Path, format: &str) -> (Manifest, BTreeMap<String, Vec<u8>>) {
-    let manifest = read_manifest(run_dir);
-    let documents = if format == "tar-gz" {
-        let archive = std::fs::read(run_dir.join("flows.tar.gz")).expect("the archive exists");
-        assert_archive_matches_manifest(&archive, &manifest);
-        read_tar_gz(&archive)
-            .into_iter()
-            .filter(|(n, _)| n != "manifest.json")
-            .collect()
-    } else {
-        read_tree(run_dir)
-            .into_iter()
-            .filter(|(n, _)| n != "manifest.json")
-            .collect()
-    };
-    (manifest, documents)
-}
-
-async fn read_s3(s3: &S3Server, format: &str) -> (Manifest, BTreeMap<String, Vec<u8>>) {
-    let manifest: Manifest = serde_json::from_slice(&s3.get("c/r/manifest.json").await).unwrap();
-    let mut documents = BTreeMap::new();
-    if format == "tar-gz" {
-        let archive = s3.get("c/r/flows.tar.gz").await;
-        assert_archive_matches_manifest(&archive, &manifest);
-        documents.extend(read_tar_gz(&archive).into_iter().filter(|(n, _)| n != "manifest.json"));
-    } else {
-        for key in s3.keys("c/r/flows/").await {
-            let name = key.trim_start_matches("c/r/").to_string();
-            documents.insert(name, s3.get(&key).await);
-        }
-    }
-    (manifest, documents)
-}
 
 /// The promise, for a run that must end complete: exit 0, every flow the org holds now is
 /// exported with its bytes stored, the rest are `not_found`, and nothing else was stored.
@@ -120,7 +28,11 @@ fn assert_complete_and_true(run: &Run, sim: &SimServer, case: &str) {
             .unwrap_or_else(|| panic!("{case}: flow {} exists but has no row", flow.id()));
         assert_eq!(row.outcome, Outcome::Exported, "{case}: {row:?}");
         let doc = &run.documents[row.documents[0].path.as_str()];
-        assert_eq!(Some(row.documents[0].sha256.as_str()), Some(sha256_hex(doc).as_str()), "{case}");
+        assert_eq!(
+            Some(row.documents[0].sha256.as_str()),
+            Some(sha256_hex(doc).as_str()),
+            "{case}"
+        );
         assert_document_matches(doc, sim);
     }
     let existing: Vec<String> = sim.flows().iter().map(|f| f.id().to_string()).collect();
@@ -317,7 +229,11 @@ async fn a_client_revoked_mid_run_keeps_what_it_stored_in_objects_format() {
         assert_eq!(m.totals.listed, 30, "{case}");
         for row in m.flows.iter().filter(|r| r.outcome == Outcome::Exported) {
             let doc = &run.documents[row.documents[0].path.as_str()];
-            assert_eq!(Some(row.documents[0].sha256.as_str()), Some(sha256_hex(doc).as_str()), "{case}");
+            assert_eq!(
+                Some(row.documents[0].sha256.as_str()),
+                Some(sha256_hex(doc).as_str()),
+                "{case}"
+            );
         }
         assert_eq!(run.documents.len() as u64, document_count(m), "{case}");
     }

@@ -40,7 +40,11 @@ async fn every_flow_is_exported_with_its_configuration_byte_for_byte() {
         ids.insert(row.id.clone());
     }
     assert_eq!(ids.len(), 45, "every flow once");
-    assert_eq!(members.len() as u64, document_count(&manifest) + 1, "the documents and the manifest");
+    assert_eq!(
+        members.len() as u64,
+        document_count(&manifest) + 1,
+        "the documents and the manifest"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,12 +62,20 @@ async fn objects_format_stores_every_flow_once_with_checksums_matching_the_manif
     );
 
     let keys = s3.keys("nightly/org1/r1/").await;
-    assert_eq!(keys.len(), 30, "29 documents and the manifest: {keys:?}");
+    assert_eq!(
+        keys.len() as u64,
+        document_count(&manifest) + 1,
+        "the documents and the manifest: {keys:?}"
+    );
     let client = s3.client();
     for row in manifest.flows.iter().filter(|r| r.outcome == Outcome::Exported) {
         let key = format!("nightly/org1/r1/{}", row.documents[0].path.as_str());
         let doc = s3.get(&key).await;
-        assert_eq!(Some(row.documents[0].sha256.as_str()), Some(sha256_hex(&doc).as_str()), "{key}");
+        assert_eq!(
+            Some(row.documents[0].sha256.as_str()),
+            Some(sha256_hex(&doc).as_str()),
+            "{key}"
+        );
         assert_document_matches(&doc, &sim);
         let head = client
             .head_object()
@@ -147,8 +155,8 @@ async fn a_large_tar_gz_streams_as_a_multipart_upload_and_reads_back_byte_for_by
 
     let manifest: Manifest = serde_json::from_slice(&s3.get("big/mp/manifest.json").await).unwrap();
     assert!(manifest.complete);
+    assert_archive_matches_manifest(&archive, &manifest);
     let members = read_tar_gz(&archive);
-    assert_eq!(members.len(), 25);
     let by_name: HashMap<_, _> = members.iter().cloned().collect();
     for row in &manifest.flows {
         let doc = &by_name[&row.documents[0].path];

@@ -158,7 +158,14 @@ async fn run_as_deployed(
     sim: &flowvault::sim::SimServer,
     scratch: &Path,
 ) -> Manifest {
+    assert!(
+        env.contains_key("FLOWVAULT_EXPECT_ORG"),
+        "the example guards against backing up the wrong org"
+    );
     for (k, v) in env.iter_mut() {
+        if k == "FLOWVAULT_EXPECT_ORG" {
+            *v = "sim-org".into(); // the simulated org's short name
+        }
         if k.ends_with("_FILE") {
             let file = scratch.join(k.to_lowercase());
             let value = if k.contains("SECRET") { CLIENT_SECRET } else { CLIENT_ID };
@@ -236,6 +243,7 @@ async fn the_ecs_task_definition_arguments_and_environment_work() {
     let rendered = template
         .replace("${image}", "flowvault:test")
         .replace("${genesys_region}", "us-west-2")
+        .replace("${expected_org}", "acme-prod")
         .replace("${destination}", "s3://bucket/prefix")
         .replace("${aws_region}", "us-east-1")
         .replace("${client_id_secret}", "arn:id")

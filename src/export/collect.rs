@@ -169,7 +169,14 @@ async fn write_loop(
                 r.push(listed_row(&item));
                 r.len() - 1
             };
-            fetch(client.clone(), permits.clone(), &mut namer, options.content, index, item)
+            fetch(
+                client.clone(),
+                permits.clone(),
+                &mut namer,
+                options.content,
+                index,
+                item,
+            )
         })
         .buffered(window);
     let mut results = std::pin::pin!(results);
@@ -290,10 +297,7 @@ fn settle_row(rows: &Rows, index: usize, update: RowUpdate) {
 fn mark_store_failures(rows: &Rows, failures: Vec<StoreFailure>) {
     let mut rows = lock(rows);
     for f in failures {
-        if let Some(row) = rows
-            .iter_mut()
-            .find(|r| r.documents.iter().any(|d| d.path == f.name))
-        {
+        if let Some(row) = rows.iter_mut().find(|r| r.documents.iter().any(|d| d.path == f.name)) {
             row.documents.retain(|d| d.path != f.name);
             let attempts = row.attempts;
             row.failed(format!("fetched, but could not be stored: {}", f.error), attempts);
@@ -407,7 +411,11 @@ fn describe(contents: &[Content]) -> String {
     contents.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("+")
 }
 
-fn stored_document(summary: &FlowSummary, want: &Wanted, fetched: &crate::genesys::client::Fetched) -> (Document, Bytes) {
+fn stored_document(
+    summary: &FlowSummary,
+    want: &Wanted,
+    fetched: &crate::genesys::client::Fetched,
+) -> (Document, Bytes) {
     let body = build_document(summary.raw.get(), fetched.body.get());
     let doc = Document {
         contents: want.contents.clone(),

@@ -127,7 +127,11 @@ pub async fn run(
                 .await
                 .err();
         }
-        unseen = Some(unseen::check(&client, &rows, &options.type_filter).instrument(span.clone()).await);
+        unseen = Some(
+            unseen::check(&client, &rows, &options.type_filter)
+                .instrument(span.clone())
+                .await,
+        );
     }
     let ending = decide(error, stop.cause(), &collected.listing, &rows);
     let mut m = Manifest {

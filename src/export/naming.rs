@@ -54,11 +54,7 @@ pub struct FlowPaths {
 impl FlowPaths {
     /// The paths of the flow whose document is at `path` (any of its documents).
     pub fn from_document_path(path: &str) -> FlowPaths {
-        let base = SUFFIXES
-            .iter()
-            .rev()
-            .find_map(|s| path.strip_suffix(s))
-            .unwrap_or(path);
+        let base = SUFFIXES.iter().rev().find_map(|s| path.strip_suffix(s)).unwrap_or(path);
         FlowPaths { base: base.to_string() }
     }
 
@@ -152,7 +148,15 @@ mod tests {
         let a = n.paths_for("BOT", "Same", "id");
         let b = n.paths_for("BOT", "Same", "id.published");
         let c = n.paths_for("BOT", "Same--id", "published");
-        let all = [a.json(), a.published_json(), a.yaml(), b.json(), b.published_json(), c.json(), c.yaml()];
+        let all = [
+            a.json(),
+            a.published_json(),
+            a.yaml(),
+            b.json(),
+            b.published_json(),
+            c.json(),
+            c.yaml(),
+        ];
         let distinct: HashSet<_> = all.iter().collect();
         assert_eq!(distinct.len(), all.len(), "{all:?}");
     }

@@ -72,7 +72,11 @@ pub(super) async fn check(client: &GenesysClient, rows: &[FlowRecord], type_filt
     }
 }
 
-async fn unseen_flows(client: &GenesysClient, rows: &[FlowRecord], type_filter: &[String]) -> Result<Vec<UnseenFlow>, ApiError> {
+async fn unseen_flows(
+    client: &GenesysClient,
+    rows: &[FlowRecord],
+    type_filter: &[String],
+) -> Result<Vec<UnseenFlow>, ApiError> {
     let listed: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let mut unseen = Vec::new();
     let mut seen = HashSet::new();

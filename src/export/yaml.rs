@@ -84,7 +84,11 @@ pub(super) async fn export_yaml(
             })
         })
         .collect();
-    info!(flows = items.len(), "exporting Archy YAML of {} published flows", items.len());
+    info!(
+        flows = items.len(),
+        "exporting Archy YAML of {} published flows",
+        items.len()
+    );
     let batches: Vec<Vec<Item>> = items.chunks(options.batch_size.max(1)).map(<[Item]>::to_vec).collect();
     let results = futures::stream::iter(batches)
         .map(|batch| export_batch(client, batch, options))
@@ -108,7 +112,12 @@ pub(super) async fn export_yaml(
     Ok(())
 }
 
-async fn store(sink: &mut dyn Sink, row: &mut FlowRecord, outcome: Result<Vec<u8>, String>, item: &Item) -> Result<(), RunError> {
+async fn store(
+    sink: &mut dyn Sink,
+    row: &mut FlowRecord,
+    outcome: Result<Vec<u8>, String>,
+    item: &Item,
+) -> Result<(), RunError> {
     match outcome {
         Ok(yaml) => {
             let doc = Document {
@@ -144,7 +153,11 @@ fn export_batch<'a>(
 ) -> futures::future::BoxFuture<'a, Result<Outcomes, RunError>> {
     Box::pin(async move {
         let pairs: Vec<(String, String)> = batch.iter().map(|i| (i.id.clone(), i.version.clone())).collect();
-        let max_attempts = if batch.len() > 1 { BATCH_ATTEMPTS } else { SINGLE_ATTEMPTS };
+        let max_attempts = if batch.len() > 1 {
+            BATCH_ATTEMPTS
+        } else {
+            SINGLE_ATTEMPTS
+        };
         let mut attempt = 0;
         let why = loop {
             attempt += 1;
@@ -166,7 +179,7 @@ fn export_batch<'a>(
                 Ok(JobEnd::Failure { message, .. }) => break message,
                 Err(e) if e.is_fatal_for_run() => return Err(RunError::Credentials(e)),
                 Err(e @ ApiError::Forbidden { .. }) if batch.len() == 1 => {
-                    break format!("{e} (export jobs need architect:jobExport:create and architect:jobExport:view)")
+                    break format!("{e} (export jobs need architect:jobExport:create and architect:jobExport:view)");
                 }
                 Err(e) => break e.to_string(),
             }
@@ -199,7 +212,11 @@ fn assign(batch: &[Item], result: &[u8]) -> Result<Outcomes, String> {
         return Ok(vec![(item.row, Ok(yaml.clone()))]);
     }
     if files.len() != batch.len() {
-        return Err(format!("the export held {} files for {} flows", files.len(), batch.len()));
+        return Err(format!(
+            "the export held {} files for {} flows",
+            files.len(),
+            batch.len()
+        ));
     }
     let mut taken = vec![false; batch.len()];
     let mut out = Vec::with_capacity(batch.len());
@@ -218,14 +235,21 @@ fn assign(batch: &[Item], result: &[u8]) -> Result<Outcomes, String> {
                 taken[*i] = true;
                 out.push((batch[*i].row, Ok(yaml)));
             }
-            _ => return Err(format!("the export file `{name}` cannot be matched to one flow of the batch")),
+            _ => {
+                return Err(format!(
+                    "the export file `{name}` cannot be matched to one flow of the batch"
+                ));
+            }
         }
     }
     Ok(out)
 }
 
 fn normalize(s: &str) -> String {
-    s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 #[cfg(test)]

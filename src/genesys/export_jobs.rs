@@ -117,10 +117,13 @@ pub fn unpack(result: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     if !result.starts_with(b"PK\x03\x04") {
         return Ok(vec![(String::new(), result.to_vec())]);
     }
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(result)).map_err(|e| format!("the export zip is unreadable: {e}"))?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(result)).map_err(|e| format!("the export zip is unreadable: {e}"))?;
     let mut files = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| format!("the export zip is unreadable: {e}"))?;
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| format!("the export zip is unreadable: {e}"))?;
         if entry.is_dir() {
             continue;
         }

@@ -54,7 +54,10 @@ mod tests {
             domain: None,
         };
         assert!(org.is("9F1C") && org.is("ACME-prod") && org.is(" acme-prod "));
-        assert!(!org.is("Acme Prod"), "the display name can change, so it does not identify an org");
+        assert!(
+            !org.is("Acme Prod"),
+            "the display name can change, so it does not identify an org"
+        );
         assert!(!org.is("acme-test"));
     }
 }

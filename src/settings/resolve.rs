@@ -146,7 +146,10 @@ impl ExportSettings {
             .parse()
             .map_err(|e| ConfigError(format!("{}: {e}", s::CONTENT.label())))?;
         let yaml = yaml_options(&r)?;
-        let expect_org = r.text(&s::EXPECT_ORG).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let expect_org = r
+            .text(&s::EXPECT_ORG)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         Ok(ExportSettings {
             client: ClientConfig {
                 api_url,

@@ -122,7 +122,10 @@ impl SimFlow {
     pub fn with_draft(mut self, draft: ConfigSource) -> SimFlow {
         let published = std::mem::replace(&mut self.config, draft);
         let id = self.id().to_string();
-        let next = match self.published_version().and_then(|v| v.split('.').next()?.parse::<u32>().ok()) {
+        let next = match self
+            .published_version()
+            .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
+        {
             Some(n) => format!("{}.0", n + 1),
             None => "2.0".into(),
         };

@@ -41,7 +41,10 @@ pub(super) async fn register(State(s): State<Arc<SimState>>, headers: HeaderMap,
     for item in body.get("flows").and_then(Value::as_array).into_iter().flatten() {
         let flow = item.get("flow").unwrap_or(item);
         let id = flow.get("id").and_then(Value::as_str);
-        let version = flow.get("version").or_else(|| item.get("version")).and_then(Value::as_str);
+        let version = flow
+            .get("version")
+            .or_else(|| item.get("version"))
+            .and_then(Value::as_str);
         match (id, version) {
             (Some(id), Some(v)) => flows.push((id.to_string(), v.to_string())),
             _ => return bad("each entry of flows needs flow.id and flow.version"),
@@ -157,7 +160,13 @@ fn file_name(flow: &SimFlow, version: &str) -> String {
     let name = flow.meta.get("name").and_then(Value::as_str).unwrap_or("flow");
     let safe: String = name
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{safe}_v{}.yaml", version.replace('.', "-"))
 }
@@ -168,7 +177,8 @@ pub fn archy_yaml(flow: &SimFlow, version: &str) -> String {
     let field = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     let key = field("type").to_lowercase();
     let config = flow.version_configuration(version).unwrap_or_default();
-    let digest = hex::encode(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(config.as_bytes()))[..8]);
+    let digest =
+        hex::encode(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(config.as_bytes()))[..8]);
     format!(
         "{key}:\n  name: {name:?}\n  description: {desc:?}\n  division: {division:?}\n  flowVersion: {version:?}\n  configurationDigest: {digest}\n  startUpRef: \"/{key}/states/state[Initial State_10]\"\n  defaultLanguage: en-us\n",
         name = field("name"),

@@ -891,7 +891,7 @@ async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Resp
             resp
         }
         Some(Fault::ResetMidBody) => {
-                        let half = Bytes::from(body.as_bytes()[..body.len() / 2].to_vec());
+            let half = Bytes::from(body.as_bytes()[..body.len() / 2].to_vec());
             let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
                 Ok(half),
                 Err(std::io::Error::new(
@@ -904,9 +904,7 @@ async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Resp
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
-        Some(Fault::TruncatedBody) => {
-                        json_response(body[..body.len() / 2].to_string())
-        }
+        Some(Fault::TruncatedBody) => json_response(body[..body.len() / 2].to_string()),
         Some(Fault::NotJson) => {
             let mut resp = Response::new(Body::from("<html><body>502 Bad Gateway</body></html>"));
             resp.headers_mut()

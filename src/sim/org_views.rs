@@ -78,7 +78,15 @@ pub(super) async fn divisionviews(
 
 fn view_of(meta: &Value) -> Value {
     let mut view = serde_json::Map::new();
-    for key in ["id", "name", "division", "type", "description", "publishedVersion", "debugVersion"] {
+    for key in [
+        "id",
+        "name",
+        "division",
+        "type",
+        "description",
+        "publishedVersion",
+        "debugVersion",
+    ] {
         if let Some(v) = meta.get(key) {
             view.insert(key.into(), v.clone());
         }

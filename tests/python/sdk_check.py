@@ -1,7 +1,13 @@
 """The official Genesys Cloud Python SDK (PyPI purecloudplatformclientv2) against the simulated org:
-client-credentials login, every page of ArchitectApi.get_flows, every latest configuration, and a
-comma-joined type filter. Exits non-zero on any error."""
+client-credentials login, every page of ArchitectApi.get_flows, every latest configuration, a
+comma-joined type filter, published versions' configurations, organizations/me, divisionviews,
+and an export job from registration to the unauthenticated download of its result.
+Exits non-zero on any error."""
+import io
 import sys
+import time
+import urllib.request
+import zipfile
 
 import PureCloudPlatformClientV2 as g
 
@@ -23,4 +29,40 @@ for flow_id in seen:
     assert config["id"] == flow_id, config.get("id")
 typed = api.get_flows(type=["bot", "workflow"], page_size=100)
 assert {f.type for f in typed.entities} == {"BOT", "WORKFLOW"}, {f.type for f in typed.entities}
-print(f"sdk ok: {len(seen)} flows listed and fetched")
+
+published = [f for f in api.get_flows(page_size=100).entities if f.published_version is not None]
+drafts = 0
+for f in published:
+    config = api.get_flow_version_configuration(f.id, f.published_version.id)
+    assert config["id"] == f.id, config.get("id")
+    drafts += f.saved_version.id != f.published_version.id
+assert drafts > 0, "the org has flows with unpublished drafts"
+
+org = g.OrganizationApi(client).get_organizations_me()
+assert org.id and org.third_party_org_name, org
+
+views = api.get_flows_divisionviews(page_size=100)
+assert views.total >= expected, views.total
+
+job_flows = published[:3]
+body = g.RegisterArchitectExportJob()
+body.flows = []
+for f in job_flows:
+    details = g.ExportDetails()
+    details.flow = g.ArchitectFlowReference()
+    details.flow.id = f.id
+    details.flow.version = f.published_version.id
+    details.export_type = "Yaml"
+    body.flows.append(details)
+job = api.post_flows_export_jobs(body)
+for _ in range(50):
+    state = api.get_flows_export_job(job.id, expand=["messages"])
+    if state.status in ("Success", "Failure"):
+        break
+    time.sleep(0.1)
+assert state.status == "Success", (state.status, state.messages)
+with urllib.request.urlopen(state.download_url) as resp:
+    names = zipfile.ZipFile(io.BytesIO(resp.read())).namelist()
+assert len(names) == len(job_flows), names
+
+print(f"sdk ok: {len(seen)} flows listed and fetched; versions, org, divisionviews and export jobs read")

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod s3;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -150,7 +151,8 @@ pub fn assert_document_matches(doc: &[u8], sim: &SimServer) -> String {
     assert_eq!(meta, served.meta, "flow metadata of {id}");
     let published = served.published_version().and_then(|v| served.version_configuration(v));
     assert!(
-        parsed.configuration.get() == served.configuration_json() || Some(parsed.configuration.get()) == published.as_deref(),
+        parsed.configuration.get() == served.configuration_json()
+            || Some(parsed.configuration.get()) == published.as_deref(),
         "configuration of {id} must be byte-identical to its latest or its published version"
     );
     id
@@ -246,7 +248,11 @@ pub fn assert_archive_matches_manifest(archive: &[u8], manifest: &Manifest) {
     }
     for row in &manifest.flows {
         if row.outcome == flowvault::manifest::Outcome::Exported {
-            assert!(row.document(Content::Latest).is_some() || row.document(Content::Published).is_some(), "{}", row.id);
+            assert!(
+                row.document(Content::Latest).is_some() || row.document(Content::Published).is_some(),
+                "{}",
+                row.id
+            );
         }
     }
 }

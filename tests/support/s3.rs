@@ -211,6 +211,19 @@ impl S3Server {
         out.body.collect().await.expect("object body").into_bytes().to_vec()
     }
 
+    /// An object's user metadata (`x-amz-meta-*`, without the prefix).
+    pub async fn metadata(&self, key: &str) -> std::collections::HashMap<String, String> {
+        let out = self
+            .client()
+            .head_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("head {key}: {e:?}"));
+        out.metadata().cloned().unwrap_or_default()
+    }
+
     /// Every key under `prefix`.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();

@@ -177,6 +177,7 @@ resource "aws_ecs_task_definition" "job" {
   container_definitions = templatefile("${path.module}/container-definitions.json.tftpl", {
     image                = var.image
     genesys_region       = var.genesys_region
+    expected_org         = var.genesys_org
     destination          = "s3://${aws_s3_bucket.archive.bucket}/${var.prefix}"
     aws_region           = var.region
     client_id_secret     = var.genesys_client_id_secret_arn

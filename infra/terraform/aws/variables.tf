@@ -39,6 +39,11 @@ variable "image" {
   default     = "ghcr.io/flowvault/flowvault:0.1.0"
 }
 
+variable "genesys_org" {
+  description = "The Genesys Cloud org to back up, by id or short name (thirdPartyOrgName); the job refuses any other org (FLOWVAULT_EXPECT_ORG)."
+  type        = string
+}
+
 variable "genesys_region" {
   description = "Genesys Cloud region (domain or AWS-style name), e.g. usw2.pure.cloud."
   type        = string
