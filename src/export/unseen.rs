@@ -5,28 +5,14 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::genesys::flow::DivisionRef;
-use crate::genesys::{ApiError, GenesysClient};
+use crate::genesys::{ApiError, FlowSummary, GenesysClient};
 use crate::manifest::{FlowRecord, Unseen, UnseenFlow};
 
 const PAGE_SIZE: u64 = 100;
 /// Pages read at most (a guard against a server that never serves a short page).
 const MAX_PAGES: u64 = 10_000;
-
-#[derive(Deserialize)]
-struct View {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default, rename = "type")]
-    flow_type: Option<String>,
-    #[serde(default)]
-    division: Option<DivisionRef>,
-}
 
 /// Flows divisionviews names that are not in `rows` (of the listed types, when filtered).
 pub(super) async fn check(client: &GenesysClient, rows: &[FlowRecord], type_filter: &[String]) -> Unseen {
@@ -84,24 +70,20 @@ async fn unseen_flows(
         let page = client.divisionviews_page(page_number, PAGE_SIZE).await?;
         let entities = page.entities.unwrap_or_default();
         let short = (entities.len() as u64) < page.page_size.unwrap_or(PAGE_SIZE).max(1);
-        for raw in &entities {
-            let Ok(view) = serde_json::from_str::<View>(raw.get()) else {
-                continue;
-            };
-            let (Some(id), flow_type) = (view.id, view.flow_type.unwrap_or_default()) else {
-                continue;
-            };
-            let wanted = type_filter.is_empty() || type_filter.contains(&flow_type.to_ascii_lowercase());
-            if wanted && !listed.contains(id.as_str()) && seen.insert(id.clone()) {
+        let empty = entities.is_empty();
+        // A view row has the listing row's id, name, type and division: read it the same way.
+        for view in entities.into_iter().filter_map(|raw| FlowSummary::from_raw(raw).ok()) {
+            let wanted = type_filter.is_empty() || type_filter.contains(&view.flow_type.to_ascii_lowercase());
+            if wanted && !view.id.is_empty() && !listed.contains(view.id.as_str()) && seen.insert(view.id.clone()) {
                 unseen.push(UnseenFlow {
-                    id,
-                    name: view.name.unwrap_or_default(),
-                    flow_type,
+                    id: view.id,
+                    name: view.name,
+                    flow_type: view.flow_type,
                     division: view.division,
                 });
             }
         }
-        if entities.is_empty() || short {
+        if empty || short {
             break;
         }
     }

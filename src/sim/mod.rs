@@ -865,11 +865,18 @@ async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Resp
         .and_then(|mut q| q.get_mut(id).and_then(VecDeque::pop_front));
     match fault {
         None => json_response(body),
-        Some(Fault::Status(code)) => {
+        Some(fault) => faulted(s, fault, body).await,
+    }
+}
+
+/// The answer a queued fault gives instead of `body`.
+async fn faulted(s: &SimState, fault: Fault, body: String) -> Response {
+    match fault {
+        Fault::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             error_response(status, "service.unavailable", "The service is currently unavailable")
         }
-        Some(Fault::Throttle(retry_after)) => {
+        Fault::Throttle(retry_after) => {
             s.stats.throttled.fetch_add(1, Ordering::Relaxed);
             let mut resp = error_response(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -881,7 +888,7 @@ async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Resp
             }
             resp
         }
-        Some(Fault::Unavailable(secs)) => {
+        Fault::Unavailable(secs) => {
             let mut resp = error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service.unavailable",
@@ -890,7 +897,7 @@ async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Resp
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             resp
         }
-        Some(Fault::ResetMidBody) => {
+        Fault::ResetMidBody => {
             let half = Bytes::from(body.as_bytes()[..body.len() / 2].to_vec());
             let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
                 Ok(half),
@@ -904,14 +911,14 @@ async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Resp
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
-        Some(Fault::TruncatedBody) => json_response(body[..body.len() / 2].to_string()),
-        Some(Fault::NotJson) => {
+        Fault::TruncatedBody => json_response(body[..body.len() / 2].to_string()),
+        Fault::NotJson => {
             let mut resp = Response::new(Body::from("<html><body>502 Bad Gateway</body></html>"));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
             resp
         }
-        Some(Fault::Slow(delay)) => {
+        Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
             json_response(body)
         }
