@@ -42,15 +42,46 @@ pub enum Command {
     Sim(Box<SimArgs>),
     /// Export a built-in simulated org to ./flowvault-demo/ with the real export code.
     Demo(DemoArgs),
+    /// List the runs in a destination, newest first.
+    Runs(RunsArgs),
+    /// Prove a run: every document against its manifest's size and SHA-256 (exit 0 ok, 3 not).
+    Verify(VerifyArgs),
+    /// What changed between two runs: flows added, removed, renamed, moved and changed.
+    Diff(DiffArgs),
 }
 
-/// Flags of `flowvault export`, built from [`settings::EXPORT`](crate::settings::EXPORT): each
-/// setting's flag, help, section and allowed values are declared there, once.
+/// A list of settings that becomes a command's flags.
+pub trait SettingList: std::fmt::Debug + Clone + Default + Send + Sync + 'static {
+    /// The settings, each with its flag, help, section and allowed values declared once.
+    const SETTINGS: &'static [&'static Setting];
+}
+
+/// `export`'s settings ([`settings::EXPORT`]).
 #[derive(Debug, Clone, Default)]
-pub struct ExportArgs {
+pub struct ExportSettingList;
+impl SettingList for ExportSettingList {
+    const SETTINGS: &'static [&'static Setting] = settings::EXPORT;
+}
+
+/// The settings that reach a destination to read it ([`settings::READ`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReadSettingList;
+impl SettingList for ReadSettingList {
+    const SETTINGS: &'static [&'static Setting] = settings::READ;
+}
+
+/// Flags built from a settings list: the values given on the command line, by setting id.
+#[derive(Debug, Clone, Default)]
+pub struct SettingArgs<L: SettingList> {
     /// The values given on the command line, by setting id.
     pub flags: Flags,
+    _list: std::marker::PhantomData<L>,
 }
+
+/// Flags of `flowvault export`.
+pub type ExportArgs = SettingArgs<ExportSettingList>;
+/// The S3 flags of the commands that read runs.
+pub type StoreArgs = SettingArgs<ReadSettingList>;
 
 fn export_arg(s: &'static Setting) -> Arg {
     let mut help = s.help.to_string();
@@ -74,11 +105,11 @@ fn export_arg(s: &'static Setting) -> Arg {
     }
 }
 
-impl clap::Args for ExportArgs {
+impl<L: SettingList> clap::Args for SettingArgs<L> {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         // A flag given twice takes its last value (wrappers and scripts append overrides).
         let mut cmd = cmd.args_override_self(true);
-        for s in settings::EXPORT.iter().filter(|s| !s.flag.is_empty()) {
+        for s in L::SETTINGS.iter().filter(|s| !s.flag.is_empty()) {
             cmd = cmd.arg(export_arg(s));
         }
         cmd
@@ -88,10 +119,10 @@ impl clap::Args for ExportArgs {
     }
 }
 
-impl clap::FromArgMatches for ExportArgs {
+impl<L: SettingList> clap::FromArgMatches for SettingArgs<L> {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
         let mut flags = Flags::new();
-        for s in settings::EXPORT.iter().filter(|s| !s.flag.is_empty()) {
+        for s in L::SETTINGS.iter().filter(|s| !s.flag.is_empty()) {
             if m.value_source(s.id) != Some(clap::parser::ValueSource::CommandLine) {
                 continue;
             }
@@ -105,12 +136,78 @@ impl clap::FromArgMatches for ExportArgs {
             };
             flags.insert(s.id, value);
         }
-        Ok(ExportArgs { flags })
+        Ok(SettingArgs {
+            flags,
+            _list: std::marker::PhantomData,
+        })
     }
     fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
         *self = Self::from_arg_matches(m)?;
         Ok(())
     }
+}
+
+/// Flags of `flowvault runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The destination: a directory or s3://bucket/prefix (what `export --to` was given).
+    pub destination: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Which run a command reads.
+#[derive(Debug, Args)]
+pub struct RunArg {
+    /// DEST/RUN, a path to a flows.tar.gz, s3://bucket/prefix/RUN, or DEST with --latest.
+    pub run: String,
+    /// Read the newest run of the destination given.
+    #[arg(long, conflicts_with = "latest_complete")]
+    pub latest: bool,
+    /// Read the newest complete run of the destination given.
+    #[arg(long)]
+    pub latest_complete: bool,
+}
+
+/// Flags of `flowvault verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub run: RunArg,
+    /// S3 objects only: compare the checksums S3 stored instead of downloading (a weaker check).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print a JSON report instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Flags of `flowvault diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older run (DEST/RUN, a flows.tar.gz, or s3://bucket/prefix/RUN).
+    pub run_a: String,
+    /// The newer run.
+    pub run_b: String,
+    /// Exit 3 when the runs differ (like `git diff --exit-code`).
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Show a structural diff of this flow's configuration (JSON paths added, removed, changed).
+    #[arg(long, value_name = "ID")]
+    pub flow: Option<String>,
+    /// With --flow: which configuration to compare.
+    #[arg(long, default_value = "latest", value_parser = ["latest", "published"])]
+    pub content: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Flags of `flowvault sim`.

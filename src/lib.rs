@@ -2,11 +2,13 @@
 //! S3-compatible object storage, with a manifest that records what happened to each flow.
 //!
 //! The pieces, left to right: [`genesys`] speaks to the API, [`export`] runs the pipeline,
-//! [`sink`] stores documents, [`manifest`] records the run. [`settings`] declares every setting
+//! [`sink`] stores documents, [`manifest`] records the run; [`archive`] reads runs back (runs,
+//! verify, diff). [`settings`] declares every setting
 //! and resolves flags and environment into one validated value; [`cli`] (the only module that
 //! knows clap) and [`commands`] are the binary's edge; [`sim`] is a simulated org for tests,
 //! benchmarks and the demo. See ARCHITECTURE.md.
 
+pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod export;

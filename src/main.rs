@@ -70,11 +70,29 @@ async fn run(cli: Cli) -> i32 {
                 exit::FATAL
             }
         },
+        Command::Runs(args) => commands::runs::run(&args).await,
+        Command::Verify(args) => commands::verify::run(&args).await,
+        Command::Diff(args) => commands::diff::run(&args).await,
         Command::Demo(args) => {
             let stop = StopSignal::default();
             watch_signals(stop.clone());
             match commands::demo::run(&args, stop).await {
-                Ok(report) => finish(&report),
+                Ok(report) => {
+                    let code = finish(&report);
+                    println!(
+                        "next:     flowvault verify {}     # prove every byte against the manifest",
+                        report.location
+                    );
+                    println!(
+                        "          flowvault runs {}              # the runs there, newest first",
+                        args.to
+                    );
+                    println!(
+                        "          flowvault diff {} {}/RUN   # after a second demo run",
+                        report.location, args.to
+                    );
+                    code
+                }
                 Err(e) => {
                     eprintln!("flowvault demo: {e}");
                     exit::FATAL

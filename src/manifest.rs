@@ -66,6 +66,10 @@ pub struct Document {
     pub bytes: u64,
     /// Hex SHA-256.
     pub sha256: String,
+    /// Hex SHA-256 of the `configuration` alone, as served: what `diff` compares, so a change to
+    /// the listing row (a lock, an operation) is not taken for a change of the flow.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub configuration_sha256: Option<String>,
 }
 
 impl Document {
@@ -246,6 +250,7 @@ impl FlowRecord {
                 path,
                 bytes,
                 sha256,
+                configuration_sha256: None,
             });
         }
     }

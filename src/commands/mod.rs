@@ -1,8 +1,17 @@
 //! The subcommands, one file each, and the exit codes they end with.
 
 pub mod demo;
+pub mod diff;
 pub mod export;
+pub mod runs;
 pub mod sim;
+pub mod verify;
+
+/// Prints `flowvault COMMAND: error` on one line and hands back `code`.
+pub fn fail(command: &str, error: impl std::fmt::Display, code: i32) -> i32 {
+    eprintln!("flowvault {command}: {error}");
+    code
+}
 
 /// Exit codes, by who is at fault (documented in the README).
 pub mod exit {

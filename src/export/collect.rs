@@ -423,6 +423,7 @@ fn stored_document(
         path: want.path.clone(),
         bytes: body.len() as u64,
         sha256: hex::encode(Sha256::digest(&body)),
+        configuration_sha256: Some(hex::encode(Sha256::digest(fetched.body.get().as_bytes()))),
     };
     (doc, Bytes::from(body))
 }

@@ -115,6 +115,10 @@ pub async fn run(
 ) -> ExportReport {
     let span = info_span!("run", run_id = %options.run_id);
     let started_at = manifest::now_rfc3339();
+    let views = {
+        let _g = span.enter();
+        unseen::start(client.clone(), options.type_filter.clone())
+    };
     let collected = collect::collect(client.clone(), &mut *sink, &options, &stop)
         .instrument(span.clone())
         .await;
@@ -127,11 +131,9 @@ pub async fn run(
                 .await
                 .err();
         }
-        unseen = Some(
-            unseen::check(&client, &rows, &options.type_filter)
-                .instrument(span.clone())
-                .await,
-        );
+        unseen = Some(unseen::finish(views, &rows).instrument(span.clone()).await);
+    } else {
+        views.abort();
     }
     let ending = decide(error, stop.cause(), &collected.listing, &rows);
     let mut m = Manifest {

@@ -1,11 +1,15 @@
 //! The cross-check of the listing against `GET /api/v2/flows/divisionviews`, which may name flows
-//! in divisions the client's role cannot list. The difference is a warning and a manifest
+//! in divisions the client's role cannot list. The views are read while the flows are fetched
+//! (their latency then costs no wall time) and compared with the rows at the end. The difference is a warning and a manifest
 //! section, never a row and never a reason to fail: whether divisionviews really shows other
 //! divisions is unconfirmed.
 
 use std::collections::HashSet;
 
-use tracing::{info, warn};
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tracing::{Instrument, info, warn};
 
 use crate::genesys::{ApiError, FlowSummary, GenesysClient};
 use crate::manifest::{FlowRecord, Unseen, UnseenFlow};
@@ -14,9 +18,32 @@ const PAGE_SIZE: u64 = 100;
 /// Pages read at most (a guard against a server that never serves a short page).
 const MAX_PAGES: u64 = 10_000;
 
-/// Flows divisionviews names that are not in `rows` (of the listed types, when filtered).
-pub(super) async fn check(client: &GenesysClient, rows: &[FlowRecord], type_filter: &[String]) -> Unseen {
-    match unseen_flows(client, rows, type_filter).await {
+/// Starts reading every view (of the listed types, when filtered) beside the run.
+pub(super) fn start(
+    client: Arc<GenesysClient>,
+    type_filter: Vec<String>,
+) -> JoinHandle<Result<Vec<UnseenFlow>, ApiError>> {
+    tokio::spawn(async move { views(&client, &type_filter).await }.in_current_span())
+}
+
+/// The flows the views name that are not in `rows`, as the manifest records them.
+pub(super) async fn finish(task: JoinHandle<Result<Vec<UnseenFlow>, ApiError>>, rows: &[FlowRecord]) -> Unseen {
+    let views = match task.await {
+        Ok(v) => v,
+        Err(e) => {
+            return Unseen {
+                checked: false,
+                note: Some(format!("skipped: the check did not finish ({e})")),
+                flows: Vec::new(),
+            };
+        }
+    };
+    let listed: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    match views.map(|v| {
+        v.into_iter()
+            .filter(|f| !listed.contains(f.id.as_str()))
+            .collect::<Vec<_>>()
+    }) {
         Ok(flows) if flows.is_empty() => Unseen {
             checked: true,
             note: None,
@@ -58,13 +85,9 @@ pub(super) async fn check(client: &GenesysClient, rows: &[FlowRecord], type_filt
     }
 }
 
-async fn unseen_flows(
-    client: &GenesysClient,
-    rows: &[FlowRecord],
-    type_filter: &[String],
-) -> Result<Vec<UnseenFlow>, ApiError> {
-    let listed: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let mut unseen = Vec::new();
+/// Every flow the views name, of the listed types when filtered, sorted by type and id.
+async fn views(client: &GenesysClient, type_filter: &[String]) -> Result<Vec<UnseenFlow>, ApiError> {
+    let mut found = Vec::new();
     let mut seen = HashSet::new();
     for page_number in 1..=MAX_PAGES {
         let page = client.divisionviews_page(page_number, PAGE_SIZE).await?;
@@ -74,8 +97,8 @@ async fn unseen_flows(
         // A view row has the listing row's id, name, type and division: read it the same way.
         for view in entities.into_iter().filter_map(|raw| FlowSummary::from_raw(raw).ok()) {
             let wanted = type_filter.is_empty() || type_filter.contains(&view.flow_type.to_ascii_lowercase());
-            if wanted && !view.id.is_empty() && !listed.contains(view.id.as_str()) && seen.insert(view.id.clone()) {
-                unseen.push(UnseenFlow {
+            if wanted && !view.id.is_empty() && seen.insert(view.id.clone()) {
+                found.push(UnseenFlow {
                     id: view.id,
                     name: view.name,
                     flow_type: view.flow_type,
@@ -87,6 +110,6 @@ async fn unseen_flows(
             break;
         }
     }
-    unseen.sort_by(|a, b| (&a.flow_type, &a.id).cmp(&(&b.flow_type, &b.id)));
-    Ok(unseen)
+    found.sort_by(|a, b| (&a.flow_type, &a.id).cmp(&(&b.flow_type, &b.id)));
+    Ok(found)
 }

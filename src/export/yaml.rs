@@ -126,6 +126,7 @@ async fn store(
                 path: item.path.clone(),
                 bytes: yaml.len() as u64,
                 sha256: hex::encode(Sha256::digest(&yaml)),
+                configuration_sha256: None,
             };
             if let Err(source) = sink.put(&item.path, Bytes::from(yaml)).await {
                 let e = RunError::Store {

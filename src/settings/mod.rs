@@ -8,7 +8,7 @@ mod parse;
 mod resolve;
 
 pub use parse::{ConfigError, parse_base_url, parse_duration, parse_rate, parse_size, validate_run_id};
-pub use resolve::{ExportSettings, FILTERABLE_TYPES, default_concurrency};
+pub use resolve::{ExportSettings, FILTERABLE_TYPES, default_concurrency, read_options};
 
 /// How a setting takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,6 +455,9 @@ pub const EXPORT: &[&Setting] = &[
     &STORAGE_CLASS,
     &S3_CHECKSUM_WHEN_REQUIRED,
 ];
+
+/// The settings of the commands that read runs back: how to reach an S3-compatible store.
+pub const READ: &[&Setting] = &[&S3_ENDPOINT, &S3_REGION, &S3_FORCE_PATH_STYLE];
 
 /// Values given on the command line, by setting id (lists joined with commas, switches as `true`).
 pub type Flags = std::collections::BTreeMap<&'static str, String>;

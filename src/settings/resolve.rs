@@ -384,19 +384,7 @@ fn storage(r: &Reader<'_>, destination: &Destination) -> Result<S3Options, Confi
     if sse_kms_key_id.is_some() && sse.as_deref() != Some("aws:kms") {
         return err("--sse-kms-key-id needs --sse aws:kms");
     }
-    let endpoint = r.text(&s::S3_ENDPOINT);
-    if let Some(e) = &endpoint {
-        let u = url::Url::parse(e).map_err(|x| {
-            ConfigError(format!(
-                "--s3-endpoint `{e}` is not a valid URL ({x}); write e.g. http://127.0.0.1:9000"
-            ))
-        })?;
-        if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
-            return err(format!(
-                "--s3-endpoint `{e}` must be an http:// or https:// URL with a host"
-            ));
-        }
-    }
+    let endpoint = s3_endpoint(r)?;
     let storage_class = r.text(&s::STORAGE_CLASS);
     if !matches!(destination, Destination::S3 { .. }) && (sse.is_some() || storage_class.is_some()) {
         return err("--sse and --storage-class apply only to s3:// destinations");
@@ -411,6 +399,35 @@ fn storage(r: &Reader<'_>, destination: &Destination) -> Result<S3Options, Confi
         sse_kms_key_id,
         storage_class,
         checksum_when_required: r.switch(&s::S3_CHECKSUM_WHEN_REQUIRED)?,
+    })
+}
+
+/// The S3 endpoint override, checked to be an http(s) URL with a host.
+fn s3_endpoint(r: &Reader<'_>) -> Result<Option<String>, ConfigError> {
+    let endpoint = r.text(&s::S3_ENDPOINT);
+    if let Some(e) = &endpoint {
+        let u = url::Url::parse(e).map_err(|x| {
+            ConfigError(format!(
+                "--s3-endpoint `{e}` is not a valid URL ({x}); write e.g. http://127.0.0.1:9000"
+            ))
+        })?;
+        if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+            return err(format!(
+                "--s3-endpoint `{e}` must be an http:// or https:// URL with a host"
+            ));
+        }
+    }
+    Ok(endpoint)
+}
+
+/// How the commands that read runs reach an S3-compatible store ([`s::READ`]).
+pub fn read_options(flags: &Flags, env: EnvLookup<'_>) -> Result<S3Options, ConfigError> {
+    let r = Reader { flags, env };
+    Ok(S3Options {
+        endpoint: s3_endpoint(&r)?,
+        region: r.text(&s::S3_REGION),
+        force_path_style: r.switch(&s::S3_FORCE_PATH_STYLE)?,
+        ..S3Options::default()
     })
 }
 

@@ -429,6 +429,18 @@ impl SimServer {
         self.state.org().delete(id)
     }
 
+    /// Changes a flow in place (its id must stay), as an edit in Architect would; true if it existed.
+    pub fn update_flow(&self, id: &str, change: impl FnOnce(&mut SimFlow)) -> bool {
+        let mut org = self.state.org();
+        match org.by_id.get(id).copied() {
+            Some(i) => {
+                change(&mut org.flows[i]);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Creates a flow at the front of the listing.
     pub fn create_flow(&self, flow: SimFlow) {
         self.state.org().create_at_front([flow]);

@@ -12,6 +12,7 @@
 pub mod local;
 pub mod memory;
 pub mod objects;
+pub mod reader;
 pub mod s3;
 pub mod targz;
 

@@ -113,7 +113,35 @@ where
     }
 }
 
-fn status_of<E, R: HasStatus>(e: &SdkError<E, R>) -> Option<u16> {
+/// What a refused request says about the bucket or prefix: missing, denied, another region, or
+/// another failure (retryable when it may pass later).
+pub(crate) fn access_error<E, R>(e: &SdkError<E, R>, bucket: &str, prefix: &str, endpoint: &str) -> SinkError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
+    match (status_of(e), code.as_deref()) {
+        (_, Some("NoSuchBucket")) | (Some(404), _) => SinkError::BucketMissing {
+            bucket: bucket.to_string(),
+            endpoint: endpoint.to_string(),
+        },
+        (Some(403), _) => SinkError::AccessDenied {
+            target: format!("s3://{bucket}/{prefix}"),
+            endpoint: endpoint.to_string(),
+        },
+        (Some(301), _) => SinkError::Store {
+            message: format!("bucket `{bucket}` is in another region; set --s3-region to the bucket's region"),
+            retryable: false,
+        },
+        _ => SinkError::Store {
+            message: format!("cannot use bucket `{bucket}` at {endpoint}: {}", describe(e)),
+            retryable: true,
+        },
+    }
+}
+
+pub(crate) fn status_of<E, R: HasStatus>(e: &SdkError<E, R>) -> Option<u16> {
     e.raw_response().map(|r| r.status_code())
 }
 
@@ -184,29 +212,7 @@ impl S3Store {
                     });
                 }
             }
-            Err(e) => {
-                let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
-                return Err(match (status_of(&e), code.as_deref()) {
-                    (_, Some("NoSuchBucket")) | (Some(404), _) => SinkError::BucketMissing {
-                        bucket: bucket.to_string(),
-                        endpoint,
-                    },
-                    (Some(403), _) => SinkError::AccessDenied {
-                        target: format!("s3://{bucket}/{run_prefix}"),
-                        endpoint,
-                    },
-                    (Some(301), _) => SinkError::Store {
-                        message: format!(
-                            "bucket `{bucket}` is in another region; set --s3-region to the bucket's region"
-                        ),
-                        retryable: false,
-                    },
-                    _ => SinkError::Store {
-                        message: format!("cannot use bucket `{bucket}` at {endpoint}: {}", describe(&e)),
-                        retryable: true,
-                    },
-                });
-            }
+            Err(e) => return Err(access_error(&e, bucket, &run_prefix, &endpoint)),
         }
         Ok(S3Store {
             client,

@@ -211,6 +211,29 @@ impl S3Server {
         out.body.collect().await.expect("object body").into_bytes().to_vec()
     }
 
+    /// Writes an object (a test's tampering with a stored run).
+    pub async fn put(&self, key: &str, body: Vec<u8>) {
+        self.client()
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+
+    /// Deletes an object.
+    pub async fn delete(&self, key: &str) {
+        self.client()
+            .delete_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete {key}: {e:?}"));
+    }
+
     /// An object's user metadata (`x-amz-meta-*`, without the prefix).
     pub async fn metadata(&self, key: &str) -> std::collections::HashMap<String, String> {
         let out = self

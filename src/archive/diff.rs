@@ -1,0 +1,313 @@
+//! `diff`: what changed between two runs, from their manifests: flows added, removed, renamed
+//! (same id, new name), moved (type or division), changed (a configuration's hash differs), and
+//! how many are unchanged; and, for one flow, a structural diff of its configuration.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::manifest::{Content, FlowRecord, Manifest, Outcome};
+
+/// A flow on one side.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FlowRef {
+    /// Flow id.
+    pub id: String,
+    /// Flow name.
+    pub name: String,
+    /// Flow type.
+    #[serde(rename = "type")]
+    pub flow_type: String,
+}
+
+/// A flow present in both runs that differs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Changed {
+    /// The flow as in run B.
+    #[serde(flatten)]
+    pub flow: FlowRef,
+    /// Its name in run A, when it was renamed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+    /// Its type in run A, when it changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub type_from: Option<String>,
+    /// Its division in run A (name or id), when it moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub division_from: Option<String>,
+    /// Its division in run B, when it moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub division_to: Option<String>,
+    /// The contents whose configuration differs (`latest`, `published`, `yaml`).
+    pub contents_changed: Vec<Content>,
+    /// Saved and published version ids in run A.
+    pub versions_a: Versions,
+    /// Saved and published version ids in run B.
+    pub versions_b: Versions,
+}
+
+/// A flow's version ids as listed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Versions {
+    /// `savedVersion.id`.
+    pub saved: Option<String>,
+    /// `publishedVersion.id`.
+    pub published: Option<String>,
+}
+
+/// What changed from run A to run B.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DiffReport {
+    /// In B, not in A.
+    pub added: Vec<FlowRef>,
+    /// In A, not in B.
+    pub removed: Vec<FlowRef>,
+    /// Same id, another name.
+    pub renamed: Vec<Changed>,
+    /// Same id, another type or division.
+    pub moved: Vec<Changed>,
+    /// Same id, name and place; a configuration differs.
+    pub changed: Vec<Changed>,
+    /// Flows identical in both.
+    pub unchanged: u64,
+    /// Flows that could not be compared (not exported in one run), with why.
+    pub not_compared: Vec<String>,
+}
+
+impl DiffReport {
+    /// True when anything differs.
+    pub fn has_differences(&self) -> bool {
+        !(self.added.is_empty()
+            && self.removed.is_empty()
+            && self.renamed.is_empty()
+            && self.moved.is_empty()
+            && self.changed.is_empty())
+    }
+}
+
+fn present(m: &Manifest) -> BTreeMap<&str, &FlowRecord> {
+    m.flows
+        .iter()
+        .filter(|r| !r.id.is_empty() && r.outcome != Outcome::NotFound)
+        .map(|r| (r.id.as_str(), r))
+        .collect()
+}
+
+fn flow_ref(r: &FlowRecord) -> FlowRef {
+    FlowRef {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        flow_type: r.flow_type.clone(),
+    }
+}
+
+fn division(r: &FlowRecord) -> Option<String> {
+    r.division
+        .as_ref()
+        .and_then(|d| d.id.clone().or_else(|| d.name.clone()))
+}
+
+/// The contents both runs stored.
+fn compared_contents(a: &Manifest, b: &Manifest) -> Vec<Content> {
+    let has = |m: &Manifest, c: Content| match c {
+        Content::Latest => m.content != "published",
+        Content::Published => m.content != "latest",
+        Content::Yaml => m.yaml,
+    };
+    [Content::Latest, Content::Published, Content::Yaml]
+        .into_iter()
+        .filter(|c| has(a, *c) && has(b, *c))
+        .collect()
+}
+
+/// The hash that identifies a content of a flow: its configuration's, or the document's when a
+/// manifest (v1) has no configuration hash.
+fn content_hash(r: &FlowRecord, c: Content, by_document: bool) -> Option<&str> {
+    let d = r.document(c)?;
+    match (&d.configuration_sha256, by_document) {
+        (Some(h), false) => Some(h.as_str()),
+        _ => Some(d.sha256.as_str()),
+    }
+}
+
+/// Compares run A (older) with run B (newer).
+pub fn diff(a: &Manifest, b: &Manifest) -> DiffReport {
+    let (pa, pb) = (present(a), present(b));
+    let contents = compared_contents(a, b);
+    let mut report = DiffReport::default();
+    for (id, rb) in &pb {
+        let Some(ra) = pa.get(id) else {
+            report.added.push(flow_ref(rb));
+            continue;
+        };
+        if ra.outcome != Outcome::Exported || rb.outcome != Outcome::Exported {
+            report.not_compared.push(format!(
+                "flow {id} ({:?}): {:?} in A, {:?} in B",
+                rb.name, ra.outcome, rb.outcome
+            ));
+            continue;
+        }
+        let by_document = [ra, rb].iter().any(|r| {
+            r.documents
+                .iter()
+                .any(|d| d.configuration_sha256.is_none() && !d.holds(Content::Yaml))
+        });
+        let contents_changed: Vec<Content> = contents
+            .iter()
+            .copied()
+            .filter(|c| content_hash(ra, *c, by_document) != content_hash(rb, *c, by_document))
+            .collect();
+        let moved = ra.flow_type != rb.flow_type || division(ra) != division(rb);
+        let renamed = ra.name != rb.name;
+        if !moved && !renamed && contents_changed.is_empty() {
+            report.unchanged += 1;
+            continue;
+        }
+        let entry = Changed {
+            flow: flow_ref(rb),
+            renamed_from: renamed.then(|| ra.name.clone()),
+            type_from: (ra.flow_type != rb.flow_type).then(|| ra.flow_type.clone()),
+            division_from: (division(ra) != division(rb)).then(|| division(ra)).flatten(),
+            division_to: (division(ra) != division(rb)).then(|| division(rb)).flatten(),
+            contents_changed,
+            versions_a: Versions {
+                saved: ra.saved_version.clone(),
+                published: ra.published_version.clone(),
+            },
+            versions_b: Versions {
+                saved: rb.saved_version.clone(),
+                published: rb.published_version.clone(),
+            },
+        };
+        // Each flow is listed once: a rename (whose configuration carries the new name) is a
+        // rename, a move a move; `contents_changed` says whether the configuration changed too.
+        if renamed {
+            report.renamed.push(entry);
+        } else if moved {
+            report.moved.push(entry);
+        } else {
+            report.changed.push(entry);
+        }
+    }
+    report.removed = pa
+        .iter()
+        .filter(|(id, _)| !pb.contains_key(*id))
+        .map(|(_, r)| flow_ref(r))
+        .collect();
+    report
+}
+
+/// One difference between two JSON documents, at a JSON pointer.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PathChange {
+    /// Only in B.
+    Added { path: String, value: Value },
+    /// Only in A.
+    Removed { path: String, value: Value },
+    /// In both, different.
+    Changed { path: String, from: Value, to: Value },
+}
+
+impl std::fmt::Display for PathChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |v: &Value| {
+            let s = v.to_string();
+            if s.chars().count() > 120 {
+                format!("{}…", s.chars().take(120).collect::<String>())
+            } else {
+                s
+            }
+        };
+        match self {
+            PathChange::Added { path, value } => write!(f, "+ {path}: {}", short(value)),
+            PathChange::Removed { path, value } => write!(f, "- {path}: {}", short(value)),
+            PathChange::Changed { path, from, to } => write!(f, "~ {path}: {} → {}", short(from), short(to)),
+        }
+    }
+}
+
+/// The structural difference of two JSON values: paths added, removed and changed (objects by
+/// key, arrays by index), deepest first where both sides have structure.
+pub fn json_diff(a: &Value, b: &Value) -> Vec<PathChange> {
+    let mut out = Vec::new();
+    walk("", a, b, &mut out);
+    out
+}
+
+fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<PathChange>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = format!("{path}/{}", k.replace('~', "~0").replace('/', "~1"));
+                match (x.get(k), y.get(k)) {
+                    (Some(va), Some(vb)) => walk(&p, va, vb, out),
+                    (Some(va), None) => out.push(PathChange::Removed {
+                        path: p,
+                        value: va.clone(),
+                    }),
+                    (None, Some(vb)) => out.push(PathChange::Added {
+                        path: p,
+                        value: vb.clone(),
+                    }),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for i in 0..x.len().max(y.len()) {
+                let p = format!("{path}/{i}");
+                match (x.get(i), y.get(i)) {
+                    (Some(va), Some(vb)) => walk(&p, va, vb, out),
+                    (Some(va), None) => out.push(PathChange::Removed {
+                        path: p,
+                        value: va.clone(),
+                    }),
+                    (None, Some(vb)) => out.push(PathChange::Added {
+                        path: p,
+                        value: vb.clone(),
+                    }),
+                    (None, None) => {}
+                }
+            }
+        }
+        _ if a != b => out.push(PathChange::Changed {
+            path: if path.is_empty() { "/".into() } else { path.to_string() },
+            from: a.clone(),
+            to: b.clone(),
+        }),
+        _ => {}
+    }
+}
+
+/// Rows of a manifest by id (for `--flow`).
+pub fn rows_by_id(m: &Manifest) -> HashMap<&str, &FlowRecord> {
+    m.flows.iter().map(|r| (r.id.as_str(), r)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_structural_diff_names_paths_not_lines() {
+        let a = json!({"name": "x", "tasks": [{"id": 1}, {"id": 2}], "gone": true});
+        let b = json!({"name": "y", "tasks": [{"id": 1}, {"id": 3}, {"id": 4}], "new": {"k": 1}});
+        let d = json_diff(&a, &b);
+        let lines: Vec<String> = d.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "- /gone: true",
+                "~ /name: \"x\" → \"y\"",
+                "+ /new: {\"k\":1}",
+                "~ /tasks/1/id: 2 → 3",
+                "+ /tasks/2: {\"id\":4}",
+            ]
+        );
+        assert!(json_diff(&a, &a).is_empty());
+    }
+}

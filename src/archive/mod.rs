@@ -1,0 +1,309 @@
+//! Reading runs back: find a run in a destination (local or S3, by path, URL or `--latest`),
+//! list a destination's runs, and read a run's manifest and documents — for `runs`, `verify`
+//! and `diff`. Everything goes through the stores' read side ([`crate::sink::reader`]) and the
+//! same location parsing as `export --to`.
+
+pub mod diff;
+pub mod verify;
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::manifest::{Manifest, ManifestError, Totals};
+use crate::sink::reader::{StoreReader, open_reader};
+use crate::sink::s3::S3Options;
+use crate::sink::{ARCHIVE_NAME, BadDestination, Destination, MANIFEST_NAME, SinkError};
+
+/// A run that cannot be found or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The location is not a path or an `s3://` URL.
+    #[error(transparent)]
+    Location(#[from] BadDestination),
+    /// The destination cannot be read (missing, denied, unreachable).
+    #[error(transparent)]
+    Store(#[from] SinkError),
+    /// Nothing is stored at the location.
+    #[error("no run at {location}: {why}")]
+    NoRun {
+        /// Where it was looked for.
+        location: String,
+        /// What to fix.
+        why: String,
+    },
+    /// `--latest` found no (complete) run.
+    #[error("no {what}run in {destination}")]
+    NoRuns {
+        /// The destination.
+        destination: String,
+        /// `complete ` or empty.
+        what: &'static str,
+    },
+    /// The manifest cannot be read.
+    #[error("{location}: {source}")]
+    Manifest {
+        /// The run.
+        location: String,
+        /// Why.
+        source: ManifestError,
+    },
+    /// The archive cannot be read.
+    #[error("{0}")]
+    Archive(String),
+}
+
+/// Which run of a destination `--latest` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latest {
+    /// The newest run.
+    Any,
+    /// The newest run whose manifest says complete.
+    Complete,
+}
+
+/// A run found in a destination, with its sidecar manifest's bytes as stored.
+pub struct RunHandle {
+    /// Reads the destination holding the run.
+    pub reader: Arc<dyn StoreReader>,
+    /// The run id (its directory or prefix name).
+    pub run_id: String,
+    /// `DEST/RUN`.
+    pub location: String,
+    /// `RUN/manifest.json` as stored, if it exists.
+    pub sidecar: Option<Bytes>,
+    /// Whether `RUN/flows.tar.gz` exists.
+    pub has_archive: bool,
+}
+
+impl RunHandle {
+    /// A name within the run, relative to the destination root.
+    pub fn name(&self, member: &str) -> String {
+        format!("{}/{member}", self.run_id)
+    }
+
+    /// The run's manifest: the sidecar, or the archive's last member when there is no sidecar.
+    pub async fn manifest(&self) -> Result<Manifest, ReadError> {
+        let bytes = match &self.sidecar {
+            Some(b) => b.clone(),
+            None if self.has_archive => archive_manifest(self).await?,
+            None => {
+                return Err(ReadError::NoRun {
+                    location: self.location.clone(),
+                    why: "it has no manifest.json (a run still in progress, or one that crashed)".into(),
+                });
+            }
+        };
+        Manifest::from_slice(&bytes).map_err(|source| ReadError::Manifest {
+            location: self.location.clone(),
+            source,
+        })
+    }
+
+    /// One document's bytes, from the objects or by streaming the archive to its member.
+    pub async fn document(&self, path: &str) -> Result<Option<Bytes>, ReadError> {
+        if !self.has_archive {
+            return Ok(self.reader.read(&self.name(path)).await?);
+        }
+        let wanted = path.to_string();
+        let found = each_member(self, move |name, body| (name == wanted).then(|| body.to_vec())).await?;
+        Ok(found.into_iter().next().map(Bytes::from))
+    }
+}
+
+/// Streams the run's archive through `visit` (member name and bytes, one member in memory at a
+/// time) and collects what it returns.
+async fn each_member<T: Send + 'static>(
+    run: &RunHandle,
+    mut visit: impl FnMut(&str, &[u8]) -> Option<T> + Send + 'static,
+) -> Result<Vec<T>, ReadError> {
+    let name = run.name(ARCHIVE_NAME);
+    let Some(stream) = run.reader.open(&name).await? else {
+        return Err(ReadError::NoRun {
+            location: run.location.clone(),
+            why: format!("{ARCHIVE_NAME} is missing"),
+        });
+    };
+    let location = run.location.clone();
+    tokio::task::spawn_blocking(move || {
+        let sync = tokio_util::io::SyncIoBridge::new(stream);
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(sync));
+        let mut out = Vec::new();
+        let entries = archive
+            .entries()
+            .map_err(|e| ReadError::Archive(format!("{location}/{ARCHIVE_NAME} cannot be read: {e}")))?;
+        for entry in entries {
+            let mut entry =
+                entry.map_err(|e| ReadError::Archive(format!("{location}/{ARCHIVE_NAME} is corrupt: {e}")))?;
+            let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let mut body = Vec::new();
+            entry
+                .read_to_end(&mut body)
+                .map_err(|e| ReadError::Archive(format!("{location}/{ARCHIVE_NAME} is corrupt at {member}: {e}")))?;
+            out.extend(visit(&member, &body));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ReadError::Archive(e.to_string()))?
+}
+
+async fn archive_manifest(run: &RunHandle) -> Result<Bytes, ReadError> {
+    let mut last = each_member(run, |name, body| Some((name.to_string(), body.to_vec()))).await?;
+    match last.pop() {
+        Some((name, body)) if name == MANIFEST_NAME => Ok(Bytes::from(body)),
+        _ => Err(ReadError::Archive(format!(
+            "{}/{ARCHIVE_NAME} does not end with {MANIFEST_NAME}",
+            run.location
+        ))),
+    }
+}
+
+/// Finds the run `spec` names: `DEST/RUN`, a path to a `flows.tar.gz`, `s3://bucket/prefix/RUN`,
+/// or, with `latest`, the newest (complete) run of the destination `spec`.
+pub async fn locate(spec: &str, latest: Option<Latest>, s3: &S3Options) -> Result<RunHandle, ReadError> {
+    if let Some(which) = latest {
+        let destination = Destination::parse(spec)?;
+        let reader = open_reader(&destination, s3).await?;
+        let runs = list_runs(&reader).await?;
+        let pick = runs
+            .iter()
+            .find(|r| which == Latest::Any || r.complete == Some(true))
+            .ok_or_else(|| ReadError::NoRuns {
+                destination: reader.location(),
+                what: if which == Latest::Complete { "complete " } else { "" },
+            })?;
+        return handle(reader, pick.run_id.clone()).await;
+    }
+    let (root, run_id) = split_run(spec)?;
+    let reader = open_reader(&root, s3).await?;
+    handle(reader, run_id).await
+}
+
+/// `DEST/RUN` (or `DEST/RUN/flows.tar.gz`) → the destination and the run id.
+fn split_run(spec: &str) -> Result<(Destination, String), ReadError> {
+    let trimmed = spec.trim_end_matches('/');
+    let trimmed = trimmed
+        .strip_suffix(&format!("/{ARCHIVE_NAME}"))
+        .or_else(|| trimmed.strip_suffix(&format!("/{MANIFEST_NAME}")))
+        .unwrap_or(trimmed);
+    let no_run = |why: &str| ReadError::NoRun {
+        location: spec.to_string(),
+        why: why.to_string(),
+    };
+    match Destination::parse(trimmed)? {
+        Destination::Local(path) => {
+            let run_id = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| no_run("give DEST/RUN, a path to a flows.tar.gz, or DEST with --latest"))?;
+            let parent = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+            let parent = if parent.as_os_str().is_empty() {
+                ".".into()
+            } else {
+                parent
+            };
+            Ok((Destination::Local(parent), run_id))
+        }
+        Destination::S3 { bucket, prefix } => {
+            let (root, run_id) = match prefix.rsplit_once('/') {
+                Some((root, run)) => (root.to_string(), run.to_string()),
+                None if !prefix.is_empty() => (String::new(), prefix),
+                None => {
+                    return Err(no_run(
+                        "give s3://bucket/prefix/RUN, or s3://bucket/prefix with --latest",
+                    ));
+                }
+            };
+            Ok((Destination::S3 { bucket, prefix: root }, run_id))
+        }
+    }
+}
+
+async fn handle(reader: Arc<dyn StoreReader>, run_id: String) -> Result<RunHandle, ReadError> {
+    let location = format!("{}/{run_id}", reader.location().trim_end_matches('/'));
+    let sidecar = reader.read(&format!("{run_id}/{MANIFEST_NAME}")).await?;
+    let entries = reader.list(&run_id).await?;
+    let has_archive = entries.iter().any(|e| e.name == format!("{run_id}/{ARCHIVE_NAME}"));
+    if sidecar.is_none() && entries.is_empty() {
+        return Err(ReadError::NoRun {
+            location,
+            why: "nothing is stored there; check the path or URL (`flowvault runs DEST` lists the runs)".into(),
+        });
+    }
+    Ok(RunHandle {
+        reader,
+        run_id,
+        location,
+        sidecar,
+        has_archive,
+    })
+}
+
+/// One run of a destination, as `flowvault runs` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// From the manifest.
+    pub started_at: Option<String>,
+    /// From the manifest.
+    pub finished_at: Option<String>,
+    /// `tar-gz` or `objects`.
+    pub format: Option<String>,
+    /// The manifest's `complete`; `None` when there is no readable manifest.
+    pub complete: Option<bool>,
+    /// Flows per outcome.
+    pub totals: Option<Totals>,
+    /// The org it was read from (short name or id).
+    pub organization: Option<String>,
+    /// Bytes stored under the run.
+    pub bytes: u64,
+    /// Why the manifest could not be read.
+    pub problem: Option<String>,
+}
+
+/// The runs of a destination, newest first.
+pub async fn list_runs(reader: &Arc<dyn StoreReader>) -> Result<Vec<RunSummary>, ReadError> {
+    let mut runs = Vec::new();
+    for run_id in reader.run_ids().await? {
+        let entries = reader.list(&run_id).await?;
+        if entries.is_empty() {
+            continue;
+        }
+        let bytes = entries.iter().map(|e| e.size).sum();
+        let manifest = reader.read(&format!("{run_id}/{MANIFEST_NAME}")).await?;
+        let parsed = match manifest {
+            Some(b) => Manifest::from_slice(&b).map_err(|e| e.to_string()),
+            None => Err("no manifest.json: in progress, or crashed".to_string()),
+        };
+        runs.push(match parsed {
+            Ok(m) => RunSummary {
+                run_id,
+                started_at: Some(m.started_at),
+                finished_at: Some(m.finished_at),
+                format: Some(m.format),
+                complete: Some(m.complete),
+                totals: Some(m.totals),
+                organization: m.organization.map(|o| o.third_party_org_name.unwrap_or(o.id)),
+                bytes,
+                problem: None,
+            },
+            Err(problem) => RunSummary {
+                run_id,
+                started_at: None,
+                finished_at: None,
+                format: None,
+                complete: None,
+                totals: None,
+                organization: None,
+                bytes,
+                problem: Some(problem),
+            },
+        });
+    }
+    runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
+    Ok(runs)
+}

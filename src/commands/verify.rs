@@ -1,0 +1,86 @@
+//! `flowvault verify RUN`: proves a run against its manifest. Exit 0 when everything holds, 3
+//! when something does not (each problem one line), 1 when the run cannot be read, 2 usage.
+
+use std::io::Write;
+
+use super::exit;
+use crate::archive::{self, Latest, verify};
+use crate::cli::{RunArg, VerifyArgs};
+use crate::settings::{process_env, read_options};
+
+/// The `--latest` flags as one value.
+pub fn latest_of(arg: &RunArg) -> Option<Latest> {
+    match (arg.latest, arg.latest_complete) {
+        (_, true) => Some(Latest::Complete),
+        (true, false) => Some(Latest::Any),
+        _ => None,
+    }
+}
+
+/// Verifies the run; the exit code.
+pub async fn run(args: &VerifyArgs) -> i32 {
+    let options = match read_options(&args.store.flags, &process_env) {
+        Ok(o) => o,
+        Err(e) => return super::fail("verify", e, exit::USAGE),
+    };
+    if args.quick && !args.run.run.to_ascii_lowercase().starts_with("s3://") {
+        return super::fail(
+            "verify",
+            "--quick compares S3's stored checksums; it needs an s3:// run in the objects format",
+            exit::USAGE,
+        );
+    }
+    let run = match archive::locate(&args.run.run, latest_of(&args.run), &options).await {
+        Ok(r) => r,
+        Err(e) => return super::fail("verify", e, exit::FATAL),
+    };
+    if args.quick && run.has_archive {
+        return super::fail(
+            "verify",
+            "--quick works on the objects format only; a tar.gz must be read to be verified",
+            exit::USAGE,
+        );
+    }
+    let report = match verify::verify(&run, args.quick).await {
+        Ok(r) => r,
+        Err(e) => return super::fail("verify", e, exit::FATAL),
+    };
+    let mut out = std::io::stdout().lock();
+    let printed = if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(out))
+    } else {
+        print(&mut out, &report)
+    };
+    if let Err(e) = printed {
+        return super::fail("verify", e, exit::FATAL);
+    }
+    if report.ok() { exit::COMPLETE } else { exit::INCOMPLETE }
+}
+
+fn print(out: &mut impl Write, r: &verify::VerifyReport) -> std::io::Result<()> {
+    for p in &r.problems {
+        writeln!(out, "PROBLEM {p}")?;
+    }
+    let mode = if r.mode == "quick" {
+        "quick check: S3's stored checksums compared, no byte downloaded (weaker than a full verify)"
+    } else {
+        "every byte read"
+    };
+    if r.ok() {
+        writeln!(
+            out,
+            "verified: {} documents of {} match the manifest ({mode}, {} bytes)",
+            r.documents_verified, r.location, r.bytes_read
+        )
+    } else {
+        writeln!(
+            out,
+            "FAILED: {} problems in {} ({} documents verified; {mode})",
+            r.problems.len(),
+            r.location,
+            r.documents_verified
+        )
+    }
+}
