@@ -376,9 +376,26 @@ impl Manifest {
         self.totals = t;
     }
 
-    /// The manifest as pretty JSON with a trailing newline.
+    /// The manifest as pretty JSON with a trailing newline. Measured first, then written into a
+    /// buffer of exactly that size: a large org's manifest is megabytes, and a growing buffer
+    /// would hold up to twice that at the run's peak.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        let _ = serde_json::to_writer_pretty(&mut count, self);
+        let mut out = Vec::with_capacity(count.0 + 1);
+        if let Err(e) = serde_json::to_writer_pretty(&mut out, self) {
+            out = format!("{{\"error\":\"{e}\"}}").into_bytes();
+        }
         out.push(b'\n');
         out
     }

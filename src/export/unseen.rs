@@ -18,17 +18,27 @@ const PAGE_SIZE: u64 = 100;
 /// Pages read at most (a guard against a server that never serves a short page).
 const MAX_PAGES: u64 = 10_000;
 
-/// Starts reading every view (of the listed types, when filtered) beside the run.
-pub(super) fn start(
-    client: Arc<GenesysClient>,
-    type_filter: Vec<String>,
-) -> JoinHandle<Result<Vec<UnseenFlow>, ApiError>> {
-    tokio::spawn(async move { views(&client, &type_filter).await }.in_current_span())
+/// The ids the views name (of the listed types, when filtered): all that is kept while the run
+/// goes on, so a large org costs little memory; details are read again only for unseen flows.
+type ViewIds = HashSet<Box<str>>;
+
+/// Starts reading every view's id beside the run.
+pub(super) fn start(client: Arc<GenesysClient>, type_filter: Vec<String>) -> JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)> {
+    tokio::spawn(
+        async move {
+            let ids = read_views(&client, &type_filter, None).await.map(|(ids, _)| ids);
+            (client, type_filter, ids)
+        }
+        .in_current_span(),
+    )
 }
 
 /// The flows the views name that are not in `rows`, as the manifest records them.
-pub(super) async fn finish(task: JoinHandle<Result<Vec<UnseenFlow>, ApiError>>, rows: &[FlowRecord]) -> Unseen {
-    let views = match task.await {
+pub(super) async fn finish(
+    task: JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)>,
+    rows: &[FlowRecord],
+) -> Unseen {
+    let (client, type_filter, ids) = match task.await {
         Ok(v) => v,
         Err(e) => {
             return Unseen {
@@ -39,11 +49,22 @@ pub(super) async fn finish(task: JoinHandle<Result<Vec<UnseenFlow>, ApiError>>, 
         }
     };
     let listed: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    match views.map(|v| {
-        v.into_iter()
-            .filter(|f| !listed.contains(f.id.as_str()))
-            .collect::<Vec<_>>()
-    }) {
+    let unseen = match ids {
+        Ok(ids) => {
+            let missing: ViewIds = ids.into_iter().filter(|id| !listed.contains(&**id)).collect();
+            if missing.is_empty() {
+                Ok(Vec::new())
+            } else {
+                read_views(&client, &type_filter, Some(&missing)).await.map(|(_, flows)| flows)
+            }
+        }
+        Err(e) => Err(e),
+    };
+    report(unseen)
+}
+
+fn report(unseen: Result<Vec<UnseenFlow>, ApiError>) -> Unseen {
+    match unseen {
         Ok(flows) if flows.is_empty() => Unseen {
             checked: true,
             note: None,
@@ -85,10 +106,14 @@ pub(super) async fn finish(task: JoinHandle<Result<Vec<UnseenFlow>, ApiError>>, 
     }
 }
 
-/// Every flow the views name, of the listed types when filtered, sorted by type and id.
-async fn views(client: &GenesysClient, type_filter: &[String]) -> Result<Vec<UnseenFlow>, ApiError> {
-    let mut found = Vec::new();
-    let mut seen = HashSet::new();
+/// Pages through the views: every id (of the listed types), and the details of the flows in
+/// `details_of`.
+async fn read_views(
+    client: &GenesysClient,
+    type_filter: &[String],
+    details_of: Option<&ViewIds>,
+) -> Result<(ViewIds, Vec<UnseenFlow>), ApiError> {
+    let (mut ids, mut found) = (ViewIds::new(), Vec::new());
     for page_number in 1..=MAX_PAGES {
         let page = client.divisionviews_page(page_number, PAGE_SIZE).await?;
         let entities = page.entities.unwrap_or_default();
@@ -97,13 +122,22 @@ async fn views(client: &GenesysClient, type_filter: &[String]) -> Result<Vec<Uns
         // A view row has the listing row's id, name, type and division: read it the same way.
         for view in entities.into_iter().filter_map(|raw| FlowSummary::from_raw(raw).ok()) {
             let wanted = type_filter.is_empty() || type_filter.contains(&view.flow_type.to_ascii_lowercase());
-            if wanted && !view.id.is_empty() && seen.insert(view.id.clone()) {
-                found.push(UnseenFlow {
-                    id: view.id,
-                    name: view.name,
-                    flow_type: view.flow_type,
-                    division: view.division,
-                });
+            if !wanted || view.id.is_empty() {
+                continue;
+            }
+            match details_of {
+                None => {
+                    ids.insert(view.id.into_boxed_str());
+                }
+                Some(of) if of.contains(view.id.as_str()) && ids.insert(view.id.clone().into_boxed_str()) => {
+                    found.push(UnseenFlow {
+                        id: view.id,
+                        name: view.name,
+                        flow_type: view.flow_type,
+                        division: view.division,
+                    });
+                }
+                Some(_) => {}
             }
         }
         if empty || short {
@@ -111,5 +145,5 @@ async fn views(client: &GenesysClient, type_filter: &[String]) -> Result<Vec<Uns
         }
     }
     found.sort_by(|a, b| (&a.flow_type, &a.id).cmp(&(&b.flow_type, &b.id)));
-    Ok(found)
+    Ok((ids, found))
 }
