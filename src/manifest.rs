@@ -416,3 +416,40 @@ pub fn default_run_id() -> String {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     now.format(&fmt).unwrap_or_else(|_| "run".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v1_manifest_is_read_as_rows_with_one_latest_document() {
+        let v1 = r#"{"schema":"flowvault.manifest/v1","run_id":"r","tool":{"name":"flowvault","version":"0.1.0"},
+            "started_at":"a","finished_at":"b","region":null,"api_url":"https://api.x/","format":"tar-gz",
+            "destination":"/b","archive":"flows.tar.gz","complete":true,"incomplete_reason":null,
+            "listing":{"api_total":1,"listed":1,"pages":1,"type_filter":[],"discrepancy":null},
+            "totals":{"listed":1,"exported":1,"not_found":0,"failed":0,"skipped":0},
+            "flows":[{"id":"f1","name":"Main","type":"INBOUNDCALL","division":null,"published_version":"2.0",
+              "saved_version":"3.0","outcome":"exported","path":"flows/inboundcall/Main--f1.json","bytes":10,
+              "sha256":"ab","attempts":1}]}"#;
+        let m = Manifest::from_slice(v1.as_bytes()).unwrap();
+        assert_eq!(m.content, "latest");
+        let doc = m.flows[0].document(Content::Latest).unwrap();
+        assert_eq!(
+            (doc.path.as_str(), doc.bytes, doc.sha256.as_str()),
+            ("flows/inboundcall/Main--f1.json", 10, "ab")
+        );
+        assert_eq!(doc.version.as_deref(), Some("3.0"));
+        assert!(m.flows[0].document(Content::Published).is_none());
+        let v2 = Manifest::from_slice(&m.to_bytes()).unwrap();
+        assert_eq!(
+            v2.flows[0].documents, m.flows[0].documents,
+            "rewritten, it reads the same"
+        );
+    }
+
+    #[test]
+    fn an_unknown_schema_is_refused_by_name() {
+        let e = Manifest::from_slice(br#"{"schema":"flowvault.manifest/v9"}"#).unwrap_err();
+        assert!(e.to_string().contains("flowvault.manifest/v9"), "{e}");
+    }
+}

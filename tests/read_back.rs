@@ -8,7 +8,7 @@ use std::process::Output;
 
 use flowvault::sim::{ConfigSource, SimServer, generate_org};
 use support::s3::{BUCKET, S3Server};
-use support::targets::{ALL_TARGETS, Target};
+use support::targets::{EVERY_TARGET, Target};
 use support::*;
 
 /// A destination the test can export to, tamper with and read back.
@@ -25,6 +25,8 @@ impl Place {
             Target::LocalObjects => ("objects", None),
             Target::MotoTarGz => ("tar-gz", Some(S3Server::moto().await)),
             Target::SeaweedObjects => ("objects", Some(S3Server::seaweedfs().await)),
+            Target::MotoObjects => ("objects", Some(S3Server::moto().await)),
+            Target::SeaweedTarGz => ("tar-gz", Some(S3Server::seaweedfs().await)),
         };
         Place {
             dir: tempfile::tempdir().unwrap(),
@@ -186,7 +188,7 @@ async fn damage(place: &Place, id: &str, how: Damage) -> (String, Option<String>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_run_verifies_and_every_corruption_is_caught_and_named() {
     let sim = start_sim(org(8)).await;
-    for target in ALL_TARGETS {
+    for target in EVERY_TARGET {
         let place = Place::new(target).await;
         let out = place.export(&sim, "fresh").await;
         assert_eq!(out.status.code(), Some(0), "{target:?}: {}", all_output(&out));

@@ -23,7 +23,10 @@ const MAX_PAGES: u64 = 10_000;
 type ViewIds = HashSet<Box<str>>;
 
 /// Starts reading every view's id beside the run.
-pub(super) fn start(client: Arc<GenesysClient>, type_filter: Vec<String>) -> JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)> {
+pub(super) fn start(
+    client: Arc<GenesysClient>,
+    type_filter: Vec<String>,
+) -> JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)> {
     tokio::spawn(
         async move {
             let ids = read_views(&client, &type_filter, None).await.map(|(ids, _)| ids);
@@ -55,7 +58,9 @@ pub(super) async fn finish(
             if missing.is_empty() {
                 Ok(Vec::new())
             } else {
-                read_views(&client, &type_filter, Some(&missing)).await.map(|(_, flows)| flows)
+                read_views(&client, &type_filter, Some(&missing))
+                    .await
+                    .map(|(_, flows)| flows)
             }
         }
         Err(e) => Err(e),

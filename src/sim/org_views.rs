@@ -61,7 +61,11 @@ pub(super) async fn divisionviews(
         let all = org.flows.iter().chain(s.config.hidden_flows.iter());
         let total = (org.flows.len() + s.config.hidden_flows.len()) as u64;
         let start = (page_number - 1).saturating_mul(page_size) as usize;
-        let views: Vec<Value> = all.skip(start).take(page_size as usize).map(|f| view_of(&f.meta)).collect();
+        let views: Vec<Value> = all
+            .skip(start)
+            .take(page_size as usize)
+            .map(|f| view_of(&f.meta))
+            .collect();
         (views, total)
     };
     let body = json!({

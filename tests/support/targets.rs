@@ -15,6 +15,8 @@ pub enum Target {
     LocalObjects,
     MotoTarGz,
     SeaweedObjects,
+    MotoObjects,
+    SeaweedTarGz,
 }
 
 pub const ALL_TARGETS: [Target; 4] = [
@@ -22,6 +24,16 @@ pub const ALL_TARGETS: [Target; 4] = [
     Target::LocalObjects,
     Target::MotoTarGz,
     Target::SeaweedObjects,
+];
+
+/// Every store with every format.
+pub const EVERY_TARGET: [Target; 6] = [
+    Target::LocalTarGz,
+    Target::LocalObjects,
+    Target::MotoTarGz,
+    Target::SeaweedObjects,
+    Target::MotoObjects,
+    Target::SeaweedTarGz,
 ];
 
 /// A finished run: exit code, output, manifest, and the stored documents by path.
@@ -42,6 +54,8 @@ pub async fn export_to(sim: &SimServer, target: Target, extra: &[&str]) -> Run {
         Target::LocalObjects => ("objects", None),
         Target::MotoTarGz => ("tar-gz", Some(S3Server::moto().await)),
         Target::SeaweedObjects => ("objects", Some(S3Server::seaweedfs().await)),
+        Target::MotoObjects => ("objects", Some(S3Server::moto().await)),
+        Target::SeaweedTarGz => ("tar-gz", Some(S3Server::seaweedfs().await)),
     };
     let to = match &s3 {
         Some(_) => format!("s3://{BUCKET}/c"),
