@@ -22,11 +22,14 @@ const MAX_PAGES: u64 = 10_000;
 /// goes on, so a large org costs little memory; details are read again only for unseen flows.
 type ViewIds = HashSet<Box<str>>;
 
+/// The task reading the views: it hands back its client and filter with what it read.
+type ViewTask = JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)>;
+
 /// Starts reading every view's id beside the run.
 pub(super) fn start(
     client: Arc<GenesysClient>,
     type_filter: Vec<String>,
-) -> JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)> {
+) -> ViewTask {
     tokio::spawn(
         async move {
             let ids = read_views(&client, &type_filter, None).await.map(|(ids, _)| ids);
@@ -38,7 +41,7 @@ pub(super) fn start(
 
 /// The flows the views name that are not in `rows`, as the manifest records them.
 pub(super) async fn finish(
-    task: JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)>,
+    task: ViewTask,
     rows: &[FlowRecord],
 ) -> Unseen {
     let (client, type_filter, ids) = match task.await {
