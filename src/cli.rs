@@ -48,6 +48,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// What changed between two runs: flows added, removed, renamed, moved and changed.
     Diff(DiffArgs),
+    /// Put archived flows back into an org: a plan first, written only with --apply.
+    Restore(Box<RestoreArgs>),
 }
 
 /// A list of settings that becomes a command's flags.
@@ -68,6 +70,13 @@ impl SettingList for ExportSettingList {
 pub struct ReadSettingList;
 impl SettingList for ReadSettingList {
     const SETTINGS: &'static [&'static Setting] = settings::READ;
+}
+
+/// `restore`'s settings ([`settings::RESTORE`]).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreSettingList;
+impl SettingList for RestoreSettingList {
+    const SETTINGS: &'static [&'static Setting] = settings::RESTORE;
 }
 
 /// Flags built from a settings list: the values given on the command line, by setting id.
@@ -185,6 +194,51 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// Flags of `flowvault restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub run: RunArg,
+    /// Restore this flow (by its id in the archive); repeatable.
+    #[arg(long = "flow", value_name = "ID")]
+    pub flows: Vec<String>,
+    /// Restore flows whose name matches this pattern (`*`, `?`; case-insensitive).
+    #[arg(long, value_name = "GLOB")]
+    pub name: Option<String>,
+    /// Restore flows of this type (e.g. inboundcall); repeatable; narrows --name.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Restore every exported flow of the run.
+    #[arg(long)]
+    pub all: bool,
+    /// Which configuration to restore: the published one where archived (default), or the latest draft.
+    #[arg(long, value_parser = ["published", "latest"])]
+    pub content: Option<String>,
+    /// Write to the org; without it only the plan is printed and nothing is written.
+    #[arg(long)]
+    pub apply: bool,
+    /// Publish each restored flow after checking it in.
+    #[arg(long)]
+    pub publish: bool,
+    /// Unlock flows locked by someone else (their unsaved work there is lost).
+    #[arg(long)]
+    pub force_unlock: bool,
+    /// Allow restoring into an org other than the archive's.
+    #[arg(long)]
+    pub to_other_org: bool,
+    /// Where to write the restore report (default: beside a local run, else the current directory).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<std::path::PathBuf>,
+    /// `text` lines, or the report as JSON on stdout.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
+    /// How long a check-in or publish may run before the flow is reported failed.
+    #[arg(long, default_value = "5m")]
+    pub operation_timeout: String,
+    #[command(flatten)]
+    pub settings: SettingArgs<RestoreSettingList>,
 }
 
 /// Flags of `flowvault diff`.
@@ -310,6 +364,15 @@ pub struct SimArgs {
     /// The first this-many export jobs fail with "could not find the flow … exit code 107".
     #[arg(long, default_value_t = 0)]
     pub export_jobs_throttled: u32,
+    /// Check-in and publish operations complete after this long.
+    #[arg(long, default_value = "100ms")]
+    pub operation_delay: String,
+    /// Check-ins end in FAILURE with this error code.
+    #[arg(long, value_name = "CODE")]
+    pub fail_checkin: Option<String>,
+    /// Publishes end in FAILURE with this error code.
+    #[arg(long, value_name = "CODE")]
+    pub fail_publish: Option<String>,
 }
 
 /// Flags of `flowvault demo`.

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod export;
 pub mod genesys;
 pub mod manifest;
+pub mod restore;
 pub mod secret;
 pub mod settings;
 pub mod sim;

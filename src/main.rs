@@ -36,6 +36,7 @@ fn init_logging(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     match format {
         LogFormat::Text => builder.init(),
@@ -73,6 +74,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Runs(args) => commands::runs::run(&args).await,
         Command::Verify(args) => commands::verify::run(&args).await,
         Command::Diff(args) => commands::diff::run(&args).await,
+        Command::Restore(args) => commands::restore::run(&args).await,
         Command::Demo(args) => {
             let stop = StopSignal::default();
             watch_signals(stop.clone());

@@ -21,4 +21,8 @@ async fn the_official_python_sdk_lists_and_fetches_every_flow() {
         all_output(&out)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("sdk ok: 60 flows"));
+    assert!(
+        sim.stats().write_requests.load(std::sync::atomic::Ordering::Relaxed) >= 4,
+        "the write side was driven"
+    );
 }

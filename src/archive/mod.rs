@@ -115,7 +115,7 @@ impl RunHandle {
 
 /// Streams the run's archive through `visit` (member name and bytes, one member in memory at a
 /// time) and collects what it returns.
-async fn each_member<T: Send + 'static>(
+pub(crate) async fn each_member<T: Send + 'static>(
     run: &RunHandle,
     mut visit: impl FnMut(&str, &[u8]) -> Option<T> + Send + 'static,
 ) -> Result<Vec<T>, ReadError> {

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod diff;
 pub mod export;
+pub mod restore;
 pub mod runs;
 pub mod sim;
 pub mod verify;

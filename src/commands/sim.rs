@@ -25,6 +25,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
         };
     }
     let mut config = SimConfig::with_flows(flows, &args.client_id, &args.client_secret);
+    config.operation_delay = parse_duration(&args.operation_delay, "--operation-delay")?;
     config.token_lifetime = parse_duration(&args.token_lifetime, "--token-lifetime")?.max(Duration::from_secs(1));
     config.latency = parse_duration(&args.latency, "--latency")?;
     config.max_page_size = args.max_page_size.max(1);
@@ -80,6 +81,8 @@ fn apply_listing_knobs(config: &mut SimConfig, args: &SimArgs) {
     config.hidden_flows = generate_org(args.hidden_flows, args.seed.wrapping_add(7), false);
     config.flow_search_denied = args.deny_flow_search;
     config.export_jobs_throttled = args.export_jobs_throttled;
+    config.fail_checkin = args.fail_checkin.clone();
+    config.fail_publish = args.fail_publish.clone();
     config.oversize_from_page = args.oversize_from_page.max(1);
     config.deleted_answers_gone = args.deleted_answers_gone;
     config.revoke_after_requests = args.revoke_after_requests;

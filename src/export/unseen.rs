@@ -26,10 +26,7 @@ type ViewIds = HashSet<Box<str>>;
 type ViewTask = JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)>;
 
 /// Starts reading every view's id beside the run.
-pub(super) fn start(
-    client: Arc<GenesysClient>,
-    type_filter: Vec<String>,
-) -> ViewTask {
+pub(super) fn start(client: Arc<GenesysClient>, type_filter: Vec<String>) -> ViewTask {
     tokio::spawn(
         async move {
             let ids = read_views(&client, &type_filter, None).await.map(|(ids, _)| ids);
@@ -40,10 +37,7 @@ pub(super) fn start(
 }
 
 /// The flows the views name that are not in `rows`, as the manifest records them.
-pub(super) async fn finish(
-    task: ViewTask,
-    rows: &[FlowRecord],
-) -> Unseen {
+pub(super) async fn finish(task: ViewTask, rows: &[FlowRecord]) -> Unseen {
     let (client, type_filter, ids) = match task.await {
         Ok(v) => v,
         Err(e) => {

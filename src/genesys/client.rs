@@ -144,6 +144,7 @@ pub struct ClientConfig {
 pub struct GenesysClient {
     http: reqwest::Client,
     api_url: Url,
+    client_id: String,
     tokens: Arc<TokenProvider>,
     limiter: Arc<RateLimiter>,
     retrier: Retrier,
@@ -175,6 +176,7 @@ impl GenesysClient {
             .build()
             .map_err(|e| ApiError::Setup(e.to_string()))?;
         let retrier = Retrier::new(config.retry);
+        let client_id = config.client_id.clone();
         let tokens = Arc::new(TokenProvider::new(
             http.clone(),
             config.login_url.as_str(),
@@ -185,6 +187,7 @@ impl GenesysClient {
         Ok(GenesysClient {
             http,
             api_url: config.api_url,
+            client_id,
             tokens,
             limiter: Arc::new(RateLimiter::new(config.rate_per_second)),
             retrier,
@@ -194,6 +197,11 @@ impl GenesysClient {
     /// The API base URL this client talks to.
     pub fn api_url(&self) -> &Url {
         &self.api_url
+    }
+
+    /// The OAuth client id (locks taken by this client carry it as `lockedClient.id`).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     /// The shared rate limiter.
@@ -287,6 +295,11 @@ impl GenesysClient {
     pub async fn post_json(&self, url: Url, body: &serde_json::Value) -> Result<Fetched, ApiError> {
         let body = Bytes::from(serde_json::to_vec(body).map_err(|e| ApiError::Setup(e.to_string()))?);
         self.send_json(reqwest::Method::POST, url, Some(body)).await
+    }
+
+    /// POST a body that is already JSON (a configuration exactly as archived), or none.
+    pub async fn post_raw(&self, url: Url, body: Option<Bytes>) -> Result<Fetched, ApiError> {
+        self.send_json(reqwest::Method::POST, url, body).await
     }
 
     /// Sends one API request until it is answered or the retry policy gives up. The token is
@@ -454,6 +467,11 @@ fn classify(
             (None, Some(c)) => c,
             (None, None) => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
         }
+    };
+    let body = if body.is_empty() && (200..300).contains(&status) {
+        b"{}".as_slice()
+    } else {
+        body
     };
     let waited = match retry_after {
         Some(d) => format!(", Retry-After {:.1}s", d.as_secs_f64()),

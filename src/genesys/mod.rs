@@ -10,6 +10,7 @@ pub mod org;
 pub mod ratelimit;
 pub mod region;
 pub mod retry;
+pub mod write;
 
 pub use auth::{AuthError, TokenProvider};
 pub use client::{ApiError, ClientConfig, FlowPage, GenesysClient};

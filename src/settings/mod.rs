@@ -8,7 +8,7 @@ mod parse;
 mod resolve;
 
 pub use parse::{ConfigError, parse_base_url, parse_duration, parse_rate, parse_size, validate_run_id};
-pub use resolve::{ExportSettings, FILTERABLE_TYPES, default_concurrency, read_options};
+pub use resolve::{ConnectionSettings, ExportSettings, FILTERABLE_TYPES, default_concurrency, read_options};
 
 /// How a setting takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,6 +458,28 @@ pub const EXPORT: &[&Setting] = &[
 
 /// The settings of the commands that read runs back: how to reach an S3-compatible store.
 pub const READ: &[&Setting] = &[&S3_ENDPOINT, &S3_REGION, &S3_FORCE_PATH_STYLE];
+
+/// The settings of `restore`: the org to write to and how to pace it, and how to read the run.
+pub const RESTORE: &[&Setting] = &[
+    &CLIENT_ID,
+    &CLIENT_ID_FILE,
+    &CLIENT_SECRET,
+    &CLIENT_SECRET_FILE,
+    &REGION,
+    &API_URL,
+    &LOGIN_URL,
+    &ALLOW_INSECURE_HTTP,
+    &CONCURRENCY,
+    &RATE_LIMIT,
+    &MAX_RETRIES,
+    &MAX_THROTTLE_RETRIES,
+    &REQUEST_TIMEOUT,
+    &REQUEST_BUDGET,
+    &MAX_BACKOFF,
+    &S3_ENDPOINT,
+    &S3_REGION,
+    &S3_FORCE_PATH_STYLE,
+];
 
 /// Values given on the command line, by setting id (lists joined with commas, switches as `true`).
 pub type Flags = std::collections::BTreeMap<&'static str, String>;

@@ -124,16 +124,8 @@ impl ExportSettings {
     /// Validates the command line's `flags` against the environment given by `env`.
     pub fn resolve(flags: &Flags, env: EnvLookup<'_>) -> Result<ExportSettings, ConfigError> {
         let r = Reader { flags, env };
-        let client_id = credential(&r, &s::CLIENT_ID, &s::CLIENT_ID_FILE, "client id")?;
-        let client_secret = Secret::new(credential(
-            &r,
-            &s::CLIENT_SECRET,
-            &s::CLIENT_SECRET_FILE,
-            "client secret",
-        )?);
-        let (region, api_url, login_url) = endpoints(&r)?;
+        let (connection, page_size, max_list_passes) = connection(&r)?;
         let (destination, format, run_id, types) = selection(&r)?;
-        let (rate_per_second, concurrency, page_size, max_list_passes, retry) = pace(&r)?;
         let shutdown_grace = r.duration(&s::SHUTDOWN_GRACE)?.unwrap_or_default();
         let max_duration = r.duration(&s::MAX_DURATION)?;
         if max_duration.is_some_and(|d| d.is_zero()) {
@@ -151,16 +143,8 @@ impl ExportSettings {
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty());
         Ok(ExportSettings {
-            client: ClientConfig {
-                api_url,
-                login_url,
-                client_id,
-                client_secret,
-                rate_per_second,
-                concurrency,
-                retry,
-            },
-            region,
+            client: connection.client,
+            region: connection.region,
             destination,
             format,
             run_id,
@@ -418,6 +402,45 @@ fn s3_endpoint(r: &Reader<'_>) -> Result<Option<String>, ConfigError> {
         }
     }
     Ok(endpoint)
+}
+
+/// How a command that writes to an org (`restore`) reaches and paces it.
+#[derive(Debug)]
+pub struct ConnectionSettings {
+    /// How to reach, authenticate to and pace the org.
+    pub client: ClientConfig,
+    /// The region, unless both URLs were given explicitly.
+    pub region: Option<Region>,
+}
+
+impl ConnectionSettings {
+    /// Validates the credentials, endpoints and pace settings among `flags` and `env`.
+    pub fn resolve(flags: &Flags, env: EnvLookup<'_>) -> Result<ConnectionSettings, ConfigError> {
+        connection(&Reader { flags, env }).map(|(c, _, _)| c)
+    }
+}
+
+/// Credentials, endpoints and pace (with the listing's page size and passes, which `export` uses).
+fn connection(r: &Reader<'_>) -> Result<(ConnectionSettings, u64, u32), ConfigError> {
+    let client_id = credential(r, &s::CLIENT_ID, &s::CLIENT_ID_FILE, "client id")?;
+    let client_secret = Secret::new(credential(
+        r,
+        &s::CLIENT_SECRET,
+        &s::CLIENT_SECRET_FILE,
+        "client secret",
+    )?);
+    let (region, api_url, login_url) = endpoints(r)?;
+    let (rate_per_second, concurrency, page_size, passes, retry) = pace(r)?;
+    let client = ClientConfig {
+        api_url,
+        login_url,
+        client_id,
+        client_secret,
+        rate_per_second,
+        concurrency,
+        retry,
+    };
+    Ok((ConnectionSettings { client, region }, page_size, passes))
 }
 
 /// How the commands that read runs reach an S3-compatible store ([`s::READ`]).

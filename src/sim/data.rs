@@ -106,6 +106,15 @@ impl SimFlow {
         self.version_id("savedVersion")
     }
 
+    /// The highest version number the flow has had (0 for a flow never saved).
+    pub fn highest_version(&self) -> u32 {
+        ["savedVersion", "publishedVersion", "checkedInVersion"]
+            .iter()
+            .filter_map(|k| self.version_id(k)?.split('.').next()?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The configuration of version `version` (the saved or the published one), as served.
     pub fn version_configuration(&self, version: &str) -> Option<String> {
         if self.saved_version() == Some(version) {

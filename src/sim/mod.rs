@@ -9,6 +9,7 @@
 pub mod data;
 mod export_jobs;
 mod org_views;
+mod write;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -165,6 +166,12 @@ pub struct SimConfig {
     pub export_job_polls: u32,
     /// The first this-many export jobs fail with "could not find the flow … exit code 107".
     pub export_jobs_throttled: u32,
+    /// How long a check-in or publish operation runs before it completes.
+    pub operation_delay: Duration,
+    /// Check-ins end in FAILURE with this error code.
+    pub fail_checkin: Option<String>,
+    /// Publishes end in FAILURE with this error code.
+    pub fail_publish: Option<String>,
 }
 
 impl SimConfig {
@@ -206,6 +213,9 @@ impl SimConfig {
             flow_search_denied: false,
             export_job_polls: 1,
             export_jobs_throttled: 0,
+            operation_delay: Duration::from_millis(100),
+            fail_checkin: None,
+            fail_publish: None,
         }
     }
 }
@@ -233,6 +243,8 @@ pub struct SimStats {
     pub export_jobs: AtomicU64,
     /// Export results downloaded.
     pub downloads: AtomicU64,
+    /// Requests that change the org (create, lock, unlock, save, check in, publish, delete).
+    pub write_requests: AtomicU64,
 }
 
 impl SimStats {
@@ -258,6 +270,7 @@ impl SimStats {
             "tokens_issued": self.tokens_issued.load(Ordering::Relaxed),
             "export_jobs": self.export_jobs.load(Ordering::Relaxed),
             "downloads": self.downloads.load(Ordering::Relaxed),
+            "write_requests": self.write_requests.load(Ordering::Relaxed),
         })
     }
 }
@@ -359,15 +372,16 @@ impl SimServer {
         });
         let app = Router::new()
             .route("/oauth/token", post(token))
-            .route("/api/v2/flows", get(list_flows))
+            .route("/api/v2/flows", get(list_flows).post(write::create))
+            .route("/api/v2/flows/actions/{action}", post(write::action))
             .route("/api/v2/organizations/me", get(org_views::organization))
             .route("/api/v2/flows/divisionviews", get(org_views::divisionviews))
             .route("/api/v2/flows/export/jobs", post(export_jobs::register))
             .route("/api/v2/flows/export/jobs/{id}", get(export_jobs::status))
             .route("/sim/downloads/{id}", get(export_jobs::download))
-            .route("/api/v2/flows/{id}", get(get_flow))
+            .route("/api/v2/flows/{id}", get(get_flow).delete(write::delete))
             .route("/api/v2/flows/{id}/latestconfiguration", get(latest_configuration))
-            .route("/api/v2/flows/{id}/versions", get(list_versions))
+            .route("/api/v2/flows/{id}/versions", get(list_versions).post(write::save))
             .route(
                 "/api/v2/flows/{id}/versions/{version}/configuration",
                 get(version_configuration),
@@ -439,6 +453,13 @@ impl SimServer {
             }
             None => false,
         }
+    }
+
+    /// Locks a flow for a user, as someone editing it in Architect would.
+    pub fn lock_flow(&self, id: &str, user: &str) -> bool {
+        self.update_flow(id, |f| {
+            f.meta["lockedUser"] = json!({"id": format!("user-{user}"), "name": user})
+        })
     }
 
     /// Creates a flow at the front of the listing.
@@ -858,6 +879,13 @@ async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Resp
         );
     }
     let body = match version {
+        None if flow.saved_version().is_none() => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "flow.configuration.not.found",
+                &format!("Flow {id} has no saved configuration yet"),
+            );
+        }
         None => flow.configuration_json(),
         Some(v) => match flow.version_configuration(v) {
             Some(body) => body,

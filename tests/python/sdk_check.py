@@ -65,4 +65,31 @@ with urllib.request.urlopen(state.download_url) as resp:
     names = zipfile.ZipFile(io.BytesIO(resp.read())).namelist()
 assert len(names) == len(job_flows), names
 
-print(f"sdk ok: {len(seen)} flows listed and fetched; versions, org, divisionviews and export jobs read")
+
+# The write side, as a restore drives it: create, lock, save a version, check in, publish.
+new = g.Flow()
+new.name = "SDK write-side check"
+new.type = "INBOUNDCALL"
+new.description = "created by the official SDK"
+created = api.post_flows(new)
+api.post_flows_actions_checkout(created.id)
+version = api.post_flow_versions(created.id, {"name": new.name, "type": "INBOUNDCALL", "tasks": []})
+assert version.id, version
+
+
+def follow(operation):
+    for _ in range(100):
+        current = api.get_flow(created.id).current_operation
+        if current is not None and current.id == operation.id and current.complete:
+            return current
+        time.sleep(0.05)
+    raise AssertionError(f"operation {operation.id} did not complete")
+
+
+assert follow(api.post_flows_actions_checkin(created.id)).action_status == "SUCCESS"
+assert follow(api.post_flows_actions_publish(created.id)).action_status == "SUCCESS"
+published = api.get_flow(created.id)
+assert published.published_version.id == version.id, (published.published_version, version.id)
+assert api.get_flow_version_configuration(created.id, version.id)["name"] == new.name
+
+print(f"sdk ok: {len(seen)} flows listed and fetched; versions, org, divisionviews, export jobs and the write side work")

@@ -52,6 +52,16 @@ impl S3Server {
     /// Starts moto's server and creates [`BUCKET`]. With `FLOWVAULT_TEST_S3_ENDPOINT` set (and the
     /// [`ACCESS_KEY`]/[`SECRET_KEY`] identity configured there), the tests use that server instead,
     /// e.g. MinIO; run them one at a time then (`--test-threads 1`).
+    /// A handle on a server someone else runs (no process owned, nothing stopped on drop).
+    pub fn external(endpoint: &str) -> S3Server {
+        S3Server {
+            child: None,
+            endpoint: endpoint.to_string(),
+            _data: None,
+            external: true,
+        }
+    }
+
     pub async fn moto() -> S3Server {
         if let Ok(endpoint) = std::env::var("FLOWVAULT_TEST_S3_ENDPOINT") {
             let server = S3Server {
