@@ -50,6 +50,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Put archived flows back into an org: a plan first, written only with --apply.
     Restore(Box<RestoreArgs>),
+    /// What an export will cost (flows per type, requests, time) and whether the destination works; writes nothing.
+    Plan(ExportArgs),
+    /// Check settings, login, org, listing, reading, the destination and permissions, with a fix for each failure.
+    Doctor(ExportArgs),
 }
 
 /// A list of settings that becomes a command's flags.

@@ -14,6 +14,8 @@ pub mod commands;
 pub mod export;
 pub mod genesys;
 pub mod manifest;
+pub mod metrics;
+pub mod preflight;
 pub mod restore;
 pub mod secret;
 pub mod settings;

@@ -3,7 +3,7 @@
 use clap::Parser;
 use flowvault::cli::{Cli, Command, LogFormat};
 use flowvault::commands::{self, exit};
-use flowvault::export::{Ending, ExportReport, StopCause, StopSignal};
+use flowvault::export::{StopCause, StopSignal};
 use flowvault::settings::{ExportSettings, process_env};
 use tracing_subscriber::EnvFilter;
 
@@ -35,7 +35,7 @@ fn init_logging(format: LogFormat, level: &str) {
     .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(commands::progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     match format {
@@ -45,6 +45,7 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 async fn run(cli: Cli) -> i32 {
+    let log_format = cli.log_format;
     match cli.command {
         Command::Export(args) => {
             let settings = match ExportSettings::resolve(&args.flags, &process_env) {
@@ -56,13 +57,10 @@ async fn run(cli: Cli) -> i32 {
             };
             let stop = StopSignal::default();
             watch_signals(stop.clone());
-            match commands::export::run(&settings, stop).await {
-                Ok(report) => finish(&report),
-                Err(e) => {
-                    eprintln!("flowvault: {e}");
-                    exit::FATAL
-                }
-            }
+            let show_progress = !settings.reporting.quiet
+                && log_format == LogFormat::Text
+                && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            commands::export::run_job(&settings, stop, show_progress).await
         }
         Command::Sim(args) => match commands::sim::run(&args).await {
             Ok(()) => 0,
@@ -75,12 +73,17 @@ async fn run(cli: Cli) -> i32 {
         Command::Verify(args) => commands::verify::run(&args).await,
         Command::Diff(args) => commands::diff::run(&args).await,
         Command::Restore(args) => commands::restore::run(&args).await,
+        Command::Doctor(args) => commands::doctor::run(&args.flags).await,
+        Command::Plan(args) => match ExportSettings::resolve(&args.flags, &process_env) {
+            Ok(settings) => commands::plan::run(&settings).await,
+            Err(e) => commands::fail("plan", e, commands::exit::USAGE),
+        },
         Command::Demo(args) => {
             let stop = StopSignal::default();
             watch_signals(stop.clone());
             match commands::demo::run(&args, stop).await {
                 Ok(report) => {
-                    let code = finish(&report);
+                    let code = commands::export::summary(&report, false);
                     println!(
                         "next:     flowvault verify {}     # prove every byte against the manifest",
                         report.location
@@ -102,36 +105,6 @@ async fn run(cli: Cli) -> i32 {
             }
         }
     }
-}
-
-/// Prints the one-line summary (and the fatal reason, if any) and picks the exit code.
-fn finish(report: &ExportReport) -> i32 {
-    let m = &report.manifest;
-    let t = &m.totals;
-    let archive = m.archive.as_ref().map(|a| format!("{}/{a}", report.location));
-    if let Ending::Fatal(reason) = &report.ending {
-        eprintln!("flowvault: {reason}");
-    }
-    println!(
-        "{}: {} listed, {} exported, {} not found, {} failed, {} skipped{}",
-        if m.complete { "complete" } else { "INCOMPLETE" },
-        t.listed,
-        t.exported,
-        t.not_found,
-        t.failed,
-        t.skipped,
-        m.incomplete_reason
-            .as_ref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
-    );
-    if let Some(a) = archive {
-        println!("archive:  {a}");
-    } else if m.format == "objects" {
-        println!("flows:    {}/flows/", report.location);
-    }
-    println!("manifest: {}/manifest.json", report.location);
-    commands::exit_code(&report.ending)
 }
 
 /// First SIGINT/SIGTERM asks the run to stop gracefully; a second one exits at once.

@@ -235,6 +235,7 @@ async fn the_pipeline_exports_the_org_into_a_memory_sink_and_seals_it() {
         content: export::ContentMode::Both,
         yaml: None,
         organization: None,
+        progress: None,
     };
     let report = export::run(client, sink, options, StopSignal::default()).await;
     assert!(matches!(report.ending, Ending::Complete), "{:?}", report.ending);

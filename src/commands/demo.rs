@@ -54,7 +54,7 @@ pub async fn run(args: &DemoArgs, stop: StopSignal) -> anyhow::Result<ExportRepo
         _ => None,
     };
     let settings = ExportSettings::resolve(&flags, &env)?;
-    let report = super::export::run(&settings, stop).await?;
+    let report = super::export::run(&settings, stop, None).await?;
     server.shutdown().await;
     Ok(report)
 }

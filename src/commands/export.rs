@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::export::{self, ExportOptions, ExportReport, StopSignal};
+use super::exit;
+use crate::export::{self, Ending, ExportOptions, ExportReport, Progress, StopSignal};
 use crate::genesys::{ApiError, GenesysClient, Organization};
+use crate::metrics;
 use crate::settings::ExportSettings;
 use crate::sink::{self, SinkError};
 
@@ -30,9 +32,147 @@ pub enum StartError {
     OrgUnknown { expected: String, source: ApiError },
 }
 
+/// Runs one export as a job: the run, its summary on stdout (text or JSON), its metrics; the exit
+/// code. `show_progress` draws a progress bar on stderr.
+pub async fn run_job(settings: &ExportSettings, stop: StopSignal, show_progress: bool) -> i32 {
+    let started = unix_now();
+    let result = run_with_progress(settings, stop, show_progress).await;
+    let code = match &result {
+        Ok(report) => summary(report, settings.reporting.json),
+        Err(e) => {
+            eprintln!("flowvault: {e}");
+            if settings.reporting.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"status": "fatal", "exit_code": exit::FATAL, "error": e.to_string()})
+                );
+            }
+            exit::FATAL
+        }
+    };
+    publish_metrics(settings, result.as_ref().ok(), started, code).await;
+    code
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Prints the end-of-run summary (text lines, or one JSON object) and picks the exit code.
+pub fn summary(report: &ExportReport, json: bool) -> i32 {
+    let m = &report.manifest;
+    let t = &m.totals;
+    let code = super::exit_code(&report.ending);
+    let archive = m.archive.as_ref().map(|a| format!("{}/{a}", report.location));
+    let manifest = format!("{}/manifest.json", report.location);
+    if let Ending::Fatal(reason) = &report.ending {
+        eprintln!("flowvault: {reason}");
+    }
+    if json {
+        let status = match (&report.ending, m.complete) {
+            (Ending::Fatal(_), _) => "fatal",
+            (_, true) => "complete",
+            _ => "incomplete",
+        };
+        let value = serde_json::json!({
+            "status": status,
+            "complete": m.complete,
+            "exit_code": code,
+            "incomplete_reason": m.incomplete_reason,
+            "run_id": m.run_id,
+            "organization": m.organization,
+            "totals": t,
+            "location": report.location,
+            "archive": archive,
+            "flows": (m.format == "objects").then(|| format!("{}/flows/", report.location)),
+            "manifest": manifest,
+            "requests": report.requests.by_status.values().sum::<u64>(),
+            "throttled": report.requests.throttled,
+        });
+        println!("{value}");
+        return code;
+    }
+    println!(
+        "{}: {} listed, {} exported, {} not found, {} failed, {} skipped{}",
+        if m.complete { "complete" } else { "INCOMPLETE" },
+        t.listed,
+        t.exported,
+        t.not_found,
+        t.failed,
+        t.skipped,
+        m.incomplete_reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    if let Some(a) = archive {
+        println!("archive:  {a}");
+    } else if m.format == "objects" {
+        println!("flows:    {}/flows/", report.location);
+    }
+    println!("manifest: {manifest}");
+    code
+}
+
+/// Pushes and/or writes the run's metrics, as configured; failures are logged, not fatal.
+async fn publish_metrics(settings: &ExportSettings, report: Option<&ExportReport>, started: f64, code: i32) {
+    let r = &settings.reporting;
+    if r.pushgateway.is_none() && r.metrics_file.is_none() {
+        return;
+    }
+    let figures = metrics::RunFigures {
+        started,
+        finished: unix_now(),
+        complete: report.is_some_and(|x| x.manifest.complete),
+        exit_code: code,
+        totals: report.map(|x| x.manifest.totals.clone()).unwrap_or_default(),
+        bytes_written: report
+            .map(|x| x.manifest.documents().map(|(_, d)| d.bytes).sum())
+            .unwrap_or(0),
+        requests: report.map(|x| x.requests.clone()).unwrap_or_default(),
+    };
+    let org = report
+        .and_then(|x| x.manifest.organization.as_ref())
+        .map(|o| o.third_party_org_name.clone().unwrap_or_else(|| o.id.clone()))
+        .or_else(|| settings.expect_org.clone())
+        .unwrap_or_else(|| "unknown".into());
+    if let Some(path) = &r.metrics_file {
+        let rendered = metrics::render(&figures, metrics::previous_complete(path));
+        match rendered.and_then(|text| metrics::write_textfile(path, &text)) {
+            Ok(()) => info!(path = %path.display(), "metrics written"),
+            Err(e) => warn!("{e}"),
+        }
+    }
+    if let Some(url) = &r.pushgateway {
+        match metrics::render(&figures, None) {
+            Ok(text) => match metrics::push(url, &org, text).await {
+                Ok(()) => info!(pushgateway = %url, "metrics pushed"),
+                Err(e) => warn!("{e}"),
+            },
+            Err(e) => warn!("{e}"),
+        }
+    }
+}
+
+async fn run_with_progress(
+    settings: &ExportSettings,
+    stop: StopSignal,
+    show_progress: bool,
+) -> Result<ExportReport, StartError> {
+    let progress = show_progress.then(|| Arc::new(Progress::default()));
+    run(settings, stop, progress).await
+}
+
 /// Runs one export with `settings` until it ends or `stop` fires: destination check,
 /// authentication, and only then the run's files or objects.
-pub async fn run(settings: &ExportSettings, stop: StopSignal) -> Result<ExportReport, StartError> {
+pub async fn run(
+    settings: &ExportSettings,
+    stop: StopSignal,
+    progress: Option<Arc<Progress>>,
+) -> Result<ExportReport, StartError> {
     let sink = sink::open(&settings.destination, &settings.run_id, settings.format, &settings.s3).await?;
     let client = Arc::new(GenesysClient::connect(settings.client.clone())?);
     client.authenticate().await?;
@@ -52,14 +192,23 @@ pub async fn run(settings: &ExportSettings, stop: StopSignal) -> Result<ExportRe
     );
     let options = ExportOptions {
         organization,
+        progress: progress.clone(),
         ..settings.export_options()
     };
-    Ok(export::run(client, sink, options, stop).await)
+    let display = progress.map(|p| super::progress::start(p, client.clone()));
+    let report = export::run(client, sink, options, stop).await;
+    if let Some(d) = display {
+        d.finish();
+    }
+    Ok(report)
 }
 
 /// Reads the org the credentials belong to and checks it against `expected`. Without an
 /// expectation, an org that cannot be read is a warning (the manifest then names no org).
-async fn identify(client: &GenesysClient, expected: Option<&str>) -> Result<Option<Organization>, StartError> {
+pub(crate) async fn identify(
+    client: &GenesysClient,
+    expected: Option<&str>,
+) -> Result<Option<Organization>, StartError> {
     match (client.organization().await, expected) {
         (Ok(org), Some(expected)) if !org.is(expected) => Err(StartError::WrongOrg {
             expected: expected.to_string(),

@@ -2,7 +2,10 @@
 
 pub mod demo;
 pub mod diff;
+pub mod doctor;
 pub mod export;
+pub mod plan;
+pub mod progress;
 pub mod restore;
 pub mod runs;
 pub mod sim;

@@ -169,6 +169,9 @@ async fn write_loop(
                 r.push(listed_row(&item));
                 r.len() - 1
             };
+            if let Some(p) = &options.progress {
+                p.listed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             fetch(
                 client.clone(),
                 permits.clone(),
@@ -202,6 +205,9 @@ async fn write_loop(
         let Some(fetched) = next else { break };
         record(sink, rows, fetched).await?;
         handled.send_modify(|h| *h += 1);
+        if let Some(p) = &options.progress {
+            p.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let done = *handled.borrow();
         if done.is_multiple_of(500) {
             info!(done, "progress: {done} flows handled");

@@ -93,6 +93,8 @@ pub struct ExportOptions {
     pub yaml: Option<YamlOptions>,
     /// The org the client reads, recorded in the manifest.
     pub organization: Option<Organization>,
+    /// Counters a progress display reads, if one is shown.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// The result of a run: its manifest, where it went and how it ended.
@@ -104,6 +106,40 @@ pub struct ExportReport {
     pub location: String,
     /// How the run ended.
     pub ending: Ending,
+    /// What the run's API requests came to.
+    pub requests: RequestCounts,
+}
+
+/// API requests of a run, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounts {
+    /// Answers by HTTP status (0: transport errors).
+    pub by_status: std::collections::BTreeMap<u16, u64>,
+    /// Requests sent again after a failed attempt.
+    pub retries: u64,
+    /// 429 answers.
+    pub throttled: u64,
+}
+
+impl RequestCounts {
+    /// The counts of `client` so far.
+    pub fn of(client: &GenesysClient) -> RequestCounts {
+        let s = client.stats();
+        RequestCounts {
+            by_status: s.by_status(),
+            retries: s.retries.load(std::sync::atomic::Ordering::Relaxed),
+            throttled: s.throttled.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// How far a run is, for a progress display: flows taken from the listing and flows handled.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Flows listed so far.
+    pub listed: std::sync::atomic::AtomicU64,
+    /// Flows fetched and stored (or settled otherwise) so far.
+    pub handled: std::sync::atomic::AtomicU64,
 }
 
 /// Runs one export with an authenticated `client` into `sink` until it ends or `stop` fires.
@@ -175,6 +211,7 @@ pub async fn run(
         manifest: m,
         location: sink.location(),
         ending,
+        requests: RequestCounts::of(&client),
     }
 }
 

@@ -56,6 +56,8 @@ pub struct AccessToken {
     pub value: Secret,
     /// When flowvault stops sending it (a little before it expires).
     refresh_at: Instant,
+    /// How long it lasts (`expires_in`).
+    pub lifetime: Duration,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +268,7 @@ impl TokenProvider {
         Ok(AccessToken {
             value: Secret::new(parsed.access_token),
             refresh_at: issued + lifetime - margin,
+            lifetime,
         })
     }
 }

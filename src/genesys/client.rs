@@ -79,6 +79,33 @@ impl ApiError {
     }
 }
 
+/// What a client's requests came to over its life, for metrics.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Answers by HTTP status (0: no answer — a transport error).
+    by_status: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// Requests sent again after a failed attempt.
+    pub retries: std::sync::atomic::AtomicU64,
+    /// 429 answers (each one pauses sending).
+    pub throttled: std::sync::atomic::AtomicU64,
+}
+
+impl ClientStats {
+    fn record(&self, status: u16) {
+        if let Ok(mut m) = self.by_status.lock() {
+            *m.entry(status).or_default() += 1;
+        }
+        if status == 429 {
+            self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Answers by HTTP status so far (0: transport errors).
+    pub fn by_status(&self) -> std::collections::BTreeMap<u16, u64> {
+        self.by_status.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
 /// A JSON body as served, with the number of attempts it took.
 #[derive(Debug)]
 pub struct Fetched {
@@ -145,6 +172,7 @@ pub struct GenesysClient {
     http: reqwest::Client,
     api_url: Url,
     client_id: String,
+    stats: ClientStats,
     tokens: Arc<TokenProvider>,
     limiter: Arc<RateLimiter>,
     retrier: Retrier,
@@ -188,6 +216,7 @@ impl GenesysClient {
             http,
             api_url: config.api_url,
             client_id,
+            stats: ClientStats::default(),
             tokens,
             limiter: Arc::new(RateLimiter::new(config.rate_per_second)),
             retrier,
@@ -204,6 +233,11 @@ impl GenesysClient {
         &self.client_id
     }
 
+    /// What this client's requests came to so far.
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
     /// The shared rate limiter.
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
@@ -213,6 +247,11 @@ impl GenesysClient {
     pub async fn authenticate(&self) -> Result<(), ApiError> {
         self.tokens.token().await?;
         Ok(())
+    }
+
+    /// The lifetime (`expires_in`) of the current token, fetching one if needed.
+    pub async fn token_lifetime(&self) -> Result<Duration, ApiError> {
+        Ok(self.tokens.token().await?.lifetime)
     }
 
     /// `GET /api/v2/flows` for one page; `flow_type` is a single lowercase type filter.
@@ -319,6 +358,15 @@ impl GenesysClient {
                 self.after_answer(answer, &token, sent_at).await
             })
             .await;
+        let attempts = match &result {
+            Ok(s) => s.attempts,
+            Err(GaveUp::Exhausted { attempts, .. }) => *attempts,
+            Err(GaveUp::Fatal(_)) => 1,
+        };
+        self.stats.retries.fetch_add(
+            u64::from(attempts.saturating_sub(1)),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         match result {
             Ok(s) => Ok(Fetched {
                 body: s.value,
@@ -429,9 +477,13 @@ impl GenesysClient {
         let sent = request.send().await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return transport_fault(&e),
+            Err(e) => {
+                self.stats.record(0);
+                return transport_fault(&e);
+            }
         };
         let status = resp.status().as_u16();
+        self.stats.record(status);
         let correlation_id = resp
             .headers()
             .get("inin-correlation-id")

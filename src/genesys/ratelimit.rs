@@ -119,6 +119,11 @@ impl RateLimiter {
         s.next_slot = s.next_slot.max(s.paused_until);
     }
 
+    /// How long sending stays paused by the API's last throttling (zero when it is not paused).
+    pub fn paused_for(&self) -> Duration {
+        self.lock().paused_until.saturating_duration_since(Instant::now())
+    }
+
     /// Records a request sent at `sent_at` that succeeded: the pace recovers a little (towards the
     /// configured rate, if any).
     pub fn succeeded(&self, sent_at: Instant) {

@@ -8,7 +8,7 @@ mod parse;
 mod resolve;
 
 pub use parse::{ConfigError, parse_base_url, parse_duration, parse_rate, parse_size, validate_run_id};
-pub use resolve::{ConnectionSettings, ExportSettings, FILTERABLE_TYPES, default_concurrency, read_options};
+pub use resolve::{ConnectionSettings, ExportSettings, FILTERABLE_TYPES, Reporting, default_concurrency, read_options};
 
 /// How a setting takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,7 @@ const OUTPUT: &str = "Output";
 const SELECTION: &str = "Selection";
 const PACE: &str = "Pace and retries";
 const RUN: &str = "Run control";
+const REPORTING: &str = "Reporting";
 const S3: &str = "S3";
 
 /// The OAuth client id.
@@ -454,7 +455,47 @@ pub const EXPORT: &[&Setting] = &[
     &SSE_KMS_KEY_ID,
     &STORAGE_CLASS,
     &S3_CHECKSUM_WHEN_REQUIRED,
+    &PUSHGATEWAY,
+    &METRICS_FILE,
+    &QUIET,
+    &OUTPUT_FORMAT,
 ];
+
+/// Where metrics are pushed.
+pub const PUSHGATEWAY: Setting = Setting::new(
+    "pushgateway",
+    "--pushgateway",
+    &["FLOWVAULT_PUSHGATEWAY_URL"],
+    "Push the run's metrics to this Prometheus Pushgateway at the end of every run (job flowvault, label org).",
+)
+.heading(REPORTING);
+/// Where the metrics textfile goes.
+pub const METRICS_FILE: Setting = Setting::new(
+    "metrics_file",
+    "--metrics-file",
+    &["FLOWVAULT_METRICS_FILE"],
+    "Write the run's metrics to this file (node-exporter textfile format, replaced atomically).",
+)
+.heading(REPORTING);
+/// No progress bar.
+pub const QUIET: Setting = Setting::new(
+    "quiet",
+    "--quiet",
+    &["FLOWVAULT_QUIET"],
+    "No progress bar (it is shown only when stderr is a terminal and logs are text).",
+)
+.heading(REPORTING)
+.kind(Kind::Switch);
+/// The end-of-run summary format.
+pub const OUTPUT_FORMAT: Setting = Setting::new(
+    "output",
+    "--output",
+    &["FLOWVAULT_OUTPUT"],
+    "The summary on stdout at the end: text lines, or one JSON object.",
+)
+.default("text")
+.heading(REPORTING)
+.choices(&["text", "json"]);
 
 /// The settings of the commands that read runs back: how to reach an S3-compatible store.
 pub const READ: &[&Setting] = &[&S3_ENDPOINT, &S3_REGION, &S3_FORCE_PATH_STYLE];

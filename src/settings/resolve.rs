@@ -70,6 +70,51 @@ pub struct ExportSettings {
     pub yaml: Option<YamlOptions>,
     /// The org (id or short name) the credentials must belong to.
     pub expect_org: Option<String>,
+    /// Metrics, progress and the summary.
+    pub reporting: Reporting,
+}
+
+/// Where a run reports beyond its manifest.
+#[derive(Debug, Clone, Default)]
+pub struct Reporting {
+    /// The Pushgateway to push metrics to.
+    pub pushgateway: Option<url::Url>,
+    /// The textfile to write metrics to.
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// No progress bar.
+    pub quiet: bool,
+    /// The summary as JSON.
+    pub json: bool,
+}
+
+/// `--pushgateway`, `--metrics-file`, `--quiet`, `--output`.
+fn reporting(r: &Reader<'_>) -> Result<Reporting, ConfigError> {
+    let pushgateway = match r.text(&s::PUSHGATEWAY) {
+        None => None,
+        Some(u) => {
+            let url = url::Url::parse(u.trim()).map_err(|e| {
+                ConfigError(format!(
+                    "{} `{u}` is not a URL ({e}); write e.g. http://pushgateway:9091",
+                    s::PUSHGATEWAY.label()
+                ))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return err(format!(
+                    "{} `{u}` must be an http:// or https:// URL with a host",
+                    s::PUSHGATEWAY.label()
+                ));
+            }
+            Some(url)
+        }
+    };
+    Ok(Reporting {
+        pushgateway,
+        metrics_file: r.text(&s::METRICS_FILE).map(std::path::PathBuf::from),
+        quiet: r.switch(&s::QUIET)?,
+        json: r
+            .text(&s::OUTPUT_FORMAT)
+            .is_some_and(|o| o.trim().eq_ignore_ascii_case("json")),
+    })
 }
 
 /// Reads one setting's value, falling back to its default.
@@ -157,6 +202,7 @@ impl ExportSettings {
             content,
             yaml,
             expect_org,
+            reporting: reporting(&r)?,
         })
     }
 
@@ -175,6 +221,7 @@ impl ExportSettings {
             content: self.content,
             yaml: self.yaml.clone(),
             organization: None,
+            progress: None,
         }
     }
 }

@@ -228,6 +228,23 @@ impl S3Store {
         format!("{}{name}", self.run_prefix)
     }
 
+    /// Writes one small object under the prefix and deletes it again (`doctor`). `Ok(Some(why))`
+    /// when the write worked but the delete was refused (the job's policy need not grant deletes).
+    pub async fn probe(&self) -> Result<Option<String>, SinkError> {
+        let name = "probe";
+        self.put(name, Bytes::from_static(b"flowvault doctor probe\n"), "text/plain")
+            .await?;
+        let key = self.key(name);
+        match self.client.delete_object().bucket(&self.bucket).key(&key).send().await {
+            Ok(_) => Ok(None),
+            Err(e) => Ok(Some(format!(
+                "the probe s3://{}/{key} was written but could not be deleted ({}); delete it by hand — the export job itself never deletes",
+                self.bucket,
+                describe(&e)
+            ))),
+        }
+    }
+
     fn store_error<E, R>(&self, what: &str, key: &str, e: &SdkError<E, R>) -> SinkError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,

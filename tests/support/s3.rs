@@ -35,7 +35,7 @@ impl Drop for S3Server {
 /// The moto version the tests need (5.2.1 answers CompleteMultipartUpload with the wrong XML root).
 const MOTO: &str = "moto[server]==5.2.5";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -310,6 +310,8 @@ pub enum S3Fault {
     FailParts { status: u16, count: usize },
     /// After `puts` object uploads, the bucket is gone: everything answers 404 NoSuchBucket.
     VanishAfterPuts(usize),
+    /// Every write (PUT) is denied with 403 AccessDenied; reads and listings pass.
+    DenyPuts,
 }
 
 /// A proxy in front of a real S3 server that injects one kind of fault, like a failure-injecting
@@ -361,6 +363,9 @@ impl FaultyS3 {
                     }
                     S3Fault::VanishAfterPuts(_) if is_put => {
                         counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    S3Fault::DenyPuts if parts.method == axum::http::Method::PUT => {
+                        return error(403, "AccessDenied");
                     }
                     _ => {}
                 }

@@ -1,0 +1,133 @@
+//! `flowvault doctor` (the settings of `export`): a checklist, each failure with its fix —
+//! settings, login, org, listing, one configuration, the optional flow search, and the
+//! destination (a probe written and deleted) — then which permissions each feature needs.
+//! Exit 0 when every check passes, 1 otherwise. No secret is printed.
+
+use std::io::Write;
+
+use super::exit;
+use crate::genesys::{ApiError, AuthError, GenesysClient};
+use crate::preflight::{self, Check};
+use crate::settings::{ExportSettings, Flags, process_env};
+
+/// Runs the checks and prints them; the exit code.
+pub async fn run(flags: &Flags) -> i32 {
+    let mut checks = Vec::new();
+    match ExportSettings::resolve(flags, &process_env) {
+        Err(e) => checks.push(Check::fail(
+            "settings",
+            e.to_string(),
+            "fix the flag or variable named above",
+        )),
+        Ok(settings) => {
+            checks.push(Check::pass("settings", "every setting is valid"));
+            genesys_checks(&settings, &mut checks).await;
+            checks.push(preflight::check_destination(&settings.destination, &settings.s3).await);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for c in &checks {
+        let _ = writeln!(
+            out,
+            "{} {:<14} {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.step,
+            c.detail
+        );
+        if let Some(fix) = &c.fix {
+            let _ = writeln!(out, "     {:<14} fix: {fix}", "");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nwhat each feature needs (Genesys role permissions | S3 actions):"
+    );
+    for (feature, genesys, s3) in preflight::PERMISSIONS {
+        let _ = writeln!(out, "  {feature:<22} {genesys} | {s3}");
+    }
+    if checks.iter().all(|c| c.ok) {
+        exit::COMPLETE
+    } else {
+        exit::FATAL
+    }
+}
+
+fn login_fix(e: &ApiError) -> String {
+    match e {
+        ApiError::Auth(AuthError::Rejected { .. }) => {
+            "check GENESYSCLOUD_OAUTHCLIENT_ID / _SECRET (a Client Credentials grant) and that --region is the org's region".into()
+        }
+        _ => "check --region / --api-url and that the login host is reachable (proxy, firewall, NAT)".into(),
+    }
+}
+
+async fn genesys_checks(settings: &ExportSettings, checks: &mut Vec<Check>) {
+    let client = match GenesysClient::connect(settings.client.clone()) {
+        Ok(c) => c,
+        Err(e) => return checks.push(Check::fail("login", e.to_string(), "see the error")),
+    };
+    match client.token_lifetime().await {
+        Ok(lifetime) => checks.push(preflight::token_check(lifetime)),
+        Err(e) => {
+            let fix = login_fix(&e);
+            return checks.push(Check::fail("login", e.to_string(), fix));
+        }
+    }
+    match (client.organization().await, settings.expect_org.as_deref()) {
+        (Ok(org), Some(want)) if !org.is(want) => checks.push(Check::fail(
+            "org",
+            format!("the credentials belong to org {}, not `{want}`", org.describe()),
+            "use the secret of the right org, or fix --expect-org",
+        )),
+        (Ok(org), _) => checks.push(Check::pass("org", format!("org {}", org.describe()))),
+        (Err(e), _) => checks.push(Check::fail(
+            "org",
+            e.to_string(),
+            "GET /api/v2/organizations/me needs no permission: check the API URL",
+        )),
+    }
+    let first = match client.list_flows_page(1, 1, None).await {
+        Ok(page) => {
+            checks.push(Check::pass(
+                "listing",
+                format!("{} flows visible to this client", page.total.unwrap_or(0)),
+            ));
+            page.entities
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|r| crate::genesys::FlowSummary::from_raw(r).ok())
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "listing",
+                e.to_string(),
+                "give the OAuth client's role architect:flow:view and the flows' divisions",
+            ));
+            None
+        }
+    };
+    if let Some(flow) = first {
+        match client.latest_configuration(&flow.id).await {
+            Ok(c) => checks.push(Check::pass(
+                "configuration",
+                format!("read flow {} ({} bytes)", flow.id, c.body.get().len()),
+            )),
+            Err(e) => checks.push(Check::fail(
+                "configuration",
+                e.to_string(),
+                "the role needs architect:flow:view in the flow's division",
+            )),
+        }
+    }
+    match client.divisionviews_page(1, 1).await {
+        Ok(_) => checks.push(Check::pass(
+            "flow search",
+            "architect:flow:search granted: flows in divisions the role cannot see will be reported",
+        )),
+        Err(ApiError::Forbidden { .. }) => checks.push(Check::pass(
+            "flow search",
+            "architect:flow:search not granted (optional): flows in divisions the role cannot see are not looked for",
+        )),
+        Err(e) => checks.push(Check::pass("flow search", format!("not checked: {e}"))),
+    }
+}

@@ -1,0 +1,247 @@
+//! What a run tells the people on call, in Prometheus' text format: pushed to a Pushgateway at
+//! the end of every run (failed ones too) and/or written as a node-exporter textfile. A batch job
+//! has no scrape endpoint; these are gauges describing the last run, grouped by job and org.
+//!
+//! `flowvault_last_complete_run_timestamp_seconds` is only set by a complete run; the push uses
+//! POST (which replaces only the metrics it sends) and the textfile carries the previous value, so
+//! an incomplete run leaves the last complete run's time in place for the "no complete run in
+//! 26 h" alert.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
+use url::Url;
+
+use crate::export::RequestCounts;
+use crate::manifest::Totals;
+
+/// Name of the last-complete-run gauge (carried over by the textfile).
+pub const LAST_COMPLETE: &str = "flowvault_last_complete_run_timestamp_seconds";
+
+/// What one run came to.
+#[derive(Debug, Clone, Default)]
+pub struct RunFigures {
+    /// When it started and ended (Unix seconds).
+    pub started: f64,
+    /// When it ended.
+    pub finished: f64,
+    /// Whether the manifest says complete.
+    pub complete: bool,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// Flows per outcome.
+    pub totals: Totals,
+    /// Document bytes stored.
+    pub bytes_written: u64,
+    /// API requests.
+    pub requests: RequestCounts,
+}
+
+/// Metrics could not be rendered or delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The registry refused a metric (a bug).
+    #[error("cannot build the metrics: {0}")]
+    Build(#[from] prometheus::Error),
+    /// The Pushgateway could not be reached or refused the push.
+    #[error("cannot push metrics to {url}: {why}")]
+    Push { url: String, why: String },
+    /// The textfile could not be written.
+    #[error("cannot write the metrics file {path}: {source}")]
+    File { path: String, source: std::io::Error },
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, value: f64) -> Result<(), MetricsError> {
+    let g = Gauge::new(name, help)?;
+    g.set(value);
+    registry.register(Box::new(g))?;
+    Ok(())
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &BTreeMap<String, f64>,
+) -> Result<(), MetricsError> {
+    let g = GaugeVec::new(Opts::new(name, help), &[label])?;
+    for (k, v) in values {
+        g.with_label_values(&[k.as_str()]).set(*v);
+    }
+    registry.register(Box::new(g))?;
+    Ok(())
+}
+
+/// The run's metrics in the text exposition format; `last_complete` is the previous complete
+/// run's time, used when this run is not complete.
+pub fn render(f: &RunFigures, last_complete: Option<f64>) -> Result<String, MetricsError> {
+    let r = Registry::new();
+    gauge(
+        &r,
+        "flowvault_last_run_timestamp_seconds",
+        "When the last run ended (Unix time).",
+        f.finished,
+    )?;
+    gauge(
+        &r,
+        "flowvault_last_run_complete",
+        "1 if the last run's manifest says complete, else 0.",
+        f64::from(u8::from(f.complete)),
+    )?;
+    gauge(
+        &r,
+        "flowvault_last_run_exit_code",
+        "The last run's exit code (0 complete, 1 fatal, 3 incomplete, ...).",
+        f64::from(f.exit_code),
+    )?;
+    gauge(
+        &r,
+        "flowvault_last_run_duration_seconds",
+        "How long the last run took.",
+        (f.finished - f.started).max(0.0),
+    )?;
+    gauge(
+        &r,
+        "flowvault_last_run_bytes_written",
+        "Document bytes the last run stored.",
+        f.bytes_written as f64,
+    )?;
+    gauge(
+        &r,
+        "flowvault_last_run_retries",
+        "Requests the last run sent again after a failed attempt.",
+        f.requests.retries as f64,
+    )?;
+    gauge(
+        &r,
+        "flowvault_last_run_throttled",
+        "429 answers (pauses) in the last run.",
+        f.requests.throttled as f64,
+    )?;
+    let t = &f.totals;
+    let outcomes: BTreeMap<String, f64> = [
+        ("listed", t.listed),
+        ("exported", t.exported),
+        ("not_found", t.not_found),
+        ("failed", t.failed),
+        ("skipped", t.skipped),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v as f64))
+    .collect();
+    gauge_vec(
+        &r,
+        "flowvault_last_run_flows",
+        "Flows of the last run by outcome.",
+        "outcome",
+        &outcomes,
+    )?;
+    let statuses: BTreeMap<String, f64> = f
+        .requests
+        .by_status
+        .iter()
+        .map(|(s, n)| {
+            (
+                if *s == 0 {
+                    "transport_error".to_string()
+                } else {
+                    s.to_string()
+                },
+                *n as f64,
+            )
+        })
+        .collect();
+    gauge_vec(
+        &r,
+        "flowvault_last_run_api_requests",
+        "API answers in the last run by HTTP status.",
+        "status",
+        &statuses,
+    )?;
+    let complete_at = if f.complete { Some(f.finished) } else { last_complete };
+    if let Some(t) = complete_at {
+        gauge(&r, LAST_COMPLETE, "When the last complete run ended (Unix time).", t)?;
+    }
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&r.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The last-complete time an earlier textfile recorded.
+pub fn previous_complete(path: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(LAST_COMPLETE) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Writes `body` to `path` atomically (a temporary file beside it, then a rename), as the
+/// node-exporter textfile collector needs.
+pub fn write_textfile(path: &Path, body: &str) -> Result<(), MetricsError> {
+    let err = |source| MetricsError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension(format!("prom.tmp.{}", std::process::id()));
+    std::fs::write(&tmp, body).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// POSTs `body` to the Pushgateway at `gateway` under `job=flowvault` and `org`.
+pub async fn push(gateway: &Url, org: &str, body: String) -> Result<(), MetricsError> {
+    let mut url = gateway.clone();
+    if let Ok(mut p) = url.path_segments_mut() {
+        p.pop_if_empty().extend(["metrics", "job", "flowvault", "org", org]);
+    }
+    let shown = url.to_string();
+    let failed = |why: String| MetricsError::Push {
+        url: shown.clone(),
+        why,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let resp = client
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| failed(crate::genesys::client::describe_transport_error(&e)))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(failed(format!("HTTP {status}: {}", text.trim())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incomplete_run_keeps_the_last_complete_time() {
+        let f = RunFigures {
+            started: 100.0,
+            finished: 160.0,
+            complete: false,
+            exit_code: 3,
+            ..RunFigures::default()
+        };
+        let text = render(&f, Some(42.0)).unwrap();
+        assert!(text.contains("flowvault_last_run_complete 0"), "{text}");
+        assert!(text.contains(&format!("{LAST_COMPLETE} 42")), "{text}");
+        assert!(text.contains("flowvault_last_run_duration_seconds 60"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowvault.prom");
+        write_textfile(&path, &text).unwrap();
+        assert_eq!(previous_complete(&path), Some(42.0));
+    }
+}

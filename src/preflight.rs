@@ -1,0 +1,205 @@
+//! Before the first scheduled run: what a run will cost (`plan`) and whether everything it needs
+//! works (`doctor`). Both read the org and check the destination; neither writes a run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::export::ContentMode;
+use crate::genesys::{ApiError, FlowSummary, GenesysClient};
+use crate::sink::s3::{S3Options, S3Store};
+use crate::sink::{self, Destination, Format, SinkError};
+
+/// The listing a plan is based on.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OrgCensus {
+    /// Flows per type.
+    pub per_type: BTreeMap<String, u64>,
+    /// Flows listed.
+    pub flows: u64,
+    /// Flows whose saved version differs from the published one.
+    pub drafts: u64,
+    /// Flows never published.
+    pub never_published: u64,
+    /// Listing pages read.
+    pub pages: u64,
+}
+
+/// Lists every flow once (the types given, or all), page by page, and counts them.
+pub async fn census(client: &GenesysClient, types: &[String], page_size: u64) -> Result<OrgCensus, ApiError> {
+    let mut c = OrgCensus::default();
+    let filters: Vec<Option<&str>> = if types.is_empty() {
+        vec![None]
+    } else {
+        types.iter().map(|t| Some(t.as_str())).collect()
+    };
+    for filter in filters {
+        for page_number in 1.. {
+            let page = client.list_flows_page(page_number, page_size, filter).await?;
+            c.pages += 1;
+            let rows = page.entities.unwrap_or_default();
+            let served = rows.len() as u64;
+            for raw in rows {
+                let Ok(f) = FlowSummary::from_raw(raw) else { continue };
+                c.flows += 1;
+                *c.per_type.entry(f.flow_type.clone()).or_default() += 1;
+                match (&f.published_version, &f.saved_version) {
+                    (None, _) => c.never_published += 1,
+                    (Some(p), Some(s)) if p != s => c.drafts += 1,
+                    _ => {}
+                }
+            }
+            if served == 0 || served < page.page_size.unwrap_or(page_size).min(page_size) {
+                break;
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// What a run is expected to cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// API requests (listing passes, configurations, org, divisionviews, export jobs).
+    pub requests: u64,
+    /// At the configured rate, the time those take (none when unlimited).
+    pub seconds_at_rate: Option<f64>,
+}
+
+/// Requests and time for a run over `c`: three listing passes, one request per flow (two for a
+/// draft with `--content both`), the org and divisionviews, and about four per export job.
+pub fn estimate(c: &OrgCensus, content: ContentMode, yaml_batch: Option<usize>, rate: Option<f64>) -> Estimate {
+    let configurations = match content {
+        ContentMode::Both => c.flows + c.drafts,
+        _ => c.flows,
+    };
+    let listing = c.pages * 3;
+    let views = c.flows.div_ceil(100) + 1;
+    let yaml = yaml_batch.map_or(0, |b| (c.flows - c.never_published).div_ceil(b.max(1) as u64) * 4);
+    let requests = listing + configurations + views + 2 + yaml;
+    Estimate {
+        requests,
+        seconds_at_rate: rate
+            .filter(|r| *r > 0.0)
+            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::HEADROOM)),
+    }
+}
+
+/// One line of `doctor`: a step, whether it passed, what was seen, and how to fix a failure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// The step.
+    pub step: &'static str,
+    /// Passed.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+    /// How to fix it, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    /// A passed step.
+    pub fn pass(step: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            step,
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    /// A failed step and its fix.
+    pub fn fail(step: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            step,
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// Checks the destination the way a run uses it, then writes and deletes one probe under it.
+pub async fn check_destination(destination: &Destination, s3: &S3Options) -> Check {
+    const STEP: &str = "destination";
+    let probe_id = ".flowvault-doctor";
+    match destination {
+        Destination::Local(_) => match sink::open(destination, probe_id, Format::Objects, s3).await {
+            Ok(_) => Check::pass(
+                STEP,
+                format!("{destination} is a writable directory (a probe file was written and removed)"),
+            ),
+            Err(e) => Check::fail(STEP, e.to_string(), destination_fix(&e)),
+        },
+        Destination::S3 { bucket, prefix } => match S3Store::open(bucket, prefix, probe_id, s3).await {
+            Err(e) => Check::fail(STEP, e.to_string(), destination_fix(&e)),
+            Ok(store) => match store.probe().await {
+                Ok(None) => Check::pass(
+                    STEP,
+                    format!("{destination}: listed, and a probe object was written and deleted"),
+                ),
+                Ok(Some(warning)) => Check::pass(STEP, format!("{destination}: listed and written; {warning}")),
+                Err(e) => Check::fail(
+                    STEP,
+                    format!("{destination} can be listed but not written: {e}"),
+                    "grant s3:PutObject (and s3:AbortMultipartUpload, kms:GenerateDataKey with SSE-KMS) on the prefix",
+                ),
+            },
+        },
+    }
+}
+
+fn destination_fix(e: &SinkError) -> String {
+    match e {
+        SinkError::BucketMissing { .. } => "create the bucket, or fix the bucket name in --to".into(),
+        SinkError::AccessDenied { .. } => {
+            "check the AWS credentials, and grant s3:ListBucket on the bucket for the prefix (plus s3:PutObject on it)"
+                .into()
+        }
+        SinkError::NotADirectory { .. } => "point --to at a directory".into(),
+        SinkError::Io { .. } => "make the directory writable by the job's user, or choose another --to".into(),
+        _ => "check --to, --s3-endpoint and the network path to the store".into(),
+    }
+}
+
+/// What each feature needs, for `doctor` to print.
+pub const PERMISSIONS: &[(&str, &str, &str)] = &[
+    (
+        "export",
+        "architect:flow:view (and the flows' divisions)",
+        "s3:ListBucket (prefix), s3:PutObject, s3:AbortMultipartUpload; kms:GenerateDataKey with SSE-KMS",
+    ),
+    ("unseen-flow check", "architect:flow:search", "-"),
+    (
+        "--yaml",
+        "architect:jobExport:create, architect:jobExport:view",
+        "as export",
+    ),
+    (
+        "verify / diff / runs",
+        "-",
+        "s3:ListBucket, s3:GetObject; kms:Decrypt with SSE-KMS",
+    ),
+    (
+        "restore",
+        "architect:flow:view, :add, :edit, :publish",
+        "s3:ListBucket, s3:GetObject; kms:Decrypt",
+    ),
+    (
+        "doctor's probe",
+        "-",
+        "s3:DeleteObject on the prefix (optional: only to remove its probe)",
+    ),
+];
+
+/// How long the token lasts, as a check: a lifetime shorter than a run is fine (flowvault renews
+/// tokens), but worth knowing.
+pub fn token_check(lifetime: Duration) -> Check {
+    Check::pass(
+        "login",
+        format!("token issued; it lasts {} s (renewed as needed)", lifetime.as_secs()),
+    )
+}
