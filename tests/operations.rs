@@ -25,6 +25,8 @@ impl Pushgateway {
             "{bin} is missing: apt-get install prometheus-pushgateway prometheus (.ci/run does)"
         );
         let port = free_port();
+        // Killed and waited for in `Drop` (clippy cannot see through the struct).
+        #[allow(clippy::zombie_processes)]
         let child = std::process::Command::new(bin)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
