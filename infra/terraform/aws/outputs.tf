@@ -9,7 +9,7 @@ output "destination" {
 }
 
 output "task_role_arn" {
-  description = "Role with the job's S3 permissions (also usable for IRSA with a matching trust policy)."
+  description = "The ECS task role with the job's S3 permissions."
   value       = aws_iam_role.task.arn
 }
 
@@ -18,9 +18,24 @@ output "job_policy_arn" {
   value       = aws_iam_policy.job.arn
 }
 
-output "task_definition_arn" {
-  description = "The Fargate task definition."
-  value       = aws_ecs_task_definition.job.arn
+output "task_definition_arns" {
+  description = "The Fargate task definitions, by org key."
+  value       = { for k, td in aws_ecs_task_definition.job : k => td.arn }
+}
+
+output "irsa_role_arn" {
+  description = "The IRSA role for the Kubernetes CronJob's ServiceAccount (eks.amazonaws.com/role-arn), when eks_oidc_provider_arn is set."
+  value       = one(aws_iam_role.irsa[*].arn)
+}
+
+output "kms_key_arn" {
+  description = "The archive key: FLOWVAULT_SSE_KMS_KEY_ID for a CronJob outside this Terraform."
+  value       = aws_kms_key.archive.arn
+}
+
+output "alerts_topic_arn" {
+  description = "SNS topic that receives failed-run alerts."
+  value       = aws_sns_topic.alerts.arn
 }
 
 output "log_group" {

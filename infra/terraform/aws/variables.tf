@@ -67,7 +67,7 @@ variable "schedule_expression" {
 }
 
 variable "subnet_ids" {
-  description = "Subnets for the Fargate task (private subnets with a NAT or VPC endpoints)."
+  description = "Subnets for the Fargate task: private subnets with a NAT gateway (Genesys Cloud is reached over the internet; VPC endpoints for S3, ECR, Logs and Secrets Manager help but do not replace the NAT)."
   type        = list(string)
 }
 
@@ -80,4 +80,51 @@ variable "assign_public_ip" {
   description = "Give the task a public IP (only for public subnets without NAT)."
   type        = bool
   default     = false
+}
+
+variable "orgs" {
+  description = "Many orgs (a partner backing up its customers): one task and schedule per entry, runs under PREFIX/KEY, each with its own secrets and --expect-org. Empty: the single org of genesys_org and the secret ARN variables."
+  type = map(object({
+    genesys_org              = string
+    client_id_secret_arn     = string
+    client_secret_secret_arn = string
+    schedule_expression      = string
+  }))
+  default = {}
+}
+
+variable "secrets_kms_key_arn" {
+  description = "The customer-managed KMS key the Genesys secrets are encrypted with, if any (the execution role gets kms:Decrypt on it via Secrets Manager)."
+  type        = string
+  default     = ""
+}
+
+variable "eks_oidc_provider_arn" {
+  description = "The EKS cluster's IAM OIDC provider ARN; when set, an IRSA role with the job's policy is created for the CronJob's ServiceAccount."
+  type        = string
+  default     = ""
+}
+
+variable "k8s_namespace" {
+  description = "Namespace of the CronJob's ServiceAccount (IRSA)."
+  type        = string
+  default     = "flowvault"
+}
+
+variable "k8s_service_account" {
+  description = "Name of the CronJob's ServiceAccount (IRSA)."
+  type        = string
+  default     = "flowvault"
+}
+
+variable "alert_email" {
+  description = "An address subscribed to the alert topic (confirm the subscription email); empty for none."
+  type        = string
+  default     = ""
+}
+
+variable "log_retention_days" {
+  description = "Days the job's logs are kept in CloudWatch."
+  type        = number
+  default     = 365
 }
