@@ -271,6 +271,7 @@ async fn run_tutorial(s: Scenario) -> (Option<f64>, Option<usize>) {
     let sim = SimServer::start(sim_config(s), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
         .await
         .expect("sim");
+    flowvault::tls::init();
     let http = reqwest::Client::new();
     let token: serde_json::Value = http
         .post(format!("{}/oauth/token", sim.url()))

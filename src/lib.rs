@@ -21,3 +21,4 @@ pub mod secret;
 pub mod settings;
 pub mod sim;
 pub mod sink;
+pub mod tls;

@@ -203,6 +203,7 @@ pub async fn push(gateway: &Url, org: &str, body: String) -> Result<(), MetricsE
         url: shown.clone(),
         why,
     };
+    crate::tls::init();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(15))
         .build()

@@ -34,6 +34,7 @@ impl Pushgateway {
             .spawn()
             .expect("start the Pushgateway");
         let url = format!("http://127.0.0.1:{port}");
+        flowvault::tls::init();
         for _ in 0..100 {
             if reqwest::get(format!("{url}/-/ready"))
                 .await

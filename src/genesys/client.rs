@@ -197,6 +197,7 @@ impl GenesysClient {
     /// Builds the HTTP client (rustls, certificate checks on), the token provider, the rate
     /// limiter and the retry driver for one org. Sends nothing yet.
     pub fn connect(config: ClientConfig) -> Result<Self, ApiError> {
+        crate::tls::init();
         let http = reqwest::Client::builder()
             .user_agent(concat!("flowvault/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))

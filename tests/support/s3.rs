@@ -332,6 +332,7 @@ impl FaultyS3 {
         use std::sync::atomic::{AtomicUsize, Ordering};
 
         let upstream = upstream.to_string();
+        flowvault::tls::init();
         let http = reqwest::Client::new();
         let counter = Arc::new(AtomicUsize::new(0));
         let handler = move |req: Request| {
