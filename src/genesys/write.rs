@@ -148,8 +148,15 @@ impl GenesysClient {
         Ok(serde_json::from_str(fetched.body.get()).unwrap_or(Value::Null))
     }
 
-    /// Follows operation `op_id` on flow `id` until it completes or `timeout` passes.
-    pub async fn wait_operation(&self, id: &str, op_id: &str, timeout: Duration) -> Result<Operation, ApiError> {
+    /// Follows an operation on flow `id` — the one with `op_id`, or when the answer named none,
+    /// the flow's current operation of `action_name` — until it completes or `timeout` passes.
+    pub async fn wait_operation(
+        &self,
+        id: &str,
+        op_id: Option<&str>,
+        action_name: &str,
+        timeout: Duration,
+    ) -> Result<Operation, ApiError> {
         let started = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
@@ -157,9 +164,14 @@ impl GenesysClient {
             let op: Option<Operation> = flow
                 .get("currentOperation")
                 .and_then(|o| serde_json::from_value(o.clone()).ok())
-                .filter(|o: &Operation| {
-                    o.id.as_deref() == Some(op_id) && o.action_name.as_deref() != Some("STATE_CHANGE")
-                });
+                .filter(|o: &Operation| match op_id {
+                    Some(op_id) => o.id.as_deref() == Some(op_id),
+                    None => o
+                        .action_name
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(action_name)),
+                })
+                .filter(|o| o.action_name.as_deref() != Some("STATE_CHANGE"));
             if let Some(op) = op.filter(|o| o.complete) {
                 return Ok(op);
             }
@@ -168,7 +180,8 @@ impl GenesysClient {
                     url: self.endpoint(&["api", "v2", "flows", id]).to_string(),
                     attempts: 1,
                     last: format!(
-                        "operation {op_id} did not complete within {:.0} s",
+                        "the {action_name} operation {} did not complete within {:.0} s",
+                        op_id.unwrap_or(""),
                         timeout.as_secs_f64()
                     ),
                 });

@@ -95,17 +95,13 @@ async fn run_operation(
         error_code: None,
         error_message: None,
     });
-    let done = match (&op.id, op.complete) {
-        (_, true) => op,
-        (Some(op_id), false) => client.wait_operation(id, op_id, options.operation_timeout).await?,
-        (None, false) => {
-            return Err(ApiError::Rejected {
-                url: format!("/api/v2/flows/actions/{action:?}?flow={id}"),
-                status: 200,
-                message: "the answer names no operation to follow".into(),
-                correlation_id: None,
-            });
-        }
+    let action_name = format!("{action:?}").to_uppercase();
+    let done = if op.complete {
+        op
+    } else {
+        client
+            .wait_operation(id, op.id.as_deref(), &action_name, options.operation_timeout)
+            .await?
     };
     if done.succeeded() {
         Ok(done)

@@ -3,9 +3,9 @@ output "bucket" {
   value       = aws_s3_bucket.archive.bucket
 }
 
-output "destination" {
-  description = "The --to / FLOWVAULT_TO value the job uses."
-  value       = "s3://${aws_s3_bucket.archive.bucket}/${var.prefix}"
+output "destinations" {
+  description = "The --to / FLOWVAULT_TO value of each org's job (runs go under PREFIX/ORG_KEY)."
+  value       = { for k, _ in local.orgs : k => "s3://${aws_s3_bucket.archive.bucket}/${var.prefix}/${k}" }
 }
 
 output "task_role_arn" {
