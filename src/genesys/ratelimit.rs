@@ -4,8 +4,8 @@
 //! sliding window never sees more than the limit). When the API answers 429 anyway, everybody
 //! pauses until its `Retry-After` has passed and the pace drops by a tenth, or to what the API
 //! accepted in the `Retry-After` window before the 429 (less the headroom), whichever is slower;
-//! successes creep it back up (to the configured rate, or without one quickly to the learned pace
-//! and slowly beyond it). One 429 storm therefore
+//! successes bring it back up (to the configured rate, or without one to the learned pace, which
+//! it then holds: creeping beyond it only overshoots the same limit again). One 429 storm therefore
 //! lowers the pace once, not once per request, and even `--rate-limit off` settles just under
 //! the server's real limit instead of bursting into it again and again.
 
@@ -32,8 +32,8 @@ struct State {
     /// A 429 at this instant whose `Retry-After` (the window) is still to be learned from, once
     /// the requests sent before it have all answered.
     pending_estimate: Option<(Instant, Duration)>,
-    /// The pace learned from the last throttling: without a configured rate, the pace recovers
-    /// quickly up to it and only creeps beyond it.
+    /// The pace learned from the last throttling: without a configured rate, the pace recovers up
+    /// to it and holds it.
     learned: Option<Duration>,
 }
 
@@ -137,8 +137,8 @@ impl RateLimiter {
             (Some(current), Some(configured), _) if current > configured => {
                 Some(current.mul_f64(RECOVERY).max(configured))
             }
-            (Some(current), None, Some(learned)) if current > learned => Some(current.mul_f64(RECOVERY).max(learned)),
-            (Some(current), None, _) => Some(current.mul_f64(RECOVERY_UNCAPPED)),
+            (Some(current), None, Some(learned)) => Some(current.mul_f64(RECOVERY).max(learned)),
+            (Some(current), None, None) => Some(current.mul_f64(RECOVERY_UNCAPPED)),
             (other, _, _) => other,
         };
     }
@@ -242,6 +242,12 @@ mod tests {
             (48.0..49.0).contains(&pace),
             "50 accepted in the 1 s window, less the headroom: {pace}"
         );
+        // Held there: successes do not creep past the limit the API showed.
+        for _ in 0..10_000 {
+            limiter.succeeded(Instant::now());
+        }
+        let held = 1.0 / limiter.lock().interval.expect("a pace is set").as_secs_f64();
+        assert!((pace - held).abs() < 0.01, "{pace} → {held}");
     }
 
     #[tokio::test(start_paused = true)]
