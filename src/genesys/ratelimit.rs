@@ -35,6 +35,9 @@ struct State {
     /// The pace learned from the last throttling: without a configured rate, the pace recovers up
     /// to it and holds it.
     learned: Option<Duration>,
+    /// The pace was set at a 429 from the requests answered so far, before those still in flight
+    /// could be counted: the estimate after the pause replaces it rather than only slowing it.
+    provisional: bool,
 }
 
 /// The share of the configured rate actually used: requests leave evenly spaced, but arrive with
@@ -72,6 +75,7 @@ impl RateLimiter {
                 recent: VecDeque::new(),
                 pending_estimate: None,
                 learned: None,
+                provisional: false,
             }),
         }
     }
@@ -111,6 +115,18 @@ impl RateLimiter {
             s.pending_estimate = retry_after
                 .filter(|w| *w >= Duration::from_millis(100))
                 .map(|w| (now, w));
+            // Without any pace yet, everybody waiting would leave together when the pause ends and
+            // run into the same limit again: space them at what was accepted so far in the window.
+            if s.interval.is_none()
+                && let Some(window) = s.pending_estimate.map(|(_, w)| w)
+            {
+                let from = now.checked_sub(window).unwrap_or(now);
+                let accepted = s.recent.iter().filter(|t| **t >= from).count().max(1);
+                s.interval = Some(Duration::from_secs_f64(
+                    window.as_secs_f64() / (accepted as f64 * HEADROOM),
+                ));
+                s.provisional = true;
+            }
             if let Some(i) = s.interval {
                 tracing::info!("the API throttled; pacing requests at {:.2}/s", 1.0 / i.as_secs_f64());
             }
@@ -167,8 +183,12 @@ impl State {
             return;
         }
         let observed = Duration::from_secs_f64(window.as_secs_f64() / (accepted as f64 * HEADROOM));
-        // Intervals: the longer one is the slower pace.
-        let interval = self.interval.map_or(observed, |i| i.max(observed));
+        // Intervals: the longer one is the slower pace; a provisional one gives way to the count.
+        let interval = match self.interval {
+            Some(i) if !self.provisional => i.max(observed),
+            _ => observed,
+        };
+        self.provisional = false;
         tracing::info!(
             "the API accepted {accepted} requests in the {:.1}s before throttling; pacing requests at {:.2}/s",
             window.as_secs_f64(),
@@ -248,6 +268,30 @@ mod tests {
         }
         let held = 1.0 / limiter.lock().interval.expect("a pace is set").as_secs_f64();
         assert!((pace - held).abs() < 0.01, "{pace} → {held}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_pace_the_callers_waiting_out_the_first_429_leave_spaced_not_together() {
+        let limiter = RateLimiter::new(None);
+        for _ in 0..20 {
+            limiter.acquire().await;
+            limiter.succeeded(Instant::now());
+        }
+        limiter.throttled(Duration::from_secs(1), Some(Duration::from_secs(1)));
+        let t0 = Instant::now();
+        let mut left = Vec::new();
+        for _ in 0..5 {
+            limiter.acquire().await;
+            left.push(Instant::now() - t0);
+        }
+        assert!(
+            left[0] >= Duration::from_secs(1),
+            "nobody leaves before the pause ends: {left:?}"
+        );
+        assert!(
+            left.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(40)),
+            "spaced at what was accepted so far (20 in the window): {left:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
