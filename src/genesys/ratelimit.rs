@@ -121,11 +121,14 @@ impl RateLimiter {
                 && let Some(window) = s.pending_estimate.map(|(_, w)| w)
             {
                 let from = now.checked_sub(window).unwrap_or(now);
-                let accepted = s.recent.iter().filter(|t| **t >= from).count().max(1);
-                s.interval = Some(Duration::from_secs_f64(
-                    window.as_secs_f64() / (accepted as f64 * HEADROOM),
-                ));
-                s.provisional = true;
+                let accepted = s.recent.iter().filter(|t| **t >= from).count();
+                // Only with enough answers to go by; otherwise the pause alone applies, as before.
+                if accepted >= MIN_OBSERVED {
+                    s.interval = Some(Duration::from_secs_f64(
+                        window.as_secs_f64() / (accepted as f64 * HEADROOM),
+                    ));
+                    s.provisional = true;
+                }
             }
             if let Some(i) = s.interval {
                 tracing::info!("the API throttled; pacing requests at {:.2}/s", 1.0 / i.as_secs_f64());
@@ -180,6 +183,10 @@ impl State {
         let from = at.checked_sub(window).unwrap_or(at);
         let accepted = self.recent.iter().filter(|t| **t >= from && **t <= at).count();
         if accepted < MIN_OBSERVED {
+            // Too little to learn from: a provisional pace set at the 429 is dropped, not kept.
+            if std::mem::take(&mut self.provisional) {
+                self.interval = None;
+            }
             return;
         }
         let observed = Duration::from_secs_f64(window.as_secs_f64() / (accepted as f64 * HEADROOM));
