@@ -20,14 +20,7 @@ struct Place {
 
 impl Place {
     async fn new(target: Target) -> Place {
-        let (format, s3) = match target {
-            Target::LocalTarGz => ("tar-gz", None),
-            Target::LocalObjects => ("objects", None),
-            Target::MotoTarGz => ("tar-gz", Some(S3Server::moto().await)),
-            Target::SeaweedObjects => ("objects", Some(S3Server::seaweedfs().await)),
-            Target::MotoObjects => ("objects", Some(S3Server::moto().await)),
-            Target::SeaweedTarGz => ("tar-gz", Some(S3Server::seaweedfs().await)),
-        };
+        let (format, s3) = target.start().await;
         Place {
             dir: tempfile::tempdir().unwrap(),
             s3,

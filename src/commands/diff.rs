@@ -43,9 +43,7 @@ pub async fn run(args: &DiffArgs) -> i32 {
                 let mut out = std::io::stdout().lock();
                 let differs = !changes.is_empty();
                 let printed = if args.json {
-                    serde_json::to_writer_pretty(&mut out, &changes)
-                        .map_err(std::io::Error::other)
-                        .and_then(|_| writeln!(out))
+                    super::print_json(&changes)
                 } else if changes.is_empty() {
                     writeln!(out, "flow {id}: the {} configurations are identical", content.as_str())
                 } else {
@@ -63,9 +61,7 @@ pub async fn run(args: &DiffArgs) -> i32 {
     let report = diff::diff(&a, &b);
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(out))
+        super::print_json(&report)
     } else {
         print(&mut out, &report, &run_a.location, &run_b.location)
     };

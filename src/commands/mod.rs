@@ -11,6 +11,14 @@ pub mod runs;
 pub mod sim;
 pub mod verify;
 
+/// Writes `value` as pretty JSON and a newline to stdout (the `--json` of the read commands).
+pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::other)?;
+    writeln!(out)
+}
+
 /// Prints `flowvault COMMAND: error` on one line and hands back `code`.
 pub fn fail(command: &str, error: impl std::fmt::Display, code: i32) -> i32 {
     eprintln!("flowvault {command}: {error}");

@@ -81,9 +81,7 @@ pub async fn run(args: &RestoreArgs) -> i32 {
     let path = report_path(args, &run.location, &run.run_id);
     let written = std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default());
     if json {
-        let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer_pretty(&mut out, &report);
-        let _ = writeln!(out);
+        let _ = super::print_json(&report);
     } else if args.apply {
         print_outcomes(&report);
     }

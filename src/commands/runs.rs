@@ -29,9 +29,7 @@ pub async fn run(args: &RunsArgs) -> i32 {
     };
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &runs)
-            .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(out))
+        super::print_json(&runs)
     } else {
         print_table(&mut out, &runs)
     };

@@ -47,9 +47,7 @@ pub async fn run(args: &VerifyArgs) -> i32 {
     };
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(out))
+        super::print_json(&report)
     } else {
         print(&mut out, &report)
     };

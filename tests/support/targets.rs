@@ -46,17 +46,24 @@ pub struct Run {
     pub s3: Option<S3Server>,
 }
 
+impl Target {
+    /// Its format, and the S3 server it writes to (started now), if any.
+    pub async fn start(self) -> (&'static str, Option<S3Server>) {
+        match self {
+            Target::LocalTarGz => ("tar-gz", None),
+            Target::LocalObjects => ("objects", None),
+            Target::MotoTarGz => ("tar-gz", Some(S3Server::moto().await)),
+            Target::SeaweedObjects => ("objects", Some(S3Server::seaweedfs().await)),
+            Target::MotoObjects => ("objects", Some(S3Server::moto().await)),
+            Target::SeaweedTarGz => ("tar-gz", Some(S3Server::seaweedfs().await)),
+        }
+    }
+}
+
 /// Exports `sim` to `target` with `extra` flags and reads everything back.
 pub async fn export_to(sim: &SimServer, target: Target, extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let (format, s3) = match target {
-        Target::LocalTarGz => ("tar-gz", None),
-        Target::LocalObjects => ("objects", None),
-        Target::MotoTarGz => ("tar-gz", Some(S3Server::moto().await)),
-        Target::SeaweedObjects => ("objects", Some(S3Server::seaweedfs().await)),
-        Target::MotoObjects => ("objects", Some(S3Server::moto().await)),
-        Target::SeaweedTarGz => ("tar-gz", Some(S3Server::seaweedfs().await)),
-    };
+    let (format, s3) = target.start().await;
     let to = match &s3 {
         Some(_) => format!("s3://{BUCKET}/c"),
         None => dir.path().to_string_lossy().into_owned(),
