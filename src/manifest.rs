@@ -93,6 +93,25 @@ pub enum Outcome {
     Skipped,
 }
 
+/// Where a row's documents came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Fetched from Genesys Cloud by this run.
+    Fetched,
+    /// Copied from a previous run (`carried_from`), the flow being unchanged since.
+    Carried,
+}
+
+/// A run, named by id and start time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunRef {
+    /// The run id.
+    pub run_id: String,
+    /// When it started (RFC 3339 UTC).
+    pub started_at: String,
+}
+
 /// The version of flowvault that wrote a manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Tool {
@@ -146,6 +165,30 @@ pub struct Totals {
     pub failed: u64,
     /// Flows never attempted because the run stopped.
     pub skipped: u64,
+    /// Of the exported flows, those carried over from a previous run rather than fetched.
+    #[serde(default)]
+    pub carried: u64,
+}
+
+impl Totals {
+    /// The counts of `rows`.
+    pub fn of<'a>(rows: impl Iterator<Item = &'a FlowRecord>) -> Totals {
+        let mut t = Totals::default();
+        rows.for_each(|row| t.add(row));
+        t
+    }
+
+    /// Counts one more row.
+    pub fn add(&mut self, row: &FlowRecord) {
+        self.listed += 1;
+        match row.outcome {
+            Outcome::Exported => self.exported += 1,
+            Outcome::NotFound => self.not_found += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Skipped => self.skipped += 1,
+        }
+        self.carried += u64::from(row.source == Some(Source::Carried));
+    }
 }
 
 /// One listed flow and its outcome.
@@ -182,6 +225,19 @@ pub struct FlowRecord {
     /// Why it failed or was skipped.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// Hex SHA-256 of the flow's listing row, canonicalized: what the next incremental run
+    /// compares to decide that the flow is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub listing_sha256: Option<String>,
+    /// Whether its documents were fetched or carried over (exported rows).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source: Option<Source>,
+    /// The run its documents were copied from (carried rows).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub carried_from: Option<String>,
+    /// The run that fetched its documents from Genesys Cloud (carried rows: maybe an older one).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fetched_in: Option<String>,
 }
 
 impl FlowRecord {
@@ -208,15 +264,31 @@ impl FlowRecord {
             v1_sha256: None,
             attempts: None,
             error: Some(error),
+            listing_sha256: None,
+            source: None,
+            carried_from: None,
+            fetched_in: None,
         }
     }
 
-    /// The flow's documents are stored.
+    /// The flow's documents are stored, fetched by this run.
     pub fn exported(&mut self, documents: Vec<Document>, attempts: u32) {
         self.outcome = Outcome::Exported;
         self.documents = documents;
         self.attempts = Some(attempts);
         self.error = None;
+        self.source = Some(Source::Fetched);
+    }
+
+    /// The flow's documents are stored, copied from run `from`; `fetched_in` fetched them.
+    pub fn carried(&mut self, documents: Vec<Document>, from: String, fetched_in: String) {
+        self.outcome = Outcome::Exported;
+        self.documents = documents;
+        self.attempts = Some(0);
+        self.error = None;
+        self.source = Some(Source::Carried);
+        self.carried_from = Some(from);
+        self.fetched_in = Some(fetched_in);
     }
 
     /// The flow was deleted after it was listed.
@@ -299,6 +371,17 @@ pub struct Manifest {
     /// Flows the org has that the listing did not return (a warning, never a row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unseen: Option<Unseen>,
+    /// The previous run unchanged flows were carried over from (`--since`); absent: a full run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Why `--since` was given yet this run fetched every flow (no usable previous run, or a
+    /// full run was due).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_note: Option<String>,
+    /// The full run this run's documents rest on: itself for a full run, else the last full run
+    /// of the chain of runs it carried from (`--full-every` counts from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_run: Option<RunRef>,
     /// One row per listed flow, sorted by type then id.
     pub flows: Vec<FlowRecord>,
 }
@@ -361,19 +444,7 @@ impl Manifest {
 
     /// Recounts the totals from the rows.
     pub fn recount(&mut self) {
-        let mut t = Totals {
-            listed: self.flows.len() as u64,
-            ..Totals::default()
-        };
-        for f in &self.flows {
-            match f.outcome {
-                Outcome::Exported => t.exported += 1,
-                Outcome::NotFound => t.not_found += 1,
-                Outcome::Failed => t.failed += 1,
-                Outcome::Skipped => t.skipped += 1,
-            }
-        }
-        self.totals = t;
+        self.totals = Totals::of(self.flows.iter());
     }
 
     /// The manifest as pretty JSON with a trailing newline. Measured first, then written into a
@@ -399,6 +470,51 @@ impl Manifest {
         out.push(b'\n');
         out
     }
+}
+
+/// Writes `head` (whose own `flows` must be empty) with `rows` as its flows, byte for byte as
+/// [`Manifest::to_bytes`] would write the whole manifest, holding one row at a time: a 50,000-flow
+/// org's manifest is tens of megabytes.
+pub fn write_streamed(
+    head: &Manifest,
+    rows: impl Iterator<Item = FlowRecord>,
+    out: &mut (impl std::io::Write + ?Sized),
+) -> std::io::Result<()> {
+    if !head.flows.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the manifest head must not hold rows",
+        ));
+    }
+    let text = serde_json::to_vec_pretty(head).map_err(std::io::Error::other)?;
+    // `flows` is the last field: the head ends with `"flows": []` and the closing brace.
+    let empty = b"\"flows\": []";
+    let at = text
+        .windows(empty.len())
+        .rposition(|w| w == empty)
+        .ok_or_else(|| std::io::Error::other("the manifest head has no flows field"))?;
+    let open = at + empty.len() - 1;
+    out.write_all(&text[..open])?;
+    let mut first = true;
+    let mut buffer = Vec::new();
+    for row in rows {
+        out.write_all(if first { b"\n    " } else { b",\n    " })?;
+        first = false;
+        buffer.clear();
+        serde_json::to_writer_pretty(&mut buffer, &row).map_err(std::io::Error::other)?;
+        // Nested two levels deep: every line of the row gains four spaces.
+        for (i, line) in buffer.split(|b| *b == b'\n').enumerate() {
+            if i > 0 {
+                out.write_all(b"\n    ")?;
+            }
+            out.write_all(line)?;
+        }
+    }
+    if !first {
+        out.write_all(b"\n  ")?;
+    }
+    out.write_all(&text[open..])?;
+    out.write_all(b"\n")
 }
 
 /// The current time as RFC 3339 UTC with second precision.
@@ -445,6 +561,34 @@ mod tests {
             v2.flows[0].documents, m.flows[0].documents,
             "rewritten, it reads the same"
         );
+    }
+
+    #[test]
+    fn a_streamed_manifest_is_byte_for_byte_the_whole_one() {
+        let v1 = r#"{"schema":"flowvault.manifest/v2","run_id":"r","tool":{"name":"flowvault","version":"0.1.0"},
+            "started_at":"a","finished_at":"b","region":null,"api_url":"https://api.x/","format":"tar-gz",
+            "destination":"/b","archive":"flows.tar.gz","complete":true,"incomplete_reason":null,
+            "listing":{"api_total":1,"listed":1,"pages":1,"type_filter":[],"discrepancy":null},
+            "totals":{"listed":1,"exported":1,"not_found":0,"failed":0,"skipped":0},
+            "flows":[{"id":"f1","name":"Main\nline","type":"INBOUNDCALL","division":{"id":"d","name":"Home"},"published_version":"2.0",
+              "saved_version":"3.0","outcome":"exported","documents":[{"contents":["latest"],"path":"p","bytes":1,"sha256":"ab"}],"attempts":1},
+              {"id":"f2","name":"Other","type":"BOT","division":null,"published_version":null,
+              "saved_version":null,"outcome":"failed","error":"why"}]}"#;
+        let whole = Manifest::from_slice(v1.as_bytes()).unwrap();
+        for rows in [whole.flows.clone(), Vec::new()] {
+            let expected = Manifest {
+                flows: rows.clone(),
+                ..whole.clone()
+            }
+            .to_bytes();
+            let head = Manifest {
+                flows: Vec::new(),
+                ..whole.clone()
+            };
+            let mut out = Vec::new();
+            write_streamed(&head, rows.into_iter(), &mut out).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use flowvault::sim::{ListingChange, SimServer};
 use flowvault::sink::local::LocalStore;
 use flowvault::sink::memory::MemoryStore;
 use flowvault::sink::s3::{S3Options, S3Store};
-use flowvault::sink::{Format, RunStore, with_format};
+use flowvault::sink::{Format, RunStore, Spooled, with_format};
 use support::s3::{BUCKET, S3Server};
 use support::*;
 
@@ -94,9 +94,21 @@ async fn conformance(store: Store, case: &str) {
             sink.put(&name, doc).await.unwrap();
         }
         assert!(sink.settle().await.unwrap().is_empty(), "{case} {format}");
-        sink.finish(Bytes::from_static(b"{\"m\":1}\n")).await.unwrap();
+        // A manifest larger than one request takes (a 50,000-flow org's), spooled to a file.
+        let big = Spooled::write(|out| {
+            for i in 0..(9 * 1024 * 1024 / 32) {
+                write!(out, "{{\"row\":{i:020}}}\n   ")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(big, Spooled::File(..)) && big.len() >= 9 * 1024 * 1024);
+        sink.finish(&big).await.unwrap();
         let held = store.read(&run_id).await;
-        assert_eq!(held["manifest.json"], b"{\"m\":1}\n", "{case} {format}");
+        assert!(
+            held["manifest.json"][..] == big.to_bytes().unwrap()[..],
+            "{case} {format}: the manifest whole"
+        );
         let stored: BTreeMap<String, Vec<u8>> = match format {
             Format::TarGz => {
                 let members = read_tar_gz(&held["flows.tar.gz"]);
@@ -113,7 +125,7 @@ async fn conformance(store: Store, case: &str) {
         for (name, doc) in documents().into_iter().take(2) {
             sink.put(&name, doc).await.unwrap();
         }
-        sink.abort(Bytes::from_static(b"{\"m\":0}\n")).await.unwrap();
+        sink.abort(&Spooled::from(b"{\"m\":0}\n".to_vec())).await.unwrap();
         let held = store.read(&run_id).await;
         assert_eq!(held["manifest.json"], b"{\"m\":0}\n", "{case} {format}");
         let names: Vec<&String> = held.keys().filter(|k| *k != "manifest.json").collect();
@@ -236,17 +248,25 @@ async fn the_pipeline_exports_the_org_into_a_memory_sink_and_seals_it() {
         yaml: None,
         organization: None,
         progress: None,
+        since: None,
     };
     let report = export::run(client, sink, options, StopSignal::default()).await;
     assert!(matches!(report.ending, Ending::Complete), "{:?}", report.ending);
-    let m = &report.manifest;
-    assert!(m.complete);
+    assert!(report.manifest.flows.is_empty(), "rows are not held in memory");
+    let held = store.objects();
+    let m = &flowvault::manifest::Manifest::from_slice(&held["manifest.json"]).unwrap();
+    assert!(m.complete && report.manifest.complete);
     assert_eq!((m.totals.exported, m.totals.not_found), (39, 1));
+    assert_eq!(m.totals, report.manifest.totals);
     assert_eq!(
         m.flows.iter().find(|r| r.id == gone).unwrap().outcome,
         Outcome::NotFound
     );
-    let held = store.objects();
-    assert_eq!(&held["manifest.json"][..], &m.to_bytes()[..]);
+    assert_eq!(
+        &held["manifest.json"][..],
+        &m.to_bytes()[..],
+        "written as a whole manifest is"
+    );
+    assert_eq!(report.stored_bytes, m.documents().map(|(_, d)| d.bytes).sum::<u64>());
     assert_archive_matches_manifest(&held["flows.tar.gz"], m);
 }

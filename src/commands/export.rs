@@ -84,6 +84,8 @@ pub fn summary(report: &ExportReport, json: bool) -> i32 {
             "incomplete_reason": m.incomplete_reason,
             "run_id": m.run_id,
             "organization": m.organization,
+            "since": m.since,
+            "since_note": m.since_note,
             "totals": t,
             "location": report.location,
             "archive": archive,
@@ -108,6 +110,15 @@ pub fn summary(report: &ExportReport, json: bool) -> i32 {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
+    match (&m.since, &m.since_note) {
+        (Some(since), _) => println!(
+            "since:    {since}: {} unchanged flows carried over, {} fetched",
+            t.carried,
+            t.exported - t.carried
+        ),
+        (None, Some(note)) => println!("since:    every flow fetched: {note}"),
+        (None, None) => {}
+    }
     if let Some(a) = archive {
         println!("archive:  {a}");
     } else if m.format == "objects" {
@@ -129,9 +140,7 @@ async fn publish_metrics(settings: &ExportSettings, report: Option<&ExportReport
         complete: report.is_some_and(|x| x.manifest.complete),
         exit_code: code,
         totals: report.map(|x| x.manifest.totals.clone()).unwrap_or_default(),
-        bytes_written: report
-            .map(|x| x.manifest.documents().map(|(_, d)| d.bytes).sum())
-            .unwrap_or(0),
+        bytes_written: report.map(|x| x.stored_bytes).unwrap_or(0),
         requests: report.map(|x| x.requests.clone()).unwrap_or_default(),
     };
     let org = report

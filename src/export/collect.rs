@@ -14,15 +14,21 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use super::base::{Base, Carried, Carry, Want};
 use super::naming::{FlowPaths, MemberNamer};
+use super::rows::RowLog;
 use super::{ContentMode, ExportOptions, RunError, StopSignal};
 use crate::genesys::{ApiError, FlowLister, FlowSummary, GenesysClient, ListError, ListOptions, Listed, ListingReport};
 use crate::manifest::{Content, Document, FlowRecord};
 use crate::sink::{Sink, StoreFailure};
 
+/// Listed flows waiting for a fetcher: enough to keep them busy across a page's round trip, few
+/// enough that their listing rows (about 1 KB each) do not add up.
+const LISTED_AHEAD: usize = 256;
+
 /// What the collect phase gathered.
 pub(super) struct Collected {
-    pub rows: Vec<FlowRecord>,
+    pub rows: RowLog,
     pub listing: ListingReport,
     pub error: Option<RunError>,
 }
@@ -36,8 +42,20 @@ enum FetchOutcome {
         failure: Option<ApiError>,
     },
     NotFound,
+    /// Unchanged since the previous run: its documents are carried over.
+    Carried(Carried),
     /// Nothing was fetched (a malformed listing row, or the run is shutting down); the row says why.
     Unfetched,
+}
+
+/// What every fetch of a run shares.
+struct Fetcher {
+    client: Arc<GenesysClient>,
+    /// Bounds the configuration requests in flight.
+    permits: Semaphore,
+    content: ContentMode,
+    yaml: bool,
+    base: Option<Arc<Base>>,
 }
 
 struct Fetched {
@@ -47,21 +65,29 @@ struct Fetched {
 
 /// The run's rows, in the order flows were taken from the listing; shared by the stream that
 /// registers them and the writer that settles them.
-type Rows = Mutex<Vec<FlowRecord>>;
+type Rows = Mutex<RowLog>;
 
 /// Lists, fetches and stores until the listing is done (both phases), a fatal error, or a stop.
 pub(super) async fn collect(
     client: Arc<GenesysClient>,
     sink: &mut dyn Sink,
     options: &ExportOptions,
+    base: Option<Arc<Base>>,
     stop: &StopSignal,
 ) -> Collected {
-    let (tx, mut rx) = mpsc::channel::<Listed>(1024);
+    let (tx, mut rx) = mpsc::channel::<Listed>(LISTED_AHEAD);
     let (handled_tx, handled_rx) = watch::channel(0u64);
     let cancel = CancellationToken::new();
     let lister = spawn_lister(client.clone(), options, tx, handled_rx, cancel.clone());
-    let rows: Rows = Mutex::default();
-    let mut error = write_loop(&client, sink, options, &mut rx, &rows, &handled_tx, stop)
+    let rows: Rows = Mutex::new(RowLog::new());
+    let fetcher = Arc::new(Fetcher {
+        client: client.clone(),
+        permits: Semaphore::new(options.concurrency.max(1)),
+        content: options.content,
+        yaml: options.yaml.is_some(),
+        base,
+    });
+    let mut error = write_loop(fetcher, sink, options, &mut rx, &rows, &handled_tx, stop)
         .await
         .err();
     // Documents still being written are waited for; those that failed get honest rows.
@@ -83,12 +109,12 @@ pub(super) async fn collect(
     // Flows listed but never taken up still get their rows.
     let mut rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
     while let Ok(item) = rx.try_recv() {
-        rows.push(listed_row(&item));
+        rows.push(listed_row(&item, None));
     }
     Collected { rows, listing, error }
 }
 
-fn lock(rows: &Rows) -> std::sync::MutexGuard<'_, Vec<FlowRecord>> {
+fn lock(rows: &Rows) -> std::sync::MutexGuard<'_, RowLog> {
     rows.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -119,17 +145,21 @@ fn spawn_lister(
 }
 
 /// The row a listed item starts with: `skipped` for a flow (until fetched), `failed` for a row
-/// that is not a flow.
-fn listed_row(item: &Listed) -> FlowRecord {
+/// that is not a flow. `fingerprint`: the listing row's SHA-256, when already computed.
+fn listed_row(item: &Listed, fingerprint: Option<String>) -> FlowRecord {
     match item {
-        Listed::Flow(summary) => FlowRecord::listed(
-            summary.id.clone(),
-            summary.name.clone(),
-            summary.flow_type.clone(),
-            summary.division.clone(),
-            (summary.published_version.clone(), summary.saved_version.clone()),
-            "the run stopped before this flow was fetched".into(),
-        ),
+        Listed::Flow(summary) => {
+            let mut row = FlowRecord::listed(
+                summary.id.clone(),
+                summary.name.clone(),
+                summary.flow_type.clone(),
+                summary.division.clone(),
+                (summary.published_version.clone(), summary.saved_version.clone()),
+                "the run stopped before this flow was fetched".into(),
+            );
+            row.listing_sha256 = Some(fingerprint.unwrap_or_else(|| summary.listing_sha256()));
+            row
+        }
         Listed::Malformed { reason, row } => {
             let mut r = FlowRecord::listed(
                 String::new(),
@@ -147,7 +177,7 @@ fn listed_row(item: &Listed) -> FlowRecord {
 
 /// Fetches concurrently and stores in listing order until the listing closes or the run stops.
 async fn write_loop(
-    client: &Arc<GenesysClient>,
+    fetcher: Arc<Fetcher>,
     sink: &mut dyn Sink,
     options: &ExportOptions,
     rx: &mut mpsc::Receiver<Listed>,
@@ -159,27 +189,19 @@ async fn write_loop(
     // Results wait here to be written in listing order; twice the fetchers absorbs their jitter
     // while keeping memory near concurrency × flow size.
     let window = (concurrency * 2).max(8);
-    let permits = Arc::new(Semaphore::new(concurrency));
     let mut namer = MemberNamer::default();
     let source = futures::stream::poll_fn(|cx| rx.poll_recv(cx)).take_until(stop.stopped());
     let results = source
         .map(|item| {
-            let index = {
-                let mut r = lock(rows);
-                r.push(listed_row(&item));
-                r.len() - 1
+            let fingerprint = match &item {
+                Listed::Flow(summary) => Some(summary.listing_sha256()),
+                Listed::Malformed { .. } => None,
             };
+            let index = lock(rows).push(listed_row(&item, fingerprint.clone()));
             if let Some(p) = &options.progress {
                 p.listed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            fetch(
-                client.clone(),
-                permits.clone(),
-                &mut namer,
-                options.content,
-                index,
-                item,
-            )
+            fetch(fetcher.clone(), &mut namer, index, item, fingerprint)
         })
         .buffered(window);
     let mut results = std::pin::pin!(results);
@@ -216,14 +238,13 @@ async fn write_loop(
     Ok(())
 }
 
-/// Starts fetching one listed item (a permit bounds the requests in flight).
+/// Starts fetching (or carrying over) one listed item.
 fn fetch(
-    client: Arc<GenesysClient>,
-    permits: Arc<Semaphore>,
+    fetcher: Arc<Fetcher>,
     namer: &mut MemberNamer,
-    content: ContentMode,
     index: usize,
     item: Listed,
+    fingerprint: Option<String>,
 ) -> impl std::future::Future<Output = Fetched> + use<> {
     let (paths, summary) = match item {
         Listed::Flow(s) => (namer.paths_for(&s.flow_type, &s.name, &s.id), Some(s)),
@@ -231,16 +252,62 @@ fn fetch(
     };
     let span = info_span!("flow", flow_id = %summary.as_ref().map(|s| s.id.as_str()).unwrap_or(""));
     async move {
-        let outcome = match summary {
-            None => FetchOutcome::Unfetched,
-            Some(summary) => match permits.acquire_owned().await {
-                Ok(_permit) => fetch_one(&client, &summary, &wanted(&summary, content, &paths)).await,
-                Err(_) => FetchOutcome::Unfetched,
-            },
+        let Some(summary) = summary else {
+            return Fetched {
+                index,
+                outcome: FetchOutcome::Unfetched,
+            };
+        };
+        let wanted = wanted(&summary, fetcher.content, &paths);
+        if let Some(carried) = fetcher.carry(&summary, fingerprint, &wanted, &paths).await {
+            return Fetched {
+                index,
+                outcome: FetchOutcome::Carried(carried),
+            };
+        }
+        // A permit bounds the requests in flight.
+        let outcome = match fetcher.permits.acquire().await {
+            Ok(_permit) => fetch_one(&fetcher.client, &summary, &wanted).await,
+            Err(_) => FetchOutcome::Unfetched,
         };
         Fetched { index, outcome }
     }
     .instrument(span)
+}
+
+impl Fetcher {
+    /// The flow's documents from the previous run, when it is unchanged and they verify.
+    async fn carry(
+        &self,
+        summary: &FlowSummary,
+        fingerprint: Option<String>,
+        wanted: &[Wanted],
+        paths: &FlowPaths,
+    ) -> Option<Carried> {
+        let base = self.base.as_ref()?;
+        let want: Vec<Want<'_>> = wanted
+            .iter()
+            .map(|w| Want {
+                contents: &w.contents,
+                version: w.version.as_deref(),
+                path: &w.path,
+            })
+            .collect();
+        let yaml_path = paths.yaml();
+        let yaml = [Want {
+            contents: &[Content::Yaml],
+            version: summary.published_version.as_deref(),
+            path: &yaml_path,
+        }];
+        let optional: &[Want<'_>] = if self.yaml && summary.published_version.is_some() {
+            &yaml
+        } else {
+            &[]
+        };
+        let fingerprint = fingerprint.unwrap_or_else(|| summary.listing_sha256());
+        let docs = base.plan(&summary.id, &fingerprint, &want, optional)?;
+        base.carry(&summary.id, docs).await
+    }
 }
 
 /// A change to one manifest row.
@@ -255,24 +322,8 @@ async fn record(sink: &mut dyn Sink, rows: &Rows, fetched: Fetched) -> Result<()
             attempts,
             failure,
         } => {
-            let mut stored = Vec::with_capacity(documents.len());
-            for (doc, body) in documents {
-                if let Err(source) = sink.put(&doc.path, body).await {
-                    let e = RunError::Store {
-                        location: sink.location(),
-                        source,
-                    };
-                    error!("{e}");
-                    let msg = e.to_string();
-                    let update: RowUpdate = Box::new(move |r| {
-                        r.documents = stored;
-                        r.failed(msg, Some(attempts));
-                    });
-                    settle_row(rows, index, update);
-                    return Err(e);
-                }
-                stored.push(doc);
-            }
+            let documents = documents.into_iter().map(|(d, body)| (d, Carry::Bytes(body)));
+            let stored = store(sink, rows, index, documents, Some(attempts)).await?;
             match failure {
                 None => (Box::new(move |r| r.exported(stored, attempts)), None),
                 Some(e) => {
@@ -287,26 +338,78 @@ async fn record(sink: &mut dyn Sink, rows: &Rows, fetched: Fetched) -> Result<()
             }
         }
         FetchOutcome::NotFound => (Box::new(|r| r.not_found()), None),
+        FetchOutcome::Carried(Carried {
+            documents,
+            from,
+            fetched_in,
+        }) => {
+            let stored = store(sink, rows, index, documents.into_iter(), None).await?;
+            (Box::new(move |r| r.carried(stored, from, fetched_in)), None)
+        }
         FetchOutcome::Unfetched => return Ok(()), // its row already says why
     };
     settle_row(rows, index, update);
     fatal.map_or(Ok(()), Err)
 }
 
-fn settle_row(rows: &Rows, index: usize, update: RowUpdate) {
-    if let Some(row) = lock(rows).get_mut(index) {
-        update(row);
+/// Puts (or copies) one flow's documents into the sink. When the destination fails, the row
+/// keeps the documents stored so far and says why, and the run ends.
+async fn store(
+    sink: &mut dyn Sink,
+    rows: &Rows,
+    index: usize,
+    documents: impl Iterator<Item = (Document, Carry)>,
+    attempts: Option<u32>,
+) -> Result<Vec<Document>, RunError> {
+    let mut stored = Vec::new();
+    for (doc, carry) in documents {
+        let written = match carry {
+            Carry::Bytes(body) => sink.put(&doc.path, body).await,
+            Carry::Copy(source) => sink.copy(&doc.path, source, doc.sha256.clone()).await,
+        };
+        if let Err(source) = written {
+            let e = RunError::Store {
+                location: sink.location(),
+                source,
+            };
+            error!("{e}");
+            let msg = e.to_string();
+            settle_row(
+                rows,
+                index,
+                Box::new(move |r| {
+                    r.documents = stored;
+                    r.failed(msg, attempts);
+                }),
+            );
+            return Err(e);
+        }
+        stored.push(doc);
     }
+    Ok(stored)
+}
+
+fn settle_row(rows: &Rows, index: usize, update: RowUpdate) {
+    lock(rows).update(index, update);
 }
 
 /// Rows whose documents the destination could not take become `failed`, saying why.
 fn mark_store_failures(rows: &Rows, failures: Vec<StoreFailure>) {
+    if failures.is_empty() {
+        return;
+    }
     let mut rows = lock(rows);
     for f in failures {
-        if let Some(row) = rows.iter_mut().find(|r| r.documents.iter().any(|d| d.path == f.name)) {
-            row.documents.retain(|d| d.path != f.name);
-            let attempts = row.attempts;
-            row.failed(format!("fetched, but could not be stored: {}", f.error), attempts);
+        let found = rows
+            .iter()
+            .find(|(_, r)| r.documents.iter().any(|d| d.path == f.name))
+            .map(|(i, _)| i);
+        if let Some(index) = found {
+            rows.update(index, |row| {
+                row.documents.retain(|d| d.path != f.name);
+                let attempts = row.attempts;
+                row.failed(format!("fetched, but could not be stored: {}", f.error), attempts);
+            });
         }
     }
 }

@@ -6,9 +6,11 @@
 //! fetched: the archive holds those documents and the manifest says the run is incomplete and why.
 //! Only a broken destination discards a partial archive, since its bytes cannot be trusted.
 
+mod base;
 mod collect;
 mod ending;
 pub mod naming;
+mod rows;
 mod stop;
 mod unseen;
 mod yaml;
@@ -16,17 +18,18 @@ mod yaml;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tracing::{Instrument, error, info, info_span, warn};
 
+pub use base::SinceOptions;
 pub use collect::build_document;
 pub use ending::{Ending, RunError};
 pub use stop::{StopCause, StopSignal};
 pub use yaml::YamlOptions;
 
 use crate::genesys::{GenesysClient, ListingReport, Organization};
-use crate::manifest::{self, FlowRecord, Listing, Manifest, Outcome, Tool};
-use crate::sink::{ARCHIVE_NAME, Format, Sink};
+use crate::manifest::{self, Listing, Manifest, Tool, Totals};
+use crate::sink::{ARCHIVE_NAME, Format, Sink, SinkError, Spooled};
+use rows::RowLog;
 
 /// Which configurations a run stores for each flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -95,13 +98,18 @@ pub struct ExportOptions {
     pub organization: Option<Organization>,
     /// Counters a progress display reads, if one is shown.
     pub progress: Option<Arc<Progress>>,
+    /// Carry unchanged flows over from a previous run (`--since`).
+    pub since: Option<SinceOptions>,
 }
 
 /// The result of a run: its manifest, where it went and how it ended.
 #[derive(Debug)]
 pub struct ExportReport {
-    /// The manifest as written (or as it would have been, if writing failed).
+    /// The manifest as written (or as it would have been, if writing failed) *without its rows*,
+    /// which are not held in memory: read them from the run's `manifest.json`.
     pub manifest: Manifest,
+    /// Bytes of the documents stored.
+    pub stored_bytes: u64,
     /// Where the run was written.
     pub location: String,
     /// How the run ended.
@@ -155,7 +163,19 @@ pub async fn run(
         let _g = span.enter();
         unseen::start(client.clone(), options.type_filter.clone())
     };
-    let collected = collect::collect(client.clone(), &mut *sink, &options, &stop)
+    let (base, since_note) = base::open(options.since.as_ref(), options.organization.as_ref(), sink.can_copy())
+        .instrument(span.clone())
+        .await;
+    let base = base.map(Arc::new);
+    let last_full_run = match &base {
+        Some(b) => b.last_full.clone(),
+        None => manifest::RunRef {
+            run_id: options.run_id.clone(),
+            started_at: started_at.clone(),
+        },
+    };
+    let since = base.as_ref().map(|b| b.run_id.clone());
+    let collected = collect::collect(client.clone(), &mut *sink, &options, base, &stop)
         .instrument(span.clone())
         .await;
     let (mut rows, mut error) = (collected.rows, collected.error);
@@ -167,11 +187,15 @@ pub async fn run(
                 .await
                 .err();
         }
-        unseen = Some(unseen::finish(views, &rows).instrument(span.clone()).await);
+        unseen = Some(
+            unseen::finish(views, rows.ids().cloned().collect())
+                .instrument(span.clone())
+                .await,
+        );
     } else {
         views.abort();
     }
-    let ending = decide(error, stop.cause(), &collected.listing, &rows);
+    let ending = decide(error, stop.cause(), &collected.listing, &rows.totals());
     let mut m = Manifest {
         schema: manifest::SCHEMA.into(),
         run_id: options.run_id.clone(),
@@ -191,11 +215,18 @@ pub async fn run(
         listing: listing_record(&collected.listing, &options.type_filter),
         totals: Default::default(),
         unseen,
-        flows: rows,
+        since,
+        since_note,
+        last_full_run: Some(last_full_run),
+        flows: Vec::new(),
     };
-    m.flows
-        .sort_by(|a, b| (&a.flow_type, &a.id).cmp(&(&b.flow_type, &b.id)));
-    let ending = seal(&mut *sink, &mut m, ending).instrument(span.clone()).await;
+    let ending = seal(&mut *sink, &mut m, &mut rows, ending)
+        .instrument(span.clone())
+        .await;
+    let stored_bytes = rows
+        .iter()
+        .flat_map(|(_, r)| r.documents.into_iter().map(|d| d.bytes))
+        .sum();
     let _g = span.enter();
     info!(
         listed = m.totals.listed,
@@ -209,6 +240,7 @@ pub async fn run(
     );
     ExportReport {
         manifest: m,
+        stored_bytes,
         location: sink.location(),
         ending,
         requests: RequestCounts::of(&client),
@@ -216,7 +248,7 @@ pub async fn run(
 }
 
 /// How the run ended, from what went wrong (first), a stop, the listing's proof and the rows.
-fn decide(error: Option<RunError>, stop: Option<StopCause>, listing: &ListingReport, rows: &[FlowRecord]) -> Ending {
+fn decide(error: Option<RunError>, stop: Option<StopCause>, listing: &ListingReport, totals: &Totals) -> Ending {
     if let Some(e) = error {
         return Ending::Fatal(e);
     }
@@ -226,10 +258,7 @@ fn decide(error: Option<RunError>, stop: Option<StopCause>, listing: &ListingRep
     if let Some(why) = &listing.unverified {
         return Ending::Incomplete(format!("the listing could not be verified: {why}"));
     }
-    if rows
-        .iter()
-        .all(|r| matches!(r.outcome, Outcome::Exported | Outcome::NotFound))
-    {
+    if totals.failed == 0 && totals.skipped == 0 {
         Ending::Complete
     } else {
         Ending::Incomplete("some flows were not exported; see the rows with outcome `failed` or `skipped`".into())
@@ -250,46 +279,70 @@ fn listing_record(report: &ListingReport, type_filter: &[String]) -> Listing {
 
 /// Writes the manifest as `ending` says, sealing the archive with what was stored. When the
 /// destination broke (or breaks now), the partial archive is discarded and its rows say so.
-async fn seal(sink: &mut dyn Sink, m: &mut Manifest, ending: Ending) -> Ending {
+async fn seal(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: Ending) -> Ending {
     let broken = matches!(&ending, Ending::Fatal(e) if e.is_destination_failure());
     if broken {
-        discard(sink, m, &ending).await;
+        discard(sink, m, rows, &ending).await;
         return ending;
     }
     m.complete = ending.is_complete();
     m.incomplete_reason = ending.reason();
     m.finished_at = manifest::now_rfc3339();
-    m.recount();
-    match sink.finish(Bytes::from(m.to_bytes())).await {
+    m.totals = rows.totals();
+    let sealed = match spool(m, rows) {
+        Ok(spooled) => sink.finish(&spooled).await,
+        Err(e) => Err(e),
+    };
+    match sealed {
         Ok(()) => ending,
         Err(e) => {
             let ending = Ending::Fatal(RunError::Seal(e));
             error!("{}", ending.reason().unwrap_or_default());
-            discard(sink, m, &ending).await;
+            discard(sink, m, rows, &ending).await;
             ending
         }
     }
 }
 
+/// The manifest with its rows, written to a temporary file one row at a time.
+fn spool(m: &Manifest, rows: &RowLog) -> Result<Spooled, SinkError> {
+    Spooled::write(|out| manifest::write_streamed(m, rows.sorted(), out)).map_err(|source| SinkError::Io {
+        action: "write the manifest to a temporary file in",
+        path: std::env::temp_dir(),
+        source,
+    })
+}
+
 /// Aborts the sink and writes an incomplete manifest that claims nothing the destination lost.
-async fn discard(sink: &mut dyn Sink, m: &mut Manifest, ending: &Ending) {
+async fn discard(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: &Ending) {
     let why = ending.reason().unwrap_or_default();
     m.complete = false;
     m.incomplete_reason = Some(why.clone());
     m.finished_at = manifest::now_rfc3339();
     if !sink.keeps_documents_on_abort() {
         m.archive = None;
-        for row in m.flows.iter_mut().filter(|r| !r.documents.is_empty()) {
-            let attempts = row.attempts;
-            row.documents.clear();
-            row.failed(
-                format!("fetched, but the archive was discarded because the destination failed: {why}"),
-                attempts,
-            );
+        let stored: Vec<usize> = rows
+            .iter()
+            .filter(|(_, r)| !r.documents.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        for index in stored {
+            rows.update(index, |row| {
+                let attempts = row.attempts;
+                row.documents.clear();
+                row.failed(
+                    format!("fetched, but the archive was discarded because the destination failed: {why}"),
+                    attempts,
+                );
+            });
         }
     }
-    m.recount();
-    if let Err(e) = sink.abort(Bytes::from(m.to_bytes())).await {
+    m.totals = rows.totals();
+    let aborted = match spool(m, rows) {
+        Ok(spooled) => sink.abort(&spooled).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = aborted {
         warn!("could not write the incomplete manifest either: {e}");
     }
 }

@@ -11,10 +11,22 @@ const MAX_NAME_BYTES: usize = 80;
 const MAX_ID_BYTES: usize = 64;
 const MAX_TYPE_BYTES: usize = 32;
 
-/// Hands out a distinct safe path for each flow of one run.
+/// Hands out a distinct safe path for each flow of one run. It remembers the paths handed out
+/// by a 64-bit hash rather than by name (50,000 flows' names would be tens of megabytes): two
+/// paths that share a hash only cost the second a numeric suffix, never a clash.
 #[derive(Debug, Default)]
 pub struct MemberNamer {
-    used: HashSet<String>,
+    used: HashSet<u64>,
+}
+
+fn path_hash(base: &str, suffix: &str) -> u64 {
+    use std::hash::Hasher;
+    // Keyed the same in every run, so a run's names do not depend on chance; the bytes of the
+    // whole path, so `x.published` + `.json` is `x` + `.published.json`.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(base.as_bytes());
+    h.write(suffix.as_bytes());
+    h.finish()
 }
 
 /// The suffixes of a flow's documents; a base is unique only if all of them are.
@@ -29,12 +41,12 @@ impl MemberNamer {
         let base = format!("flows/{t}/{n}--{i}");
         let mut candidate = base.clone();
         let mut n = 2u32;
-        while SUFFIXES.iter().any(|s| self.used.contains(&format!("{candidate}{s}"))) {
+        while SUFFIXES.iter().any(|s| self.used.contains(&path_hash(&candidate, s))) {
             candidate = format!("{base}-{n}");
             n += 1;
         }
         for s in SUFFIXES {
-            self.used.insert(format!("{candidate}{s}"));
+            self.used.insert(path_hash(&candidate, s));
         }
         FlowPaths { base: candidate }
     }
@@ -104,6 +116,23 @@ pub fn sanitize(input: &str, max_bytes: usize, fallback: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_flows_published_document_never_takes_anothers_path() {
+        let mut n = MemberNamer::default();
+        let a = n.paths_for("bot", "n", "i.published");
+        let b = n.paths_for("bot", "n", "i");
+        let all = [
+            a.json(),
+            a.published_json(),
+            a.yaml(),
+            b.json(),
+            b.published_json(),
+            b.yaml(),
+        ];
+        let distinct: HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), 6, "{all:?}");
+    }
 
     #[test]
     fn traversal_and_absolute_names_become_plain_names() {

@@ -4,7 +4,7 @@
 //! section, never a row and never a reason to fail: whether divisionviews really shows other
 //! divisions is unconfirmed.
 
-use std::collections::HashSet;
+use crate::genesys::IdSet;
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, info, warn};
 
 use crate::genesys::{ApiError, FlowSummary, GenesysClient};
-use crate::manifest::{FlowRecord, Unseen, UnseenFlow};
+use crate::manifest::{Unseen, UnseenFlow};
 
 const PAGE_SIZE: u64 = 100;
 /// Pages read at most (a guard against a server that never serves a short page).
@@ -20,7 +20,7 @@ const MAX_PAGES: u64 = 10_000;
 
 /// The ids the views name (of the listed types, when filtered): all that is kept while the run
 /// goes on, so a large org costs little memory; details are read again only for unseen flows.
-type ViewIds = HashSet<Box<str>>;
+type ViewIds = IdSet;
 
 /// The task reading the views: it hands back its client and filter with what it read.
 type ViewTask = JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)>;
@@ -37,7 +37,7 @@ pub(super) fn start(client: Arc<GenesysClient>, type_filter: Vec<String>) -> Vie
 }
 
 /// The flows the views name that are not in `rows`, as the manifest records them.
-pub(super) async fn finish(task: ViewTask, rows: &[FlowRecord]) -> Unseen {
+pub(super) async fn finish(task: ViewTask, listed: IdSet) -> Unseen {
     let (client, type_filter, ids) = match task.await {
         Ok(v) => v,
         Err(e) => {
@@ -48,10 +48,14 @@ pub(super) async fn finish(task: ViewTask, rows: &[FlowRecord]) -> Unseen {
             };
         }
     };
-    let listed: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let unseen = match ids {
         Ok(ids) => {
-            let missing: ViewIds = ids.into_iter().filter(|id| !listed.contains(&**id)).collect();
+            let missing: Vec<String> = ids
+                .iter()
+                .map(|id| id.to_string())
+                .filter(|id| !listed.contains(id))
+                .collect();
+            let missing: ViewIds = missing.iter().map(String::as_str).collect();
             if missing.is_empty() {
                 Ok(Vec::new())
             } else {
@@ -129,9 +133,9 @@ async fn read_views(
             }
             match details_of {
                 None => {
-                    ids.insert(view.id.into_boxed_str());
+                    ids.insert(&view.id);
                 }
-                Some(of) if of.contains(view.id.as_str()) && ids.insert(view.id.clone().into_boxed_str()) => {
+                Some(of) if of.contains(view.id.as_str()) && ids.insert(&view.id) => {
                     found.push(UnseenFlow {
                         id: view.id,
                         name: view.name,

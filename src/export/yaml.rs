@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::naming::FlowPaths;
+use super::rows::RowLog;
 use super::{RunError, StopSignal};
 use crate::genesys::export_jobs::{JobEnd, unpack};
 use crate::genesys::{ApiError, GenesysClient};
@@ -64,14 +65,14 @@ type Outcomes = Vec<(usize, Result<Vec<u8>, String>)>;
 pub(super) async fn export_yaml(
     client: &GenesysClient,
     sink: &mut dyn Sink,
-    rows: &mut [FlowRecord],
+    rows: &mut RowLog,
     options: &YamlOptions,
     stop: &StopSignal,
 ) -> Result<(), RunError> {
     let items: Vec<Item> = rows
         .iter()
-        .enumerate()
-        .filter(|(_, r)| r.outcome == Outcome::Exported)
+        // Carried rows may have their YAML already.
+        .filter(|(_, r)| r.outcome == Outcome::Exported && r.document(Content::Yaml).is_none())
         .filter_map(|(i, r)| {
             let version = r.published_version.clone()?;
             let base = r.documents.first().map(|d| FlowPaths::from_document_path(&d.path))?;
@@ -100,14 +101,18 @@ pub(super) async fn export_yaml(
     while let Some(outcomes) = results.next().await {
         for (row, outcome) in outcomes? {
             done[row] = true;
-            if let Some(item) = by_row.get(&row) {
-                store(sink, &mut rows[row], outcome, item).await?;
+            if let (Some(item), Some(mut record)) = (by_row.get(&row), rows.get(row)) {
+                let stored = store(sink, &mut record, outcome, item).await;
+                rows.update(row, |r| *r = record);
+                stored?;
             }
         }
     }
     for item in items.iter().filter(|i| !done[i.row]) {
-        let attempts = rows[item.row].attempts;
-        rows[item.row].failed("the run stopped before its YAML was exported".into(), attempts);
+        rows.update(item.row, |r| {
+            let attempts = r.attempts;
+            r.failed("the run stopped before its YAML was exported".into(), attempts);
+        });
     }
     Ok(())
 }

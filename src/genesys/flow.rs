@@ -59,6 +59,19 @@ pub struct FlowSummary {
 
 impl FlowSummary {
     /// Reads the fields flowvault needs from a listing row; the row back if it is not a JSON object.
+    /// Hex SHA-256 of the row as listed, canonicalized (object keys sorted at every depth, no
+    /// whitespace): every field counts, their order and spacing do not. What an incremental run
+    /// compares to decide that a flow is unchanged.
+    pub fn listing_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut canonical = Vec::with_capacity(self.raw.get().len());
+        match serde_json::from_str::<serde_json::Value>(self.raw.get()) {
+            Ok(value) => write_canonical(&value, &mut canonical),
+            Err(_) => canonical.extend_from_slice(self.raw.get().as_bytes()),
+        }
+        hex::encode(Sha256::digest(&canonical))
+    }
+
     pub fn from_raw(raw: Box<RawValue>) -> Result<FlowSummary, Box<RawValue>> {
         let Ok(f) = serde_json::from_str::<FlowFields>(raw.get()) else {
             return Err(raw);
@@ -75,9 +88,54 @@ impl FlowSummary {
     }
 }
 
+/// Compact JSON with object keys sorted at every depth.
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(serde_json::to_string(key).unwrap_or_default().as_bytes());
+                out.push(b':');
+                write_canonical(&map[key], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_listing_fingerprint_sees_every_field_but_not_order_or_spacing() {
+        let summary = |json: &str| FlowSummary::from_raw(RawValue::from_string(json.into()).unwrap()).unwrap();
+        let a = summary(r#"{"id":"f","name":"N","type":"BOT","x":{"b":1,"a":[1,{"d":2,"c":3}]}}"#);
+        let same = summary(r#"{ "x": {"a": [1, {"c":3, "d":2}], "b": 1}, "type":"BOT", "name":"N", "id":"f" }"#);
+        let other = summary(r#"{"id":"f","name":"N","type":"BOT","x":{"b":1,"a":[1,{"d":2,"c":4}]}}"#);
+        let added =
+            summary(r#"{"id":"f","name":"N","type":"BOT","x":{"b":1,"a":[1,{"d":2,"c":3}]},"lockedUser":null}"#);
+        assert_eq!(a.listing_sha256(), same.listing_sha256());
+        assert_ne!(a.listing_sha256(), other.listing_sha256());
+        assert_ne!(a.listing_sha256(), added.listing_sha256());
+    }
 
     #[test]
     fn keeps_the_row_as_served_and_reads_its_fields() {

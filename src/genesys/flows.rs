@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::client::{ApiError, FlowPage, GenesysClient};
 use super::flow::FlowSummary;
+use super::flow_id::IdSet;
 
 /// Page sizes tried in turn when the API refuses a larger one with 400.
 const PAGE_SIZE_FALLBACKS: [u64; 8] = [500, 250, 100, 50, 25, 10, 5, 1];
@@ -132,7 +133,7 @@ pub struct FlowLister {
     client: Arc<GenesysClient>,
     options: ListOptions,
     page_size: u64,
-    seen: HashSet<String>,
+    seen: IdSet,
     malformed_seen: HashSet<String>,
     report: ListingReport,
 }
@@ -141,7 +142,7 @@ pub struct FlowLister {
 #[derive(Default)]
 struct FilterPass {
     pages: u64,
-    ids: HashSet<String>,
+    ids: IdSet,
     api_total: Option<u64>,
 }
 
@@ -152,7 +153,7 @@ impl FlowLister {
             page_size: options.page_size.max(1),
             client,
             options,
-            seen: HashSet::new(),
+            seen: IdSet::new(),
             malformed_seen: HashSet::new(),
             report: ListingReport::default(),
         }
@@ -386,8 +387,8 @@ impl FlowLister {
     ) -> bool {
         let (reason, row) = match FlowSummary::from_raw(raw) {
             Ok(summary) if !summary.id.is_empty() => {
-                fp.ids.insert(summary.id.clone());
-                if !self.seen.insert(summary.id.clone()) {
+                fp.ids.insert(&summary.id);
+                if !self.seen.insert(&summary.id) {
                     return true; // listed before, in this pass or an earlier one
                 }
                 *new_flows += 1;
@@ -399,7 +400,7 @@ impl FlowLister {
         };
         let text = row.get();
         // The API counts this row in its `total`; so does the pass.
-        fp.ids.insert(format!("\0row {text}"));
+        fp.ids.insert(&format!("\0row {text}"));
         if !self.malformed_seen.insert(text.to_string()) {
             return true;
         }

@@ -221,6 +221,23 @@ pub const CONTENT: Setting = Setting::new(
 .default("both")
 .heading(SELECTION)
 .choices(&crate::export::ContentMode::NAMES);
+/// Incremental runs.
+pub const SINCE: Setting = Setting::new(
+    "since",
+    "--since",
+    &["FLOWVAULT_SINCE"],
+    "Incremental run: carry flows whose listing row is unchanged over from this previous run (DEST/RUN, s3://bucket/prefix/RUN, or `latest`: the newest complete run in --to) instead of fetching them; new and changed flows are fetched. Without a usable previous run every flow is fetched.",
+)
+.heading(OUTPUT);
+/// Full runs among incremental ones.
+pub const FULL_EVERY: Setting = Setting::new(
+    "full_every",
+    "--full-every",
+    &["FLOWVAULT_FULL_EVERY"],
+    "With --since: fetch every flow when the last full run started longer ago than this (catches edits no listing field shows).",
+)
+.default("7d")
+.heading(OUTPUT);
 /// Archy YAML through export jobs.
 pub const YAML: Setting = Setting::new(
     "yaml",
@@ -430,6 +447,8 @@ pub const EXPORT: &[&Setting] = &[
     &TO,
     &FORMAT,
     &RUN_ID,
+    &SINCE,
+    &FULL_EVERY,
     &TYPES,
     &CONTENT,
     &YAML,

@@ -93,7 +93,7 @@ pub(super) fn derive_login_url(api: &Url) -> Url {
 
 /// Parses a duration like `30s`, `500ms`, `5m`, `2h`, `2h45m` or plain seconds.
 pub fn parse_duration(value: &str, setting: &str) -> Result<Duration, ConfigError> {
-    let hint = "write e.g. 30s, 500ms, 5m, 2h or 2h45m";
+    let hint = "write e.g. 30s, 500ms, 5m, 2h45m or 7d";
     let mut rest = value.trim();
     if rest.is_empty() {
         return err(format!("{setting} is empty; {hint}"));
@@ -117,9 +117,10 @@ pub fn parse_duration(value: &str, setting: &str) -> Result<Duration, ConfigErro
             "ms" => n / 1000.0,
             "m" | "min" | "mins" => n * 60.0,
             "h" | "hr" | "hours" => n * 3600.0,
+            "d" | "day" | "days" => n * 86400.0,
             other => {
                 return err(format!(
-                    "{setting} `{value}` has unknown unit `{other}`; use ms, s, m or h"
+                    "{setting} `{value}` has unknown unit `{other}`; use ms, s, m, h or d"
                 ));
             }
         };

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::parse::{ConfigError, derive_login_url, err, read_secret_file};
 use super::{EnvLookup, Flags, Found, Kind, Setting, lookup};
 use super::{parse_base_url, parse_duration, parse_rate, parse_size, validate_run_id};
-use crate::export::{ContentMode, ExportOptions, YamlOptions};
+use crate::export::{ContentMode, ExportOptions, SinceOptions, YamlOptions};
 use crate::genesys::region::{DEFAULT_REGION, Region};
 use crate::genesys::{ClientConfig, RetryConfig};
 use crate::secret::Secret;
@@ -70,6 +70,8 @@ pub struct ExportSettings {
     pub yaml: Option<YamlOptions>,
     /// The org (id or short name) the credentials must belong to.
     pub expect_org: Option<String>,
+    /// The previous run to carry unchanged flows from (`--since`), and `--full-every`.
+    pub since: Option<(String, Duration)>,
     /// Metrics, progress and the summary.
     pub reporting: Reporting,
 }
@@ -183,6 +185,7 @@ impl ExportSettings {
             .parse()
             .map_err(|e| ConfigError(format!("{}: {e}", s::CONTENT.label())))?;
         let yaml = yaml_options(&r)?;
+        let since = since(&r)?;
         let expect_org = r
             .text(&s::EXPECT_ORG)
             .map(|v| v.trim().to_string())
@@ -202,6 +205,7 @@ impl ExportSettings {
             content,
             yaml,
             expect_org,
+            since,
             reporting: reporting(&r)?,
         })
     }
@@ -222,8 +226,36 @@ impl ExportSettings {
             yaml: self.yaml.clone(),
             organization: None,
             progress: None,
+            since: self.since.as_ref().map(|(spec, full_every)| {
+                let latest = spec == "latest";
+                SinceOptions {
+                    spec: if latest {
+                        self.destination.to_string()
+                    } else {
+                        spec.clone()
+                    },
+                    latest,
+                    full_every: *full_every,
+                    s3: self.s3.clone(),
+                }
+            }),
         }
     }
+}
+
+/// `--since` (a run location or `latest`) and `--full-every`.
+fn since(r: &Reader<'_>) -> Result<Option<(String, Duration)>, ConfigError> {
+    let full_every = r.duration(&s::FULL_EVERY)?.unwrap_or(Duration::from_secs(7 * 86_400));
+    let Some(spec) = r.text(&s::SINCE).map(|v| v.trim().to_string()) else {
+        return Ok(None);
+    };
+    if spec.is_empty() {
+        return err("--since is empty; give a previous run (DEST/RUN or s3://bucket/prefix/RUN) or `latest`");
+    }
+    if spec != "latest" {
+        crate::sink::Destination::parse(&spec).map_err(|e| ConfigError(format!("--since: {e}")))?;
+    }
+    Ok(Some((spec, full_every)))
 }
 
 /// One credential: its flag, its file flag, then each environment variable and its `_FILE` twin.

@@ -106,6 +106,30 @@ impl SimFlow {
         self.version_id("savedVersion")
     }
 
+    /// Saves a new version holding `configuration`, as an edit in Architect does: `savedVersion`
+    /// moves on (a listed field changes), the published version stays what it was. Returns the
+    /// new version.
+    pub fn save_version(&mut self, configuration: String) -> String {
+        let next = format!("{}.0", self.highest_version() + 1);
+        if self.published.is_none() && self.published_version().is_some() {
+            self.published = Some(self.config.clone());
+        }
+        self.config = ConfigSource::Literal(configuration);
+        let id = self.id().to_string();
+        self.meta["savedVersion"] =
+            serde_json::json!({"id": next, "name": next, "selfUri": format!("/api/v2/flows/{id}/versions/{next}")});
+        next
+    }
+
+    /// Changes the latest configuration without any listed field changing (hostile: an edit the
+    /// listing does not show, which only a full run can catch).
+    pub fn edit_unlisted(&mut self, configuration: String) {
+        if self.published.is_none() && self.published_version().is_some() {
+            self.published = Some(self.config.clone());
+        }
+        self.config = ConfigSource::Literal(configuration);
+    }
+
     /// The highest version number the flow has had (0 for a flow never saved).
     pub fn highest_version(&self) -> u32 {
         ["savedVersion", "publishedVersion", "checkedInVersion"]

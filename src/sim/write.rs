@@ -203,13 +203,7 @@ pub(super) async fn save(
                 "The flow must be checked out (locked) by the caller to be saved",
             );
         }
-        let next = format!("{}.0", f.highest_version() + 1);
-        if f.published.is_none() && f.published_version().is_some() {
-            f.published = Some(f.config.clone());
-        }
-        f.config = ConfigSource::Literal(body);
-        f.meta["savedVersion"] =
-            json!({"id": next, "name": next, "selfUri": format!("/api/v2/flows/{id}/versions/{next}")});
+        let next = f.save_version(body);
         json_response(json!({"id": next, "name": next, "configurationUri": format!("/api/v2/flows/{id}/versions/{next}/configuration")}).to_string())
     })
 }

@@ -50,17 +50,163 @@ pub trait Sink: Send {
 
     /// Completes the run, whether or not every flow made it: seals any archive with what was
     /// put (the manifest as its last member), then writes the manifest beside it, last.
-    async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError>;
+    async fn finish(&mut self, manifest: &Spooled) -> Result<(), SinkError>;
 
     /// The destination broke: discards any partial archive so nothing half-written looks whole,
     /// then writes the (incomplete) manifest where it still can.
-    async fn abort(&mut self, manifest: Bytes) -> Result<(), SinkError>;
+    async fn abort(&mut self, manifest: &Spooled) -> Result<(), SinkError>;
 
     /// Whether documents already `put` survive an abort (true for one object per flow).
     fn keeps_documents_on_abort(&self) -> bool;
 
     /// Labels everything written from now on with the org it came from (S3 object metadata).
     fn set_org(&self, _org_id: &str) {}
+
+    /// Whether [`Sink::copy`] works here: documents copied by the store itself (S3 `CopyObject`
+    /// into one object per flow), without passing through flowvault.
+    fn can_copy(&self) -> bool {
+        false
+    }
+
+    /// Stores `name` as a copy of `from`, which the caller has verified holds the document whose
+    /// SHA-256 is `sha256`; the copy is checked against it where the store reports one.
+    async fn copy(&mut self, name: &str, from: CopySource, _sha256: String) -> Result<(), SinkError> {
+        Err(SinkError::Store {
+            message: format!(
+                "{} cannot copy s3://{}/{} into {name}",
+                self.location(),
+                from.bucket,
+                from.key
+            ),
+            retryable: false,
+        })
+    }
+}
+
+/// An object another run stored, to be copied by the store (same S3 endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    /// Its bucket.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+}
+
+/// A document too large to hold in memory at once (a 50,000-flow manifest is tens of megabytes):
+/// spooled to an unnamed temporary file, or held in memory when it is small or no file can be had.
+pub enum Spooled {
+    /// In a temporary file of this length.
+    File(std::fs::File, u64),
+    /// In memory.
+    Memory(Bytes),
+}
+
+/// Pieces a spooled document is read and written in.
+const SPOOL_CHUNK: usize = 1024 * 1024;
+/// Up to this size a spooled document is written with one request.
+const SPOOL_WHOLE: u64 = 8 * 1024 * 1024;
+
+impl Spooled {
+    /// Spools what `write` writes: to a temporary file, or to memory if none can be created.
+    pub fn write(write: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>) -> std::io::Result<Spooled> {
+        match tempfile::tempfile() {
+            Ok(file) => {
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+                write(&mut out)?;
+                let file = out.into_inner().map_err(|e| e.into_error())?;
+                let len = file.metadata()?.len();
+                Ok(Spooled::File(file, len))
+            }
+            Err(_) => {
+                let mut out = Vec::new();
+                write(&mut out)?;
+                Ok(Spooled::Memory(Bytes::from(out)))
+            }
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Spooled::File(_, len) => *len,
+            Spooled::Memory(b) => b.len() as u64,
+        }
+    }
+
+    /// True when it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The piece at `offset` (at most [`SPOOL_CHUNK`] bytes; empty at the end).
+    pub fn chunk(&self, offset: u64) -> std::io::Result<Bytes> {
+        let end = self.len().min(offset + SPOOL_CHUNK as u64);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        match self {
+            Spooled::Memory(b) => Ok(b.slice(offset as usize..end as usize)),
+            Spooled::File(file, _) => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0; (end - offset) as usize];
+                file.read_exact_at(&mut buf, offset)?;
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+
+    /// The whole document in memory.
+    pub fn to_bytes(&self) -> std::io::Result<Bytes> {
+        match self {
+            Spooled::Memory(b) => Ok(b.clone()),
+            Spooled::File(..) => {
+                let mut all = Vec::with_capacity(self.len() as usize);
+                let mut offset = 0;
+                loop {
+                    let piece = self.chunk(offset)?;
+                    if piece.is_empty() {
+                        return Ok(Bytes::from(all));
+                    }
+                    offset += piece.len() as u64;
+                    all.extend_from_slice(&piece);
+                }
+            }
+        }
+    }
+
+    /// Writes it to `store` as `name`: one request when small, in pieces otherwise.
+    pub async fn store_as(&self, store: &dyn RunStore, name: &str) -> Result<(), SinkError> {
+        let io = |e: std::io::Error| SinkError::Store {
+            message: format!("cannot read the spooled {name} back: {e}"),
+            retryable: false,
+        };
+        if self.len() <= SPOOL_WHOLE {
+            return store.put(name, self.to_bytes().map_err(io)?, "application/json").await;
+        }
+        let mut upload = store.create_upload(name, "application/json").await?;
+        let written = async {
+            let mut offset = 0;
+            loop {
+                let piece = self.chunk(offset).map_err(io)?;
+                if piece.is_empty() {
+                    return upload.complete().await;
+                }
+                offset += piece.len() as u64;
+                upload.write(piece.to_vec()).await?;
+            }
+        }
+        .await;
+        if written.is_err() {
+            upload.discard().await;
+        }
+        written
+    }
+}
+
+impl From<Vec<u8>> for Spooled {
+    fn from(bytes: Vec<u8>) -> Spooled {
+        Spooled::Memory(Bytes::from(bytes))
+    }
 }
 
 /// A document that could not be stored.
@@ -86,6 +232,24 @@ pub trait RunStore: Send + Sync {
 
     /// Starts an object written in pieces (the archive); it appears under `name` only when completed.
     async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError>;
+
+    /// Whether [`RunStore::copy`] works here.
+    fn can_copy(&self) -> bool {
+        false
+    }
+
+    /// Copies `from` to `name` within the store; `sha256` (hex) is what the copy must hold.
+    async fn copy(&self, name: &str, from: &CopySource, _sha256: &str) -> Result<(), SinkError> {
+        Err(SinkError::Store {
+            message: format!(
+                "{} cannot copy s3://{}/{} into {name}",
+                self.location(),
+                from.bucket,
+                from.key
+            ),
+            retryable: false,
+        })
+    }
 }
 
 /// An object written in pieces: invisible under its name until [`Upload::complete`].

@@ -9,7 +9,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use super::{MANIFEST_NAME, RunStore, Sink, SinkError, StoreFailure};
+use super::{CopySource, MANIFEST_NAME, RunStore, Sink, SinkError, Spooled, StoreFailure};
+
+/// One write of the objects format.
+enum Write {
+    Put(Bytes),
+    Copy(CopySource, String),
+}
 
 /// One object per flow over any store.
 pub struct ObjectsSink {
@@ -28,6 +34,30 @@ impl ObjectsSink {
             writes: JoinSet::new(),
             failures: Vec::new(),
         }
+    }
+
+    /// Starts one write once a slot is free (backpressure: memory stays at `in_flight` documents).
+    async fn spawn(&mut self, name: &str, write: Write) -> Result<(), SinkError> {
+        while let Some(done) = self.writes.try_join_next() {
+            self.record(done);
+        }
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SinkError::Closed)?;
+        let store = self.store.clone();
+        let name = name.to_string();
+        self.writes.spawn(async move {
+            let result = match write {
+                Write::Put(document) => store.put(&name, document, "application/json").await,
+                Write::Copy(from, sha256) => store.copy(&name, &from, &sha256).await,
+            };
+            drop(permit);
+            (name, result)
+        });
+        Ok(())
     }
 
     fn record(&mut self, joined: Result<(String, Result<(), SinkError>), tokio::task::JoinError>) {
@@ -55,24 +85,15 @@ impl Sink for ObjectsSink {
     }
 
     async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError> {
-        while let Some(done) = self.writes.try_join_next() {
-            self.record(done);
-        }
-        // Backpressure: wait for a free slot, so memory stays at `in_flight` documents.
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| SinkError::Closed)?;
-        let store = self.store.clone();
-        let name = name.to_string();
-        self.writes.spawn(async move {
-            let result = store.put(&name, document, "application/json").await;
-            drop(permit);
-            (name, result)
-        });
-        Ok(())
+        self.spawn(name, Write::Put(document)).await
+    }
+
+    fn can_copy(&self) -> bool {
+        self.store.can_copy()
+    }
+
+    async fn copy(&mut self, name: &str, from: CopySource, sha256: String) -> Result<(), SinkError> {
+        self.spawn(name, Write::Copy(from, sha256)).await
     }
 
     async fn settle(&mut self) -> Result<Vec<StoreFailure>, SinkError> {
@@ -82,7 +103,7 @@ impl Sink for ObjectsSink {
         Ok(std::mem::take(&mut self.failures))
     }
 
-    async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError> {
+    async fn finish(&mut self, manifest: &Spooled) -> Result<(), SinkError> {
         let late = self.settle().await?;
         if let Some(f) = late.first() {
             return Err(SinkError::Store {
@@ -90,12 +111,12 @@ impl Sink for ObjectsSink {
                 retryable: false,
             });
         }
-        self.store.put(MANIFEST_NAME, manifest, "application/json").await
+        manifest.store_as(&*self.store, MANIFEST_NAME).await
     }
 
-    async fn abort(&mut self, manifest: Bytes) -> Result<(), SinkError> {
+    async fn abort(&mut self, manifest: &Spooled) -> Result<(), SinkError> {
         let _ = self.settle().await;
-        self.store.put(MANIFEST_NAME, manifest, "application/json").await
+        manifest.store_as(&*self.store, MANIFEST_NAME).await
     }
 
     fn set_org(&self, org_id: &str) {

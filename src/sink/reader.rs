@@ -38,6 +38,10 @@ pub trait StoreReader: Send + Sync {
     async fn open(&self, name: &str) -> Result<Option<Box<dyn AsyncRead + Send + Unpin>>, SinkError>;
     /// The SHA-256 the store itself recorded for an object (base64), when it keeps one.
     async fn stored_sha256(&self, name: &str) -> Result<Option<String>, SinkError>;
+    /// Where `name` is for a store-side copy (S3), if the store can copy from here.
+    fn copy_source(&self, _name: &str) -> Option<super::CopySource> {
+        None
+    }
 }
 
 /// A reader for `destination`; fails with a clear error when it does not exist or is denied.
@@ -312,6 +316,13 @@ impl StoreReader for S3Reader {
             }
             Err(e) => Err(self.request_error("get", name, &e)),
         }
+    }
+
+    fn copy_source(&self, name: &str) -> Option<super::CopySource> {
+        Some(super::CopySource {
+            bucket: self.bucket.clone(),
+            key: self.key(name),
+        })
     }
 
     async fn stored_sha256(&self, name: &str) -> Result<Option<String>, SinkError> {

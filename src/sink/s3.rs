@@ -17,7 +17,7 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, retry::RetryConfig, timeout
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption, StorageClass,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use super::{RunStore, SinkError, Upload};
+use super::{CopySource, RunStore, SinkError, Upload};
 
 /// S3 allows at most this many parts in one multipart upload.
 const MAX_PARTS: i32 = 10_000;
@@ -85,6 +85,19 @@ pub struct S3Store {
     options: S3Options,
     /// The org the run reads, stamped on every object once known.
     org_id: Arc<std::sync::OnceLock<String>>,
+}
+
+/// `bucket/key` as CopyObject takes it: the key percent-encoded, its `/` kept.
+fn copy_source(from: &CopySource) -> String {
+    let mut out = format!("{}/", from.bucket);
+    for b in from.key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn b64_sha256(bytes: &[u8]) -> String {
@@ -298,6 +311,59 @@ impl RunStore for S3Store {
             .await
             .map(|_| ())
             .map_err(|e| self.store_error("cannot write", &key, &e))
+    }
+
+    fn can_copy(&self) -> bool {
+        true
+    }
+
+    /// CopyObject within the endpoint, with this run's metadata and options; the store computes
+    /// the copy's SHA-256, which must be `sha256`.
+    async fn copy(&self, name: &str, from: &CopySource, sha256: &str) -> Result<(), SinkError> {
+        let key = self.key(name);
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .copy_source(copy_source(from))
+            .metadata_directive(MetadataDirective::Replace)
+            .content_type("application/json")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata("flowvault-run-id", &self.run_id);
+        if let Some(org) = self.org_id.get() {
+            req = req.metadata("flowvault-org-id", org);
+        }
+        if let Some(sse) = &self.options.sse {
+            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+        }
+        if let Some(k) = &self.options.sse_kms_key_id {
+            req = req.ssekms_key_id(k);
+        }
+        if let Some(c) = &self.options.storage_class {
+            req = req.storage_class(StorageClass::from(c.as_str()));
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.store_error(&format!("cannot copy s3://{}/{} to", from.bucket, from.key), &key, &e))?;
+        let copied = out
+            .copy_object_result()
+            .and_then(|r| r.checksum_sha256())
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+        match copied {
+            Some(sha) if hex::encode(&sha) != sha256 => Err(SinkError::Store {
+                message: format!(
+                    "the copy of s3://{}/{} at s3://{}/{key} has SHA-256 {} where the manifest says {sha256}",
+                    from.bucket,
+                    from.key,
+                    self.bucket,
+                    hex::encode(&sha)
+                ),
+                retryable: false,
+            }),
+            _ => Ok(()),
+        }
     }
 
     async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError> {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::{ARCHIVE_NAME, MANIFEST_NAME, RunStore, Sink, SinkError, Upload};
+use super::{ARCHIVE_NAME, MANIFEST_NAME, RunStore, Sink, SinkError, Spooled, Upload};
 
 /// Streams tar entries through gzip into a buffer the caller drains.
 pub struct TarGzEncoder {
@@ -41,14 +41,29 @@ impl TarGzEncoder {
 
     /// Appends one regular file entry named `path` holding `data`.
     pub fn append(&mut self, path: &str, data: &[u8]) -> io::Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_entry_type(tar::EntryType::Regular);
+        let mut header = member_header(data.len() as u64);
         self.builder.append_data(&mut header, path, data)
+    }
+
+    /// Starts a member of `size` bytes whose data follows in pieces ([`TarGzEncoder::member_data`],
+    /// then [`TarGzEncoder::end_member`]): for data too large to hold at once. Written exactly as
+    /// [`TarGzEncoder::append`] writes it; `path` must fit the header (100 bytes).
+    pub fn begin_member(&mut self, path: &str, size: u64) -> io::Result<()> {
+        let mut header = member_header(size);
+        header.set_path(path)?;
+        header.set_cksum();
+        self.builder.get_mut().write_all(header.as_bytes())
+    }
+
+    /// A piece of the member begun last.
+    pub fn member_data(&mut self, data: &[u8]) -> io::Result<()> {
+        self.builder.get_mut().write_all(data)
+    }
+
+    /// Ends the member begun last (of `size` bytes), padding it to the tar block.
+    pub fn end_member(&mut self, size: u64) -> io::Result<()> {
+        let pad = (512 - (size % 512) as usize) % 512;
+        self.builder.get_mut().write_all(&[0; 512][..pad])
     }
 
     /// The compressed bytes produced so far and not yet taken.
@@ -71,6 +86,17 @@ impl TarGzEncoder {
 }
 
 /// `RUN/flows.tar.gz` over any store, and `RUN/manifest.json` beside it.
+fn member_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+}
+
 pub struct TarGzSink {
     store: Arc<dyn RunStore>,
     encoder: Option<TarGzEncoder>,
@@ -99,6 +125,36 @@ impl TarGzSink {
         let encoder = self.encoder.as_mut().ok_or(SinkError::Closed)?;
         let encoded = encoder.append(name, data).map(|()| encoder.take_output());
         let out = encoded.map_err(|e| self.encode_error(e))?;
+        self.write(out).await
+    }
+
+    /// Appends a spooled document as a member, a piece at a time.
+    async fn append_spooled(&mut self, name: &str, data: &Spooled) -> Result<(), SinkError> {
+        let size = data.len();
+        self.encode(|e| e.begin_member(name, size))?;
+        let mut offset = 0;
+        loop {
+            let piece = data.chunk(offset).map_err(|e| self.encode_error(e))?;
+            if piece.is_empty() {
+                break;
+            }
+            offset += piece.len() as u64;
+            let out = self.encode(|e| e.member_data(&piece))?;
+            self.write(out).await?;
+        }
+        let out = self.encode(|e| e.end_member(size))?;
+        self.write(out).await
+    }
+
+    /// Runs `step` on the encoder and returns the output it produced.
+    fn encode(&mut self, step: impl FnOnce(&mut TarGzEncoder) -> io::Result<()>) -> Result<Vec<u8>, SinkError> {
+        let encoder = self.encoder.as_mut().ok_or(SinkError::Closed)?;
+        let encoded = step(encoder).map(|()| encoder.take_output());
+        encoded.map_err(|e| self.encode_error(e))
+    }
+
+    /// Sends encoded bytes to the archive's upload, starting it on the first bytes.
+    async fn write(&mut self, out: Vec<u8>) -> Result<(), SinkError> {
         if self.upload.is_none() {
             self.upload = Some(self.store.create_upload(ARCHIVE_NAME, "application/gzip").await?);
         }
@@ -119,8 +175,8 @@ impl Sink for TarGzSink {
         self.append(name, &document).await
     }
 
-    async fn finish(&mut self, manifest: Bytes) -> Result<(), SinkError> {
-        self.append(MANIFEST_NAME, &manifest).await?;
+    async fn finish(&mut self, manifest: &Spooled) -> Result<(), SinkError> {
+        self.append_spooled(MANIFEST_NAME, manifest).await?;
         let encoder = self.encoder.take().ok_or(SinkError::Closed)?;
         let tail = encoder.finish().map_err(|e| self.encode_error(e))?;
         let mut upload = self.upload.take().ok_or(SinkError::Closed)?;
@@ -133,15 +189,15 @@ impl Sink for TarGzSink {
             upload.discard().await;
             return Err(e);
         }
-        self.store.put(MANIFEST_NAME, manifest, "application/json").await
+        manifest.store_as(&*self.store, MANIFEST_NAME).await
     }
 
-    async fn abort(&mut self, manifest: Bytes) -> Result<(), SinkError> {
+    async fn abort(&mut self, manifest: &Spooled) -> Result<(), SinkError> {
         self.encoder = None;
         if let Some(mut upload) = self.upload.take() {
             upload.discard().await;
         }
-        self.store.put(MANIFEST_NAME, manifest, "application/json").await
+        manifest.store_as(&*self.store, MANIFEST_NAME).await
     }
 
     fn set_org(&self, org_id: &str) {
@@ -157,6 +213,26 @@ impl Sink for TarGzSink {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn a_member_written_in_pieces_is_the_member_written_whole() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let mut whole = TarGzEncoder::new();
+        whole.append("manifest.json", &data).unwrap();
+        let mut pieces = TarGzEncoder::new();
+        pieces.begin_member("manifest.json", data.len() as u64).unwrap();
+        for piece in data.chunks(700) {
+            pieces.member_data(piece).unwrap();
+        }
+        pieces.end_member(data.len() as u64).unwrap();
+        let tar = |gz: Vec<u8>| {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+            out
+        };
+        // The same tar bytes (the deflate stream may differ with how its input was cut).
+        assert_eq!(tar(whole.finish().unwrap()), tar(pieces.finish().unwrap()));
+    }
 
     fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut enc = TarGzEncoder::new();

@@ -1,0 +1,363 @@
+//! The previous run an incremental export (`--since`) carries unchanged flows from.
+//!
+//! A flow is carried, not fetched, when its listing row (every field, canonicalized) is the one
+//! the previous run recorded, and every document this run wants of it is in the previous run at
+//! the same path, same content and version, and still has the SHA-256 the previous manifest
+//! says. Anything else — a changed row, a new flow, a document missing or damaged — is fetched.
+//! A previous run that cannot be used at all (missing, incomplete, another org, too old to rest
+//! on: `--full-every`) makes a full run, and the manifest says why.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
+
+use crate::archive::{self, Latest, RunHandle};
+use crate::genesys::{FlowId, Organization};
+use crate::manifest::{Content, Document, Manifest, Outcome, RunRef, Source};
+use crate::sink::CopySource;
+use crate::sink::s3::S3Options;
+
+/// `--since` and `--full-every`.
+#[derive(Debug, Clone)]
+pub struct SinceOptions {
+    /// A run as `verify` takes it (`DEST/RUN`, `s3://bucket/prefix/RUN`), or with `latest` the
+    /// destination whose newest complete run to use.
+    pub spec: String,
+    /// Use the newest complete run of `spec`.
+    pub latest: bool,
+    /// A run is full when the last full run started longer ago than this.
+    pub full_every: Duration,
+    /// How to reach S3, when the run is there.
+    pub s3: S3Options,
+}
+
+/// A usable previous run.
+pub(super) struct Base {
+    /// Its run id.
+    pub run_id: String,
+    /// The full run it rests on.
+    pub last_full: RunRef,
+    rows: HashMap<FlowId, BaseRow>,
+    run: RunHandle,
+    /// The previous archive's members, extracted (and verified) on first use.
+    archive: Option<OnceCell<Option<Extracted>>>,
+    /// Copy objects inside the store rather than through flowvault.
+    server_copy: bool,
+}
+
+struct BaseRow {
+    listing_sha256: String,
+    documents: Vec<Document>,
+    fetched_in: String,
+}
+
+/// How a carried document reaches the new run.
+pub(super) enum Carry {
+    /// Its bytes, read and verified.
+    Bytes(Bytes),
+    /// A store-side copy of a verified object.
+    Copy(CopySource),
+}
+
+/// What carrying a flow came to.
+pub(super) struct Carried {
+    pub documents: Vec<(Document, Carry)>,
+    pub from: String,
+    pub fetched_in: String,
+}
+
+/// Opens the previous run `options` name, or says why this run is a full one (`None`: no
+/// `--since`). `org` is the org this run reads.
+pub(super) async fn open(
+    options: Option<&SinceOptions>,
+    org: Option<&Organization>,
+    server_copy: bool,
+) -> (Option<Base>, Option<String>) {
+    let Some(options) = options else {
+        return (None, None);
+    };
+    match try_open(options, org, server_copy).await {
+        Ok(base) => {
+            info!(
+                previous = %base.run.location,
+                carryable = base.rows.len(),
+                "incremental run: unchanged flows are carried over from {}",
+                base.run.location
+            );
+            (Some(base), None)
+        }
+        Err((why, expected)) => {
+            if expected {
+                info!("fetching every flow: {why}");
+            } else {
+                warn!("fetching every flow: {why}");
+            }
+            (None, Some(why))
+        }
+    }
+}
+
+/// The base, or why there is none and whether that is expected (a full run due) or a problem.
+async fn try_open(
+    options: &SinceOptions,
+    org: Option<&Organization>,
+    server_copy: bool,
+) -> Result<Base, (String, bool)> {
+    let problem = |why: String| (why, false);
+    let latest = options.latest.then_some(Latest::Complete);
+    let run = archive::locate(&options.spec, latest, &options.s3)
+        .await
+        .map_err(|e| problem(format!("the previous run cannot be used: {e}")))?;
+    let m = run
+        .manifest()
+        .await
+        .map_err(|e| problem(format!("the previous run cannot be used: {e}")))?;
+    let location = run.location.clone();
+    if !m.complete {
+        return Err(problem(format!("the previous run {location} is not complete")));
+    }
+    if let (Some(now), Some(then)) = (org, &m.organization)
+        && now.id != then.id
+    {
+        return Err(problem(format!(
+            "the previous run {location} is of another org ({}, not {})",
+            then.describe(),
+            now.describe()
+        )));
+    }
+    let last_full = last_full_run(&m);
+    if let Some(age) = age_of(&last_full.started_at)
+        && age > options.full_every
+    {
+        let why = format!(
+            "a full run is due: the last full run ({}, started {}) is older than --full-every {}",
+            last_full.run_id,
+            last_full.started_at,
+            humantime(options.full_every)
+        );
+        return Err((why, true));
+    }
+    let rows = carryable_rows(m);
+    Ok(Base {
+        run_id: run.run_id.clone(),
+        last_full,
+        rows,
+        archive: run.has_archive.then(OnceCell::new),
+        server_copy: server_copy && !run.has_archive,
+        run,
+    })
+}
+
+/// The full run a manifest rests on: its own record, or itself for a manifest from before
+/// incremental runs (a full run).
+fn last_full_run(m: &Manifest) -> RunRef {
+    m.last_full_run.clone().unwrap_or_else(|| RunRef {
+        run_id: m.run_id.clone(),
+        started_at: m.started_at.clone(),
+    })
+}
+
+fn age_of(started_at: &str) -> Option<Duration> {
+    let started = time::OffsetDateTime::parse(started_at, &time::format_description::well_known::Rfc3339).ok()?;
+    let age = time::OffsetDateTime::now_utc() - started;
+    Some(Duration::try_from(age).unwrap_or(Duration::ZERO))
+}
+
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// The rows a flow can be carried from: exported, with a listing fingerprint.
+fn carryable_rows(m: Manifest) -> HashMap<FlowId, BaseRow> {
+    let run_id = m.run_id;
+    m.flows
+        .into_iter()
+        .filter(|r| r.outcome == Outcome::Exported && !r.documents.is_empty())
+        .filter_map(|r| {
+            let fetched_in = match r.source {
+                Some(Source::Carried) => r.fetched_in.clone().unwrap_or_else(|| run_id.clone()),
+                _ => run_id.clone(),
+            };
+            Some((
+                FlowId::new(&r.id),
+                BaseRow {
+                    listing_sha256: r.listing_sha256?,
+                    documents: r.documents,
+                    fetched_in,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// One document this run wants of a flow.
+pub(super) struct Want<'a> {
+    pub contents: &'a [Content],
+    pub version: Option<&'a str>,
+    pub path: &'a str,
+}
+
+impl Base {
+    /// The previous run's documents for flow `id` when its listing row is unchanged and every
+    /// wanted document is there (same content, version and path); `optional` ones are added when
+    /// present.
+    pub fn plan(
+        &self,
+        id: &str,
+        listing_sha256: &str,
+        wanted: &[Want<'_>],
+        optional: &[Want<'_>],
+    ) -> Option<Vec<Document>> {
+        let row = self.rows.get(&FlowId::new(id))?;
+        if row.listing_sha256 != listing_sha256 {
+            return None;
+        }
+        let find = |w: &Want<'_>| {
+            row.documents
+                .iter()
+                .find(|d| d.path == w.path && d.contents == w.contents && d.version.as_deref() == w.version)
+                .cloned()
+        };
+        let mut docs = wanted.iter().map(find).collect::<Option<Vec<_>>>()?;
+        docs.extend(optional.iter().filter_map(find));
+        Some(docs)
+    }
+
+    /// Reads and verifies `docs` of flow `id` (or, for objects in S3, checks the store's
+    /// SHA-256 so they can be copied inside it). `None`, with the reason logged, when any of
+    /// them cannot be carried: the flow is then fetched.
+    pub async fn carry(&self, id: &str, docs: Vec<Document>) -> Option<Carried> {
+        let mut out = Vec::with_capacity(docs.len());
+        for doc in docs {
+            match self.carry_one(&doc).await {
+                Ok(carry) => out.push((doc, carry)),
+                Err(why) => {
+                    warn!(
+                        "flow {id} is fetched: its document {} in {} {why}",
+                        doc.path, self.run.location
+                    );
+                    return None;
+                }
+            }
+        }
+        let fetched_in = self.rows.get(&FlowId::new(id))?.fetched_in.clone();
+        Some(Carried {
+            documents: out,
+            from: self.run_id.clone(),
+            fetched_in,
+        })
+    }
+
+    async fn carry_one(&self, doc: &Document) -> Result<Carry, String> {
+        if let Some(cell) = &self.archive {
+            let extracted = cell.get_or_init(|| extract(&self.run, &self.rows)).await;
+            let Some(extracted) = extracted else {
+                return Err("cannot be read (the previous archive is unreadable)".into());
+            };
+            let bytes = extracted.read(&doc.path).ok_or("is missing or damaged")?;
+            return verified(bytes, &doc.sha256);
+        }
+        let name = self.run.name(&doc.path);
+        if self.server_copy
+            && let Some(source) = self.run.reader.copy_source(&name)
+        {
+            match self.run.reader.stored_sha256(&name).await {
+                Ok(Some(b64)) => {
+                    let stored = base64::engine::general_purpose::STANDARD
+                        .decode(&b64)
+                        .map(hex::encode)
+                        .unwrap_or_default();
+                    return if stored == doc.sha256 {
+                        Ok(Carry::Copy(source))
+                    } else {
+                        Err(format!("has SHA-256 {stored}, not {}", doc.sha256))
+                    };
+                }
+                Ok(None) => {} // stored without a checksum: read it instead
+                Err(e) => return Err(format!("cannot be checked: {e}")),
+            }
+        }
+        match self.run.reader.read(&name).await {
+            Ok(Some(bytes)) => verified(bytes, &doc.sha256),
+            Ok(None) => Err("is missing".into()),
+            Err(e) => Err(format!("cannot be read: {e}")),
+        }
+    }
+}
+
+fn verified(bytes: Bytes, sha256: &str) -> Result<Carry, String> {
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual == sha256 {
+        Ok(Carry::Bytes(bytes))
+    } else {
+        Err(format!("has SHA-256 {actual}, not {sha256} as its manifest says"))
+    }
+}
+
+/// The previous archive's members that the manifest names, unpacked into a temporary file.
+struct Extracted {
+    file: Arc<File>,
+    members: HashMap<String, (u64, u32)>,
+}
+
+impl Extracted {
+    fn read(&self, path: &str) -> Option<Bytes> {
+        let (offset, len) = *self.members.get(path)?;
+        let mut buf = vec![0; len as usize];
+        self.file.read_exact_at(&mut buf, offset).ok()?;
+        Some(Bytes::from(buf))
+    }
+}
+
+/// Streams the previous archive once, keeping the members some carryable row names (a tar.gz
+/// can only be read front to back; the new archive wants them in its own order).
+async fn extract(run: &RunHandle, rows: &HashMap<FlowId, BaseRow>) -> Option<Extracted> {
+    let file = match tempfile::tempfile() {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            warn!("cannot create a temporary file to unpack the previous archive: {e}");
+            return None;
+        }
+    };
+    let wanted: std::collections::HashSet<String> = rows
+        .values()
+        .flat_map(|r| r.documents.iter().map(|d| d.path.clone()))
+        .collect();
+    let writer = file.clone();
+    let mut end = 0u64;
+    let unpacked = archive::each_member(run, move |name, body| {
+        if !wanted.contains(name) {
+            return None;
+        }
+        let len = u32::try_from(body.len()).ok()?;
+        writer.write_all_at(body, end).ok()?;
+        let at = end;
+        end += u64::from(len);
+        Some((name.to_string(), (at, len)))
+    })
+    .await;
+    match unpacked {
+        Ok(members) => Some(Extracted {
+            file,
+            members: members.into_iter().collect(),
+        }),
+        Err(e) => {
+            warn!("the previous archive cannot be read ({e}); its flows are fetched");
+            None
+        }
+    }
+}
