@@ -370,6 +370,19 @@ fn the_shipped_policy_allows_exactly_the_s3_calls_flowvault_makes() {
         ("s3:PutObject", format!("{run}/manifest.json"), vec![]),
         ("s3:AbortMultipartUpload", format!("{run}/flows.tar.gz"), vec![]),
         ("s3:GetObject", format!("{run}/manifest.json"), vec![]), // verify, diff, restore; HeadObject
+        // --since: the previous run's manifest and archive (GetObject), its objects' stored
+        // checksums (HeadObject) and CopyObject (GetObject on the source, PutObject on the copy).
+        (
+            "s3:GetObject",
+            format!("{bucket}/{prefix}/acme/20261128T020000Z/flows.tar.gz"),
+            vec![],
+        ),
+        (
+            "s3:GetObject",
+            format!("{bucket}/{prefix}/acme/20261128T020000Z/flows/bot/x--1.json"),
+            vec![],
+        ),
+        ("s3:PutObject", format!("{run}/flows/bot/x--1.json"), vec![]),
         ("kms:GenerateDataKey", key.into(), vec![]),
         ("kms:Decrypt", key.into(), vec![]),
     ];

@@ -4,80 +4,9 @@
 
 mod support;
 
-use std::process::Output;
-
-use flowvault::sim::{ConfigSource, SimServer, generate_org};
-use support::s3::{BUCKET, S3Server};
-use support::targets::{EVERY_TARGET, Target};
+use flowvault::sim::{ConfigSource, generate_org};
+use support::targets::{EVERY_TARGET, Place, Target};
 use support::*;
-
-/// A destination the test can export to, tamper with and read back.
-struct Place {
-    dir: tempfile::TempDir,
-    s3: Option<S3Server>,
-    format: &'static str,
-}
-
-impl Place {
-    async fn new(target: Target) -> Place {
-        let (format, s3) = target.start().await;
-        Place {
-            dir: tempfile::tempdir().unwrap(),
-            s3,
-            format,
-        }
-    }
-
-    fn dest(&self) -> String {
-        match &self.s3 {
-            Some(_) => format!("s3://{BUCKET}/vault"),
-            None => self.dir.path().to_string_lossy().into_owned(),
-        }
-    }
-
-    fn run(&self, id: &str) -> String {
-        format!("{}/{id}", self.dest())
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        self.s3.as_ref().map(S3Server::env).unwrap_or_default()
-    }
-
-    async fn export(&self, sim: &SimServer, id: &str) -> Output {
-        let mut cmd = export_cmd(sim, std::path::Path::new(&self.dest()), id);
-        cmd.args(["--format", self.format]).envs(self.env());
-        run(&mut cmd).await
-    }
-
-    async fn flowvault(&self, args: &[&str]) -> Output {
-        run(flowvault().args(args).envs(self.env())).await
-    }
-
-    async fn read(&self, name: &str) -> Vec<u8> {
-        match &self.s3 {
-            Some(s3) => s3.get(&format!("vault/{name}")).await,
-            None => std::fs::read(self.dir.path().join(name)).unwrap(),
-        }
-    }
-
-    async fn write(&self, name: &str, body: Vec<u8>) {
-        match &self.s3 {
-            Some(s3) => s3.put(&format!("vault/{name}"), body).await,
-            None => {
-                let path = self.dir.path().join(name);
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(path, body).unwrap();
-            }
-        }
-    }
-
-    async fn remove(&self, name: &str) {
-        match &self.s3 {
-            Some(s3) => s3.delete(&format!("vault/{name}")).await,
-            None => std::fs::remove_file(self.dir.path().join(name)).unwrap(),
-        }
-    }
-}
 
 fn tar_gz(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));

@@ -51,6 +51,9 @@ pub(super) struct Base {
     archive: Option<OnceCell<Option<Extracted>>>,
     /// Copy objects inside the store rather than through flowvault.
     server_copy: bool,
+    /// Documents carried by a copy inside the store, and through flowvault.
+    copied: std::sync::atomic::AtomicU64,
+    read: std::sync::atomic::AtomicU64,
 }
 
 struct BaseRow {
@@ -153,6 +156,8 @@ async fn try_open(
         archive: run.has_archive.then(OnceCell::new),
         server_copy: server_copy && !run.has_archive,
         run,
+        copied: Default::default(),
+        read: Default::default(),
     })
 }
 
@@ -269,7 +274,7 @@ impl Base {
                 return Err("cannot be read (the previous archive is unreadable)".into());
             };
             let bytes = extracted.read(&doc.path).ok_or("is missing or damaged")?;
-            return verified(bytes, &doc.sha256);
+            return self.count_read(verified(bytes, &doc.sha256));
         }
         let name = self.run.name(&doc.path);
         if self.server_copy
@@ -282,6 +287,7 @@ impl Base {
                         .map(hex::encode)
                         .unwrap_or_default();
                     return if stored == doc.sha256 {
+                        self.copied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         Ok(Carry::Copy(source))
                     } else {
                         Err(format!("has SHA-256 {stored}, not {}", doc.sha256))
@@ -292,10 +298,31 @@ impl Base {
             }
         }
         match self.run.reader.read(&name).await {
-            Ok(Some(bytes)) => verified(bytes, &doc.sha256),
+            Ok(Some(bytes)) => self.count_read(verified(bytes, &doc.sha256)),
             Ok(None) => Err("is missing".into()),
             Err(e) => Err(format!("cannot be read: {e}")),
         }
+    }
+}
+
+impl Base {
+    fn count_read(&self, carry: Result<Carry, String>) -> Result<Carry, String> {
+        if carry.is_ok() {
+            self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        carry
+    }
+
+    /// Logs how the carried documents travelled.
+    pub fn log_summary(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        info!(
+            copied = self.copied.load(Relaxed),
+            read = self.read.load(Relaxed),
+            "carried documents: {} copied inside the store, {} read, verified and written",
+            self.copied.load(Relaxed),
+            self.read.load(Relaxed)
+        );
     }
 }
 

@@ -175,9 +175,12 @@ pub async fn run(
         },
     };
     let since = base.as_ref().map(|b| b.run_id.clone());
-    let collected = collect::collect(client.clone(), &mut *sink, &options, base, &stop)
+    let collected = collect::collect(client.clone(), &mut *sink, &options, base.clone(), &stop)
         .instrument(span.clone())
         .await;
+    if let Some(b) = &base {
+        span.in_scope(|| b.log_summary());
+    }
     let (mut rows, mut error) = (collected.rows, collected.error);
     let mut unseen = None;
     if error.is_none() && stop.cause().is_none() {

@@ -1,6 +1,7 @@
 //! Where a case writes (local or S3, tar-gz or objects), and a run read back from any of them.
 
 use std::collections::BTreeMap;
+use std::process::Output;
 
 use flowvault::manifest::Manifest;
 use flowvault::sim::SimServer;
@@ -60,33 +61,101 @@ impl Target {
     }
 }
 
+/// The prefix runs go under in a test bucket.
+const PREFIX: &str = "c";
+
+/// A destination the test can export to, tamper with and read back.
+pub struct Place {
+    pub dir: tempfile::TempDir,
+    pub s3: Option<S3Server>,
+    pub format: &'static str,
+}
+
+impl Place {
+    pub async fn new(target: Target) -> Place {
+        let (format, s3) = target.start().await;
+        Place {
+            dir: tempfile::tempdir().unwrap(),
+            s3,
+            format,
+        }
+    }
+
+    pub fn dest(&self) -> String {
+        match &self.s3 {
+            Some(_) => format!("s3://{BUCKET}/{PREFIX}"),
+            None => self.dir.path().to_string_lossy().into_owned(),
+        }
+    }
+
+    pub fn run(&self, id: &str) -> String {
+        format!("{}/{id}", self.dest())
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        self.s3.as_ref().map(S3Server::env).unwrap_or_default()
+    }
+
+    pub async fn export(&self, sim: &SimServer, id: &str) -> Output {
+        let mut cmd = export_cmd(sim, std::path::Path::new(&self.dest()), id);
+        cmd.args(["--format", self.format]).envs(self.env());
+        run(&mut cmd).await
+    }
+
+    pub async fn flowvault(&self, args: &[&str]) -> Output {
+        run(flowvault().args(args).envs(self.env())).await
+    }
+
+    pub async fn read(&self, name: &str) -> Vec<u8> {
+        match &self.s3 {
+            Some(s3) => s3.get(&format!("{PREFIX}/{name}")).await,
+            None => std::fs::read(self.dir.path().join(name)).unwrap(),
+        }
+    }
+
+    pub async fn write(&self, name: &str, body: Vec<u8>) {
+        match &self.s3 {
+            Some(s3) => s3.put(&format!("{PREFIX}/{name}"), body).await,
+            None => {
+                let path = self.dir.path().join(name);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, body).unwrap();
+            }
+        }
+    }
+
+    pub async fn remove(&self, name: &str) {
+        match &self.s3 {
+            Some(s3) => s3.delete(&format!("{PREFIX}/{name}")).await,
+            None => std::fs::remove_file(self.dir.path().join(name)).unwrap(),
+        }
+    }
+    /// Exports `sim` as run `id` with `extra` flags and reads it back.
+    pub async fn export_read(&self, sim: &SimServer, id: &str, extra: &[&str]) -> Run {
+        let mut cmd = export_cmd(sim, std::path::Path::new(&self.dest()), id);
+        cmd.args(["--format", self.format]).args(extra).envs(self.env());
+        let out = run(&mut cmd).await;
+        let text = all_output(&out);
+        assert_no_secrets(&text, sim);
+        let (manifest, documents) = match &self.s3 {
+            None => read_local(&self.dir.path().join(id), self.format),
+            Some(s3) => read_s3(s3, id, self.format).await,
+        };
+        Run {
+            code: out.status.code(),
+            text,
+            manifest,
+            documents,
+            s3: None,
+        }
+    }
+}
+
 /// Exports `sim` to `target` with `extra` flags and reads everything back.
 pub async fn export_to(sim: &SimServer, target: Target, extra: &[&str]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let (format, s3) = target.start().await;
-    let to = match &s3 {
-        Some(_) => format!("s3://{BUCKET}/c"),
-        None => dir.path().to_string_lossy().into_owned(),
-    };
-    let mut cmd = export_cmd(sim, std::path::Path::new(&to), "r");
-    cmd.args(["--format", format]).args(extra);
-    if let Some(s3) = &s3 {
-        cmd.envs(s3.env());
-    }
-    let out = run(&mut cmd).await;
-    let text = all_output(&out);
-    assert_no_secrets(&text, sim);
-    let (manifest, documents) = match &s3 {
-        None => read_local(&dir.path().join("r"), format),
-        Some(s3) => read_s3(s3, format).await,
-    };
-    Run {
-        code: out.status.code(),
-        text,
-        manifest,
-        documents,
-        s3,
-    }
+    let place = Place::new(target).await;
+    let run = place.export_read(sim, "r", extra).await;
+    Run { s3: place.s3, ..run }
 }
 
 fn read_local(run_dir: &std::path::Path, format: &str) -> (Manifest, BTreeMap<String, Vec<u8>>) {
@@ -107,16 +176,17 @@ fn read_local(run_dir: &std::path::Path, format: &str) -> (Manifest, BTreeMap<St
     (manifest, documents)
 }
 
-async fn read_s3(s3: &S3Server, format: &str) -> (Manifest, BTreeMap<String, Vec<u8>>) {
-    let manifest: Manifest = serde_json::from_slice(&s3.get("c/r/manifest.json").await).unwrap();
+async fn read_s3(s3: &S3Server, run_id: &str, format: &str) -> (Manifest, BTreeMap<String, Vec<u8>>) {
+    let manifest: Manifest =
+        serde_json::from_slice(&s3.get(&format!("{PREFIX}/{run_id}/manifest.json")).await).unwrap();
     let mut documents = BTreeMap::new();
     if format == "tar-gz" {
-        let archive = s3.get("c/r/flows.tar.gz").await;
+        let archive = s3.get(&format!("{PREFIX}/{run_id}/flows.tar.gz")).await;
         assert_archive_matches_manifest(&archive, &manifest);
         documents.extend(read_tar_gz(&archive).into_iter().filter(|(n, _)| n != "manifest.json"));
     } else {
-        for key in s3.keys("c/r/flows/").await {
-            let name = key.trim_start_matches("c/r/").to_string();
+        for key in s3.keys(&format!("{PREFIX}/{run_id}/flows/")).await {
+            let name = key.trim_start_matches(&format!("{PREFIX}/{run_id}/")).to_string();
             documents.insert(name, s3.get(&key).await);
         }
     }

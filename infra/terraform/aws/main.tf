@@ -239,6 +239,11 @@ resource "aws_ecs_task_definition" "job" {
     operating_system_family = "LINUX"
     cpu_architecture        = "X86_64"
   }
+  # Writable scratch under a read-only root: spooled manifest rows, and the previous tar.gz
+  # unpacked for --since (Fargate's task storage).
+  volume {
+    name = "tmp"
+  }
   container_definitions = templatefile("${path.module}/container-definitions.json.tftpl", {
     image                = var.image
     genesys_region       = var.genesys_region
