@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use flowvault::manifest::{Manifest, Outcome};
 use flowvault::sim::{SimConfig, SimRateLimit, SimServer};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::targets::{Place, Target};
+
 const CLIENT_ID: &str = "bench";
 const CLIENT_SECRET: &str = "bench-secret";
 
@@ -37,6 +41,8 @@ struct Figures {
     ratio: Option<f64>,
     /// Achieved ÷ L between the first and the last accepted request (pacing alone).
     paced_ratio: Option<f64>,
+    /// Achieved ÷ L from the end of the first throttled window on, and the 429s in that time.
+    learned: Option<(f64, u64)>,
     lost: i64,
     peak_rss_mib: f64,
     archive_bytes: u64,
@@ -80,6 +86,7 @@ fn main() {
             sc(1000, None, 100, 50),
             sc(10000, Some(200), 100, 0),
             sc(10000, None, 0, 0),
+            sc(50000, None, 0, 0),
             Scenario {
                 client_off: true,
                 ..sc(1000, Some(50), 100, 0)
@@ -90,17 +97,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let incremental_only = args.iter().any(|a| a == "--incremental");
     println!(
         "flowvault export benchmark ({} scenarios); machine: {}",
         scenarios.len(),
         machine()
     );
-    println!();
-    println!(
-        "| N | L (req/s) | D | requests | 429s | wall | floor | achieved ÷ L (wall) | achieved ÷ L (configuration span) | lost | peak RSS | archive | gzip MB/s | tutorial ÷ L | tutorial lost |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for s in scenarios {
+    if !incremental_only {
+        println!();
+        println!(
+            "| N | L (req/s) | D | requests | 429s | wall | floor | achieved ÷ L (wall) | achieved ÷ L (configuration span) | after the first 429 window: ÷ L, 429s | lost | peak RSS | archive | gzip MB/s | tutorial ÷ L | tutorial lost |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    }
+    for s in scenarios.into_iter().filter(|_| !incremental_only) {
         let f = runtime.block_on(run_flowvault(s));
         let (tut_ratio, tut_lost) = if s.baseline > 0 {
             runtime.block_on(run_tutorial(s))
@@ -109,7 +119,7 @@ fn main() {
         };
         let gzip = gzip_mb_per_s(f.document_bytes);
         println!(
-            "| {} | {} | {} ms | {} | {} | {:.1} s | {} | {} | {} | {} | {:.1} MiB | {:.1} MB | {:.0} | {} | {} |",
+            "| {} | {} | {} ms | {} | {} | {:.1} s | {} | {} | {} | {} | {} | {:.1} MiB | {:.1} MB | {:.0} | {} | {} |",
             s.flows,
             s.limit
                 .map(|l| if s.client_off {
@@ -127,6 +137,9 @@ fn main() {
                 .unwrap_or_else(|| "–".into()),
             f.ratio.map(|r| format!("**{r:.3}**")).unwrap_or_else(|| "–".into()),
             f.paced_ratio.map(|r| format!("{r:.3}")).unwrap_or_else(|| "–".into()),
+            f.learned
+                .map(|(r, t)| format!("{r:.3}, {t}"))
+                .unwrap_or_else(|| "–".into()),
             f.lost,
             f.peak_rss_mib,
             f.archive_bytes as f64 / 1e6,
@@ -136,6 +149,10 @@ fn main() {
                 .map(|l| format!("{l} of {}", s.baseline))
                 .unwrap_or_else(|| "–".into()),
         );
+    }
+    if incremental_only || (!quick && only.is_none()) {
+        println!();
+        incremental(&runtime);
     }
 }
 
@@ -213,6 +230,10 @@ async fn run_flowvault(s: Scenario) -> Figures {
         .limit
         .filter(|_| span > 0.0)
         .map(|l| ((configs - 1) as f64 / span) / l as f64);
+    let learned = s.limit.and_then(|l| {
+        let (n, t, secs) = sim.stats().after_first_throttled_window(Duration::from_secs(1))?;
+        (secs > 0.0).then(|| ((n.saturating_sub(1)) as f64 / secs / l as f64, t))
+    });
     let archive_bytes = std::fs::metadata(dir.path().join("bench/flows.tar.gz"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -229,6 +250,7 @@ async fn run_flowvault(s: Scenario) -> Figures {
         floor,
         ratio,
         paced_ratio,
+        learned,
         lost: s.flows as i64 - handled as i64,
         peak_rss_mib: maxrss_kib as f64 / 1024.0,
         archive_bytes,
@@ -351,4 +373,77 @@ fn machine() -> String {
         "{} cores, {cpu}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     )
+}
+
+/// Flows in the org of the incremental runs, and their pace.
+const INCREMENTAL_FLOWS: usize = 5000;
+const INCREMENTAL_LIMIT: u32 = 200;
+
+/// A full run, then incremental runs after 1% and after 10% more of the flows changed, for each
+/// store and format: configuration requests and wall time as a share of the full run's.
+fn incremental(runtime: &tokio::runtime::Runtime) {
+    println!("Incremental runs (`--since latest`), {INCREMENTAL_FLOWS} flows, L = {INCREMENTAL_LIMIT}/s, D = 100 ms:");
+    println!();
+    println!("| destination | run | flows changed | configuration requests | ÷ full | wall | ÷ full | carried |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for target in [
+        Target::LocalTarGz,
+        Target::LocalObjects,
+        Target::SeaweedTarGz,
+        Target::SeaweedObjects,
+    ] {
+        runtime.block_on(incremental_runs(target));
+    }
+}
+
+async fn incremental_runs(target: Target) {
+    let mut config = SimConfig::generated(INCREMENTAL_FLOWS, 2026, support::CLIENT_ID, support::CLIENT_SECRET);
+    config.latency = Duration::from_millis(100);
+    config.rate_limit = Some(SimRateLimit {
+        requests: INCREMENTAL_LIMIT,
+        window: Duration::from_secs(1),
+    });
+    let sim = SimServer::start(config, SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
+        .await
+        .expect("sim");
+    let place = Place::new(target).await;
+    let rate = format!("{INCREMENTAL_LIMIT}/s");
+    let ids: Vec<String> = sim.flows().iter().map(|f| f.id().to_string()).collect();
+    let mut full: Option<(u64, f64)> = None;
+    for (run_id, every) in [("full", 0), ("changed-1pct", 100), ("changed-10pct", 10)] {
+        let changed = if every == 0 {
+            0
+        } else {
+            ids.iter()
+                .step_by(every)
+                .filter(|id| {
+                    sim.update_flow(id, |f| {
+                        f.save_version(format!(r#"{{"name":"edited in {run_id}","tasks":[]}}"#));
+                    })
+                })
+                .count()
+        };
+        let mut extra = vec!["--rate-limit", &rate, "--log-level", "warn"];
+        if every > 0 {
+            extra.extend(["--since", "latest"]);
+        }
+        let before = sim.stats().configuration_requests.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let out = place.export_with(&sim, run_id, &extra).await;
+        let wall = started.elapsed().as_secs_f64();
+        assert_eq!(out.status.code(), Some(0), "{}", support::all_output(&out));
+        let requests = sim.stats().configuration_requests.load(Ordering::Relaxed) - before;
+        let manifest: Manifest =
+            serde_json::from_slice(&place.read(&format!("{run_id}/manifest.json")).await).expect("manifest");
+        let (full_requests, full_wall) = *full.get_or_insert((requests, wall));
+        println!(
+            "| {} {} | {run_id} | {changed} | {requests} | {:.3} | {wall:.1} s | {:.3} | {} |",
+            if place.s3.is_some() { "S3 (SeaweedFS)" } else { "local" },
+            place.format,
+            requests as f64 / full_requests as f64,
+            wall / full_wall,
+            manifest.totals.carried
+        );
+    }
+    sim.shutdown().await;
 }

@@ -35,9 +35,6 @@ struct State {
     /// The pace learned from the last throttling: without a configured rate, the pace recovers up
     /// to it and holds it.
     learned: Option<Duration>,
-    /// The pace was set at a 429 from the requests answered so far, before those still in flight
-    /// could be counted: the estimate after the pause replaces it rather than only slowing it.
-    provisional: bool,
 }
 
 /// The share of the configured rate actually used: requests leave evenly spaced, but arrive with
@@ -75,7 +72,6 @@ impl RateLimiter {
                 recent: VecDeque::new(),
                 pending_estimate: None,
                 learned: None,
-                provisional: false,
             }),
         }
     }
@@ -85,8 +81,17 @@ impl RateLimiter {
         self.configured.map(|i| 1.0 / i.as_secs_f64())
     }
 
-    /// Waits for this caller's turn to send one request.
+    /// Waits for this caller's turn to send one request. Nobody is given a turn while the API has
+    /// everyone paused: turns are handed out when the pause ends, at the pace learned from it
+    /// (turns handed out during the pause would keep the pace from before it).
     pub async fn acquire(&self) {
+        loop {
+            let until = self.lock().paused_until;
+            if Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep_until(until).await;
+        }
         let start = {
             let mut s = self.lock();
             let now = Instant::now();
@@ -115,21 +120,6 @@ impl RateLimiter {
             s.pending_estimate = retry_after
                 .filter(|w| *w >= Duration::from_millis(100))
                 .map(|w| (now, w));
-            // Without any pace yet, everybody waiting would leave together when the pause ends and
-            // run into the same limit again: space them at what was accepted so far in the window.
-            if s.interval.is_none()
-                && let Some(window) = s.pending_estimate.map(|(_, w)| w)
-            {
-                let from = now.checked_sub(window).unwrap_or(now);
-                let accepted = s.recent.iter().filter(|t| **t >= from).count();
-                // Only with enough answers to go by; otherwise the pause alone applies, as before.
-                if accepted >= MIN_OBSERVED {
-                    s.interval = Some(Duration::from_secs_f64(
-                        window.as_secs_f64() / (accepted as f64 * HEADROOM),
-                    ));
-                    s.provisional = true;
-                }
-            }
             if let Some(i) = s.interval {
                 tracing::info!("the API throttled; pacing requests at {:.2}/s", 1.0 / i.as_secs_f64());
             }
@@ -183,19 +173,11 @@ impl State {
         let from = at.checked_sub(window).unwrap_or(at);
         let accepted = self.recent.iter().filter(|t| **t >= from && **t <= at).count();
         if accepted < MIN_OBSERVED {
-            // Too little to learn from: a provisional pace set at the 429 is dropped, not kept.
-            if std::mem::take(&mut self.provisional) {
-                self.interval = None;
-            }
-            return;
+            return; // too little to learn from
         }
         let observed = Duration::from_secs_f64(window.as_secs_f64() / (accepted as f64 * HEADROOM));
-        // Intervals: the longer one is the slower pace; a provisional one gives way to the count.
-        let interval = match self.interval {
-            Some(i) if !self.provisional => i.max(observed),
-            _ => observed,
-        };
-        self.provisional = false;
+        // Intervals: the longer one is the slower pace.
+        let interval = self.interval.map_or(observed, |i| i.max(observed));
         tracing::info!(
             "the API accepted {accepted} requests in the {:.1}s before throttling; pacing requests at {:.2}/s",
             window.as_secs_f64(),
@@ -298,6 +280,49 @@ mod tests {
         assert!(
             left.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(40)),
             "spaced at what was accepted so far (20 in the window): {left:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_callers_waiting_out_the_first_429_leave_at_the_pace_learned_from_it() {
+        let limiter = std::sync::Arc::new(RateLimiter::new(None));
+        // An opening burst: 50 requests in 0.2 s, of which only 10 have answered at the 429.
+        let mut sent = Vec::new();
+        for _ in 0..50 {
+            limiter.acquire().await;
+            sent.push(Instant::now());
+            tokio::time::advance(Duration::from_millis(4)).await;
+        }
+        for t in &sent[..10] {
+            limiter.succeeded(*t);
+        }
+        limiter.throttled(Duration::from_secs(1), Some(Duration::from_secs(1)));
+        // Twenty callers line up during the pause; the other 40 answer meanwhile.
+        let t0 = Instant::now();
+        let waiting: Vec<_> = (0..20)
+            .map(|_| {
+                let l = limiter.clone();
+                tokio::spawn(async move {
+                    l.acquire().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        for t in &sent[10..] {
+            limiter.succeeded(*t);
+        }
+        let mut left = Vec::new();
+        for w in waiting {
+            left.push(w.await.unwrap() - t0);
+        }
+        left.sort();
+        assert!(left[0] >= Duration::from_secs(1), "{left:?}");
+        let span = left[19] - left[0];
+        // 19 gaps at 48.5/s: 0.39 s (at the 10 answered by the 429 it would be 1.96 s).
+        assert!(
+            span >= Duration::from_millis(380) && span <= Duration::from_millis(400),
+            "spaced at the 50 accepted in the window, less the headroom: {span:?}"
         );
     }
 

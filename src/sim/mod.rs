@@ -245,9 +245,24 @@ pub struct SimStats {
     pub downloads: AtomicU64,
     /// Requests that change the org (create, lock, unlock, save, check in, publish, delete).
     pub write_requests: AtomicU64,
+    /// Under a rate limit: when each request was accepted, and when each was answered 429.
+    pub limited: Mutex<(Vec<Instant>, Vec<Instant>)>,
 }
 
 impl SimStats {
+    /// The pace after the client learned the limit: from the end of the first throttled window
+    /// (the first 429 plus the limit's `window`) to the last accepted request, the accepted
+    /// requests, the 429s and the seconds. `None` before any 429.
+    pub fn after_first_throttled_window(&self, window: Duration) -> Option<(u64, u64, f64)> {
+        let times = self.limited.lock().ok()?;
+        let (accepted, throttled) = &*times;
+        let from = *throttled.first()? + window;
+        let last = *accepted.iter().max()?;
+        let n = accepted.iter().filter(|t| **t >= from).count() as u64;
+        let t = throttled.iter().filter(|t| **t >= from).count() as u64;
+        Some((n, t, last.saturating_duration_since(from).as_secs_f64()))
+    }
+
     /// Seconds from the first to the latest accepted configuration request: the window in which
     /// the client was pacing itself, without the listing and round trips before and after it.
     pub fn configuration_span_secs(&self) -> Option<f64> {
@@ -631,6 +646,12 @@ async fn admit(s: &SimState, headers: &HeaderMap) -> Result<(), Response> {
                 None
             }
         };
+        if let Ok(mut times) = s.stats.limited.lock() {
+            match retry_after {
+                None => times.0.push(now),
+                Some(_) => times.1.push(now),
+            }
+        }
         if let Some(wait) = retry_after {
             s.stats.throttled.fetch_add(1, Ordering::Relaxed);
             let mut resp = error_response(

@@ -97,8 +97,13 @@ impl Place {
     }
 
     pub async fn export(&self, sim: &SimServer, id: &str) -> Output {
+        self.export_with(sim, id, &[]).await
+    }
+
+    /// Exports `sim` as run `id` with `extra` flags.
+    pub async fn export_with(&self, sim: &SimServer, id: &str, extra: &[&str]) -> Output {
         let mut cmd = export_cmd(sim, std::path::Path::new(&self.dest()), id);
-        cmd.args(["--format", self.format]).envs(self.env());
+        cmd.args(["--format", self.format]).args(extra).envs(self.env());
         run(&mut cmd).await
     }
 
@@ -132,9 +137,7 @@ impl Place {
     }
     /// Exports `sim` as run `id` with `extra` flags and reads it back.
     pub async fn export_read(&self, sim: &SimServer, id: &str, extra: &[&str]) -> Run {
-        let mut cmd = export_cmd(sim, std::path::Path::new(&self.dest()), id);
-        cmd.args(["--format", self.format]).args(extra).envs(self.env());
-        let out = run(&mut cmd).await;
+        let out = self.export_with(sim, id, extra).await;
         let text = all_output(&out);
         assert_no_secrets(&text, sim);
         let (manifest, documents) = match &self.s3 {
