@@ -225,6 +225,41 @@ async fn the_lister_hands_on_every_flow_once_even_when_deletions_shift_the_pages
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_over_flows_already_handed_on_asks_for_pages_ahead_and_still_serves_each_once() {
+    let mut config = org(200);
+    config.max_page_size = 20;
+    config.latency = std::time::Duration::from_millis(30);
+    let sim = start_sim(config).await;
+    let mut lister = FlowLister::new(
+        client_for(&sim),
+        ListOptions {
+            page_size: 20,
+            ..ListOptions::default()
+        },
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
+    let (_handled_tx, handled_rx) = tokio::sync::watch::channel(u64::MAX);
+    lister.run(tx, handled_rx).await.unwrap();
+    let mut ids = std::collections::HashSet::new();
+    while let Ok(Listed::Flow(f)) = rx.try_recv() {
+        assert!(ids.insert(f.id), "each flow is handed on once");
+    }
+    assert_eq!(ids.len(), 200);
+    let report = lister.report();
+    assert_eq!(report.unverified, None);
+    assert!(report.passes.iter().all(|p| p.flows == 200), "{:?}", report.passes);
+    let most = sim
+        .stats()
+        .listing_in_flight
+        .1
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most >= 2,
+        "pages are asked for ahead, not one round trip each: {most} at most at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_exports_the_org_into_a_memory_sink_and_seals_it() {
     let mut config = org(40);
     let gone = config.flows[7].id().to_string();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::client::{ApiError, FlowPage, GenesysClient};
 use super::flow::FlowSummary;
@@ -25,6 +25,65 @@ use super::flow_id::IdSet;
 const PAGE_SIZE_FALLBACKS: [u64; 8] = [500, 250, 100, 50, 25, 10, 5, 1];
 /// How often a page that comes back empty while the counters say more remain is asked for again.
 const EMPTY_PAGE_RETRIES: u32 = 2;
+/// Pages asked for ahead of the one being read, while `pageCount` says they exist and the flows
+/// already handed on are being taken up (so pages do not pile up in memory): a pass over an org
+/// whose flows are all known then costs a few round trips, not one per page.
+const PAGES_AHEAD: u64 = 3;
+
+/// A page asked for ahead.
+struct Ahead {
+    page: u64,
+    size: u64,
+    task: tokio::task::JoinHandle<Result<FlowPage, ApiError>>,
+}
+
+/// Pages asked for ahead; those not used by the end of a pass are cancelled.
+#[derive(Default)]
+struct PagesAhead(std::collections::VecDeque<Ahead>);
+
+impl PagesAhead {
+    /// The answer for `page` at `size`, if it was asked for ahead (stale ones are dropped).
+    async fn take(&mut self, page: u64, size: u64) -> Option<Result<FlowPage, ApiError>> {
+        while let Some(a) = self.0.front() {
+            if a.page == page && a.size == size {
+                let a = self.0.pop_front()?;
+                return a.task.await.ok();
+            }
+            if a.page > page && a.size == size {
+                return None;
+            }
+            if let Some(stale) = self.0.pop_front() {
+                stale.task.abort();
+            }
+        }
+        None
+    }
+
+    /// Asks for pages `from..=to` at `size` that are not asked for yet.
+    fn ask(&mut self, client: &Arc<GenesysClient>, filter: Option<&str>, from: u64, to: u64, size: u64) {
+        let next = self
+            .0
+            .back()
+            .filter(|a| a.size == size)
+            .map_or(from, |a| (a.page + 1).max(from));
+        for page in next..=to {
+            let client = client.clone();
+            let filter = filter.map(str::to_string);
+            let task = tokio::spawn(
+                async move { client.list_flows_page(page, size, filter.as_deref()).await }.in_current_span(),
+            );
+            self.0.push_back(Ahead { page, size, task });
+        }
+    }
+}
+
+impl Drop for PagesAhead {
+    fn drop(&mut self) {
+        for a in &self.0 {
+            a.task.abort();
+        }
+    }
+}
 
 /// What to list and how hard to try.
 #[derive(Debug, Clone)]
@@ -281,8 +340,10 @@ impl FlowLister {
         let mut fp = FilterPass::default();
         let mut page_number = 1u64;
         let mut empty_retries = 0u32;
+        let mut ahead = PagesAhead::default();
         loop {
-            let Some(page) = self.fetch_page(page_number, filter, &mut fp).await? else {
+            let prefetched = ahead.take(page_number, self.page_size).await;
+            let Some(page) = self.fetch_page(page_number, filter, &mut fp, prefetched).await? else {
                 // The page size was lowered: start the filter over so offsets stay consistent.
                 page_number = 1;
                 continue;
@@ -297,6 +358,7 @@ impl FlowLister {
             let entities = page.entities.unwrap_or_default();
             let rows = entities.len() as u64;
             let known_before = fp.ids.len();
+            let new_flows_before = *new_flows;
             for raw in entities {
                 if !self.hand_on(raw, &mut fp, out, sent, new_flows).await {
                     return Ok(None);
@@ -340,17 +402,32 @@ impl FlowLister {
             }
             self.page_size = next_size;
             page_number += 1;
+            // Ahead only while nothing piles up: a page with no new flow (a confirming pass), or
+            // while what was handed on is being taken up.
+            let taken_up = out.capacity() * 2 >= out.max_capacity();
+            if (new_flows_before == *new_flows || taken_up)
+                && let Some(count) = page.page_count
+            {
+                let last = count.min(page_number + PAGES_AHEAD - 1);
+                ahead.ask(&self.client, filter, page_number, last, self.page_size);
+            }
         }
     }
 
-    /// One page, with the page-size fallback. `Ok(None)` when the size was lowered.
+    /// One page (or the answer to it asked for ahead), with the page-size fallback. `Ok(None)`
+    /// when the size was lowered.
     async fn fetch_page(
         &mut self,
         page_number: u64,
         filter: Option<&str>,
         fp: &mut FilterPass,
+        prefetched: Option<Result<FlowPage, ApiError>>,
     ) -> Result<Option<FlowPage>, ListError> {
-        match self.client.list_flows_page(page_number, self.page_size, filter).await {
+        let answer = match prefetched {
+            Some(answer) => answer,
+            None => self.client.list_flows_page(page_number, self.page_size, filter).await,
+        };
+        match answer {
             Ok(p) => Ok(Some(p)),
             Err(ApiError::Rejected {
                 status: 400, message, ..

@@ -247,6 +247,25 @@ pub struct SimStats {
     pub write_requests: AtomicU64,
     /// Under a rate limit: when each request was accepted, and when each was answered 429.
     pub limited: Mutex<(Vec<Instant>, Vec<Instant>)>,
+    /// Listing requests being answered now, and the most there ever were at once.
+    pub listing_in_flight: (AtomicU64, AtomicU64),
+}
+
+/// Counts a listing request as in flight until it is answered.
+struct ListingInFlight<'a>(&'a SimStats);
+
+impl<'a> ListingInFlight<'a> {
+    fn enter(stats: &'a SimStats) -> Self {
+        let now = stats.listing_in_flight.0.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.listing_in_flight.1.fetch_max(now, Ordering::SeqCst);
+        ListingInFlight(stats)
+    }
+}
+
+impl Drop for ListingInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.listing_in_flight.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl SimStats {
@@ -761,6 +780,7 @@ fn apply_listing_changes(s: &SimState, served: u64) {
 }
 
 async fn list_flows(State(s): State<Arc<SimState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let _in_flight = ListingInFlight::enter(&s.stats);
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
