@@ -472,6 +472,88 @@ impl Manifest {
     }
 }
 
+/// Reads a manifest from `reader` without holding its rows: `row` is handed each row as it is
+/// parsed (v1 rows upgraded), and may return false to stop reading there (a listing of runs needs
+/// only the head, and the rows come last). Returns the manifest with `flows` empty.
+pub fn read_streamed(
+    reader: impl std::io::Read,
+    mut row: impl FnMut(FlowRecord) -> bool,
+) -> Result<Manifest, ManifestError> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+    const STOP: &str = "flowvault: stopped reading";
+
+    struct Rows<'a, F>(&'a mut F);
+    impl<'de, F: FnMut(FlowRecord) -> bool> DeserializeSeed<'de> for Rows<'_, F> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de, F: FnMut(FlowRecord) -> bool> Visitor<'de> for Rows<'_, F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of flow rows")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(mut r) = seq.next_element::<FlowRecord>()? {
+                r.upgrade_v1();
+                if !(self.0)(r) {
+                    return Err(A::Error::custom(STOP));
+                }
+            }
+            Ok(())
+        }
+    }
+    struct Top<'a, F> {
+        head: &'a mut serde_json::Map<String, serde_json::Value>,
+        row: &'a mut F,
+    }
+    impl<'de, F: FnMut(FlowRecord) -> bool> DeserializeSeed<'de> for Top<'_, F> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de, F: FnMut(FlowRecord) -> bool> Visitor<'de> for Top<'_, F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a manifest object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "flows" {
+                    map.next_value_seed(Rows(&mut *self.row))?;
+                } else {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    self.head.insert(key, value);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut head = serde_json::Map::new();
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
+    let read = Top {
+        head: &mut head,
+        row: &mut row,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match read {
+        Ok(()) => {}
+        Err(e) if e.to_string().starts_with(STOP) => {}
+        Err(e) => return Err(ManifestError::Invalid(e.to_string())),
+    }
+    match head.get("schema").and_then(|v| v.as_str()) {
+        Some(SCHEMA) | Some(SCHEMA_V1) => {}
+        Some(other) => return Err(ManifestError::UnknownSchema(other.to_string())),
+        None => return Err(ManifestError::Invalid("it has no `schema` field".into())),
+    }
+    head.insert("flows".into(), serde_json::Value::Array(Vec::new()));
+    serde_json::from_value(serde_json::Value::Object(head)).map_err(|e| ManifestError::Invalid(e.to_string()))
+}
+
 /// Writes `head` (whose own `flows` must be empty) with `rows` as its flows, byte for byte as
 /// [`Manifest::to_bytes`] would write the whole manifest, holding one row at a time: a 50,000-flow
 /// org's manifest is tens of megabytes.
@@ -589,6 +671,39 @@ mod tests {
             write_streamed(&head, rows.into_iter(), &mut out).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
         }
+    }
+
+    #[test]
+    fn a_manifest_read_row_by_row_is_the_whole_one_and_can_stop_at_the_head() {
+        let v1 = r#"{"schema":"flowvault.manifest/v1","run_id":"r","tool":{"name":"flowvault","version":"0.1.0"},
+            "started_at":"a","finished_at":"b","region":null,"api_url":"https://api.x/","format":"tar-gz",
+            "destination":"/b","archive":"flows.tar.gz","complete":true,"incomplete_reason":null,
+            "listing":{"api_total":1,"listed":1,"pages":1,"type_filter":[],"discrepancy":null},
+            "totals":{"listed":2,"exported":2,"not_found":0,"failed":0,"skipped":0},
+            "flows":[{"id":"f1","name":"Main","type":"INBOUNDCALL","division":null,"published_version":"2.0",
+              "saved_version":"3.0","outcome":"exported","path":"p1","bytes":10,"sha256":"ab","attempts":1},
+              {"id":"f2","name":"B","type":"BOT","division":null,"published_version":null,
+              "saved_version":"1.0","outcome":"exported","path":"p2","bytes":11,"sha256":"cd","attempts":1}]}"#;
+        let whole = Manifest::from_slice(v1.as_bytes()).unwrap();
+        let mut rows = Vec::new();
+        let head = read_streamed(v1.as_bytes(), |r| {
+            rows.push(r);
+            true
+        })
+        .unwrap();
+        assert_eq!(Manifest { flows: rows, ..head }, whole);
+        let mut seen = 0;
+        let head = read_streamed(v1.as_bytes(), |_| {
+            seen += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!((seen, head.run_id.as_str(), head.totals.listed), (1, "r", 2));
+        assert!(read_streamed(&b"{\"schema\":\"flowvault.manifest/v1\",\"flows\":[{"[..], |_| true).is_err());
+        assert!(matches!(
+            read_streamed(&br#"{"schema":"flowvault.manifest/v9"}"#[..], |_| true),
+            Err(ManifestError::UnknownSchema(_))
+        ));
     }
 
     #[test]

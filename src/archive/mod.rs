@@ -72,8 +72,8 @@ pub struct RunHandle {
     pub run_id: String,
     /// `DEST/RUN`.
     pub location: String,
-    /// `RUN/manifest.json` as stored, if it exists.
-    pub sidecar: Option<Bytes>,
+    /// Whether `RUN/manifest.json` exists (read it with [`RunHandle::sidecar`]).
+    pub has_sidecar: bool,
     /// Whether `RUN/flows.tar.gz` exists.
     pub has_archive: bool,
 }
@@ -84,10 +84,46 @@ impl RunHandle {
         format!("{}/{member}", self.run_id)
     }
 
+    /// `RUN/manifest.json` as stored, if it exists.
+    pub async fn sidecar(&self) -> Result<Option<Bytes>, ReadError> {
+        if !self.has_sidecar {
+            return Ok(None);
+        }
+        Ok(self.reader.read(&self.name(MANIFEST_NAME)).await?)
+    }
+
+    /// The run's manifest read row by row (`row` sees each; none is kept), from the sidecar; the
+    /// manifest is returned without its rows. A run without a sidecar is read whole instead.
+    pub async fn manifest_streamed(
+        &self,
+        mut row: impl FnMut(crate::manifest::FlowRecord) -> bool + Send + 'static,
+    ) -> Result<Manifest, ReadError> {
+        let stream = match self.has_sidecar {
+            true => self.reader.open(&self.name(MANIFEST_NAME)).await?,
+            false => None,
+        };
+        let Some(stream) = stream else {
+            let mut m = self.manifest().await?;
+            for r in std::mem::take(&mut m.flows) {
+                if !row(r) {
+                    break;
+                }
+            }
+            return Ok(m);
+        };
+        let location = self.location.clone();
+        tokio::task::spawn_blocking(move || {
+            let sync = tokio_util::io::SyncIoBridge::new(stream);
+            crate::manifest::read_streamed(sync, row).map_err(|source| ReadError::Manifest { location, source })
+        })
+        .await
+        .map_err(|e| ReadError::Archive(e.to_string()))?
+    }
+
     /// The run's manifest: the sidecar, or the archive's last member when there is no sidecar.
     pub async fn manifest(&self) -> Result<Manifest, ReadError> {
-        let bytes = match &self.sidecar {
-            Some(b) => b.clone(),
+        let bytes = match self.sidecar().await? {
+            Some(b) => b,
             None if self.has_archive => archive_manifest(self).await?,
             None => {
                 return Err(ReadError::NoRun {
@@ -224,10 +260,10 @@ fn split_run(spec: &str) -> Result<(Destination, String), ReadError> {
 
 async fn handle(reader: Arc<dyn StoreReader>, run_id: String) -> Result<RunHandle, ReadError> {
     let location = format!("{}/{run_id}", reader.location().trim_end_matches('/'));
-    let sidecar = reader.read(&format!("{run_id}/{MANIFEST_NAME}")).await?;
     let entries = reader.list(&run_id).await?;
     let has_archive = entries.iter().any(|e| e.name == format!("{run_id}/{ARCHIVE_NAME}"));
-    if sidecar.is_none() && entries.is_empty() {
+    let has_sidecar = entries.iter().any(|e| e.name == format!("{run_id}/{MANIFEST_NAME}"));
+    if entries.is_empty() {
         return Err(ReadError::NoRun {
             location,
             why: "nothing is stored there; check the path or URL (`flowvault runs DEST` lists the runs)".into(),
@@ -237,7 +273,7 @@ async fn handle(reader: Arc<dyn StoreReader>, run_id: String) -> Result<RunHandl
         reader,
         run_id,
         location,
-        sidecar,
+        has_sidecar,
         has_archive,
     })
 }
@@ -265,6 +301,21 @@ pub struct RunSummary {
     pub problem: Option<String>,
 }
 
+/// The head of run `run_id`'s manifest (everything but its rows, which come last): read as a
+/// stream and stopped at the first row, so listing runs does not read every run's rows.
+async fn read_head(reader: &Arc<dyn StoreReader>, run_id: &str) -> Result<Manifest, String> {
+    let name = format!("{run_id}/{MANIFEST_NAME}");
+    let Some(stream) = reader.open(&name).await.map_err(|e| e.to_string())? else {
+        return Err("no manifest.json: in progress, or crashed".to_string());
+    };
+    tokio::task::spawn_blocking(move || {
+        let sync = tokio_util::io::SyncIoBridge::new(stream);
+        crate::manifest::read_streamed(sync, |_| false).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// The runs of a destination, newest first.
 pub async fn list_runs(reader: &Arc<dyn StoreReader>) -> Result<Vec<RunSummary>, ReadError> {
     let mut runs = Vec::new();
@@ -274,10 +325,10 @@ pub async fn list_runs(reader: &Arc<dyn StoreReader>) -> Result<Vec<RunSummary>,
             continue;
         }
         let bytes = entries.iter().map(|e| e.size).sum();
-        let manifest = reader.read(&format!("{run_id}/{MANIFEST_NAME}")).await?;
-        let parsed = match manifest {
-            Some(b) => Manifest::from_slice(&b).map_err(|e| e.to_string()),
-            None => Err("no manifest.json: in progress, or crashed".to_string()),
+        let has_sidecar = entries.iter().any(|e| e.name == format!("{run_id}/{MANIFEST_NAME}"));
+        let parsed = match has_sidecar {
+            true => read_head(reader, &run_id).await,
+            false => Err("no manifest.json: in progress, or crashed".to_string()),
         };
         runs.push(match parsed {
             Ok(m) => RunSummary {

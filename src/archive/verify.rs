@@ -162,7 +162,8 @@ pub async fn verify(run: &RunHandle, quick: bool) -> Result<VerifyReport, ReadEr
         bytes_read: 0,
         problems: Vec::new(),
     };
-    let manifest = match &run.sidecar {
+    let sidecar = run.sidecar().await?;
+    let manifest = match &sidecar {
         Some(bytes) => Manifest::from_slice(bytes).map_err(|e| Problem::at(MANIFEST_NAME, e.to_string())),
         None => Err(Problem::at(MANIFEST_NAME, "the manifest beside the run is missing")),
     };
@@ -174,7 +175,7 @@ pub async fn verify(run: &RunHandle, quick: bool) -> Result<VerifyReport, ReadEr
                 .ok_or(())
                 .and_then(|b| Manifest::from_slice(b).map_err(|_| ()))
         });
-        if let (Some(tail), Some(sidecar)) = (&tail, &run.sidecar)
+        if let (Some(tail), Some(sidecar)) = (&tail, &sidecar)
             && tail.as_slice() != sidecar.as_ref()
         {
             report.problems.push(Problem::at(

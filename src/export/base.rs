@@ -19,9 +19,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
+use super::rows::RowLog;
 use crate::archive::{self, Latest, RunHandle};
 use crate::genesys::{FlowId, Organization};
-use crate::manifest::{Content, Document, Manifest, Outcome, RunRef, Source};
+use crate::manifest::{Content, Document, FlowRecord, Manifest, Outcome, RunRef, Source};
 use crate::sink::CopySource;
 use crate::sink::s3::S3Options;
 
@@ -45,7 +46,9 @@ pub(super) struct Base {
     pub run_id: String,
     /// The full run it rests on.
     pub last_full: RunRef,
-    rows: HashMap<FlowId, BaseRow>,
+    /// The previous run's carryable rows, on disk, and where each flow's is.
+    rows: RowLog,
+    index: HashMap<FlowId, usize>,
     run: RunHandle,
     /// The previous archive's members, extracted (and verified) on first use.
     archive: Option<OnceCell<Option<Extracted>>>,
@@ -54,12 +57,6 @@ pub(super) struct Base {
     /// Documents carried by a copy inside the store, and through flowvault.
     copied: std::sync::atomic::AtomicU64,
     read: std::sync::atomic::AtomicU64,
-}
-
-struct BaseRow {
-    listing_sha256: String,
-    documents: Vec<Document>,
-    fetched_in: String,
 }
 
 /// How a carried document reaches the new run.
@@ -91,7 +88,7 @@ pub(super) async fn open(
         Ok(base) => {
             info!(
                 previous = %base.run.location,
-                carryable = base.rows.len(),
+                carryable = base.index.len(),
                 "incremental run: unchanged flows are carried over from {}",
                 base.run.location
             );
@@ -119,10 +116,25 @@ async fn try_open(
     let run = archive::locate(&options.spec, latest, &options.s3)
         .await
         .map_err(|e| problem(format!("the previous run cannot be used: {e}")))?;
+    // Read row by row: only the carryable rows are kept, in a temporary file.
+    let rows = Arc::new(std::sync::Mutex::new((RowLog::new(), HashMap::new())));
+    let keep = rows.clone();
     let m = run
-        .manifest()
+        .manifest_streamed(move |row| {
+            if carryable(&row) {
+                let mut kept = keep.lock().unwrap_or_else(|e| e.into_inner());
+                let id = FlowId::new(&row.id);
+                let index = kept.0.push(row);
+                kept.1.insert(id, index);
+            }
+            true
+        })
         .await
         .map_err(|e| problem(format!("the previous run cannot be used: {e}")))?;
+    let (rows, index) = match Arc::try_unwrap(rows) {
+        Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()),
+        Err(_) => return Err(problem("the previous run's rows are still being read".into())),
+    };
     let location = run.location.clone();
     if !m.complete {
         return Err(problem(format!("the previous run {location} is not complete")));
@@ -148,11 +160,11 @@ async fn try_open(
         );
         return Err((why, true));
     }
-    let rows = carryable_rows(m);
     Ok(Base {
         run_id: run.run_id.clone(),
         last_full,
         rows,
+        index,
         archive: run.has_archive.then(OnceCell::new),
         server_copy: server_copy && !run.has_archive,
         run,
@@ -186,27 +198,9 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-/// The rows a flow can be carried from: exported, with a listing fingerprint.
-fn carryable_rows(m: Manifest) -> HashMap<FlowId, BaseRow> {
-    let run_id = m.run_id;
-    m.flows
-        .into_iter()
-        .filter(|r| r.outcome == Outcome::Exported && !r.documents.is_empty())
-        .filter_map(|r| {
-            let fetched_in = match r.source {
-                Some(Source::Carried) => r.fetched_in.clone().unwrap_or_else(|| run_id.clone()),
-                _ => run_id.clone(),
-            };
-            Some((
-                FlowId::new(&r.id),
-                BaseRow {
-                    listing_sha256: r.listing_sha256?,
-                    documents: r.documents,
-                    fetched_in,
-                },
-            ))
-        })
-        .collect()
+/// Whether a flow can be carried from this row: exported, with documents and a listing fingerprint.
+fn carryable(row: &FlowRecord) -> bool {
+    row.outcome == Outcome::Exported && !row.documents.is_empty() && row.listing_sha256.is_some()
 }
 
 /// One document this run wants of a flow.
@@ -227,8 +221,8 @@ impl Base {
         wanted: &[Want<'_>],
         optional: &[Want<'_>],
     ) -> Option<Vec<Document>> {
-        let row = self.rows.get(&FlowId::new(id))?;
-        if row.listing_sha256 != listing_sha256 {
+        let row = self.rows.get(*self.index.get(&FlowId::new(id))?)?;
+        if row.listing_sha256.as_deref() != Some(listing_sha256) {
             return None;
         }
         let find = |w: &Want<'_>| {
@@ -259,7 +253,12 @@ impl Base {
                 }
             }
         }
-        let fetched_in = self.rows.get(&FlowId::new(id))?.fetched_in.clone();
+        let row = self.rows.get(*self.index.get(&FlowId::new(id))?)?;
+        // The run that fetched it: this one's source, or further back for a carried row.
+        let fetched_in = match row.source {
+            Some(Source::Carried) => row.fetched_in.unwrap_or_else(|| self.run_id.clone()),
+            _ => self.run_id.clone(),
+        };
         Some(Carried {
             documents: out,
             from: self.run_id.clone(),
@@ -335,15 +334,23 @@ fn verified(bytes: Bytes, sha256: &str) -> Result<Carry, String> {
     }
 }
 
+fn path_key(path: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(path.as_bytes());
+    h.finish()
+}
+
 /// The previous archive's members that the manifest names, unpacked into a temporary file.
 struct Extracted {
     file: Arc<File>,
-    members: HashMap<String, (u64, u32)>,
+    /// By path hash: where each member is in the file.
+    members: HashMap<u64, (u64, u32)>,
 }
 
 impl Extracted {
     fn read(&self, path: &str) -> Option<Bytes> {
-        let (offset, len) = *self.members.get(path)?;
+        let (offset, len) = *self.members.get(&path_key(path))?;
         let mut buf = vec![0; len as usize];
         self.file.read_exact_at(&mut buf, offset).ok()?;
         Some(Bytes::from(buf))
@@ -352,7 +359,7 @@ impl Extracted {
 
 /// Streams the previous archive once, keeping the members some carryable row names (a tar.gz
 /// can only be read front to back; the new archive wants them in its own order).
-async fn extract(run: &RunHandle, rows: &HashMap<FlowId, BaseRow>) -> Option<Extracted> {
+async fn extract(run: &RunHandle, rows: &RowLog) -> Option<Extracted> {
     let file = match tempfile::tempfile() {
         Ok(f) => Arc::new(f),
         Err(e) => {
@@ -360,21 +367,22 @@ async fn extract(run: &RunHandle, rows: &HashMap<FlowId, BaseRow>) -> Option<Ext
             return None;
         }
     };
-    let wanted: std::collections::HashSet<String> = rows
-        .values()
-        .flat_map(|r| r.documents.iter().map(|d| d.path.clone()))
+    // The paths are hashed, not held: 50,000 flows' paths would be megabytes.
+    let wanted: std::collections::HashSet<u64> = rows
+        .iter()
+        .flat_map(|(_, r)| r.documents.into_iter().map(|d| path_key(&d.path)))
         .collect();
     let writer = file.clone();
     let mut end = 0u64;
     let unpacked = archive::each_member(run, move |name, body| {
-        if !wanted.contains(name) {
+        if !wanted.contains(&path_key(name)) {
             return None;
         }
         let len = u32::try_from(body.len()).ok()?;
         writer.write_all_at(body, end).ok()?;
         let at = end;
         end += u64::from(len);
-        Some((name.to_string(), (at, len)))
+        Some((path_key(name), (at, len)))
     })
     .await;
     match unpacked {
