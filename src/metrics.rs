@@ -127,6 +127,8 @@ pub fn render(f: &RunFigures, last_complete: Option<f64>) -> Result<String, Metr
         ("not_found", t.not_found),
         ("failed", t.failed),
         ("skipped", t.skipped),
+        // Of the exported, those an incremental run carried over unchanged.
+        ("carried", t.carried),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v as f64))

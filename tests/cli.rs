@@ -311,6 +311,20 @@ async fn bad_input_gets_one_clear_line_and_the_documented_exit_code() {
         ),
         case("zero page size", &a(&["--page-size", "0"]), &both, 2, "--page-size 0"),
         case(
+            "--since of another scheme",
+            &a(&["--since", "gs://bucket/run"]),
+            &both,
+            2,
+            "--since: invalid destination `gs://bucket/run`: unsupported scheme",
+        ),
+        case(
+            "--full-every not a duration",
+            &a(&["--since", "latest", "--full-every", "weekly"]),
+            &both,
+            2,
+            "--full-every `weekly` is not a duration",
+        ),
+        case(
             "malformed s3 endpoint",
             &["export", "--to", "s3://bucket-ok", "--s3-endpoint", "nope"],
             &both,

@@ -77,6 +77,13 @@ pub async fn run(settings: &ExportSettings) -> i32 {
             );
         }
     }
+    if let Some((since, full_every)) = &settings.since {
+        let _ = writeln!(
+            out,
+            "incremental:  --since {since}: these figures are a full run's; a run carrying unchanged flows over sends the listing pages plus about one request per changed flow (a full run at least every {}s, --full-every)",
+            full_every.as_secs()
+        );
+    }
     let _ = writeln!(out, "nothing was written");
     exit::COMPLETE
 }

@@ -7,7 +7,9 @@
 //! successes bring it back up (to the configured rate, or without one to the learned pace, which
 //! it then holds: creeping beyond it only overshoots the same limit again). One 429 storm therefore
 //! lowers the pace once, not once per request, and even `--rate-limit off` settles just under
-//! the server's real limit instead of bursting into it again and again.
+//! the server's real limit instead of bursting into it again and again. Nobody is given a turn
+//! during a pause: turns are handed out when it ends, so the first of them already go at the pace
+//! learned from it.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
