@@ -29,14 +29,18 @@ fn main() {
     std::process::exit(code);
 }
 
-/// glibc gives each thread that meets contention its own malloc arena (up to 8 per core), and
-/// freed memory stays in the arena it came from: a nightly job's peak RSS grows with the threads,
-/// not the work. Two arenas are plenty for a program that spends its time waiting on the network.
+/// Keeps glibc's malloc from holding memory the run no longer uses. Each thread that meets
+/// contention gets its own arena (up to 8 per core), and freed memory stays in the arena it came
+/// from: two arenas are plenty for a program that waits on the network. And glibc raises its
+/// mmap threshold each time a large block is freed, after which documents of hundreds of KB are
+/// carved from the heap and fragment it; a fixed 128 KiB threshold maps them and returns them
+/// whole (50,000 flows: 42 → 33 MB peak RSS, same wall time).
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tuning parameter; called first, before any other thread exists.
+    // SAFETY: mallopt only sets tuning parameters; called first, before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

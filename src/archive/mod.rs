@@ -144,15 +144,17 @@ impl RunHandle {
             return Ok(self.reader.read(&self.name(path)).await?);
         }
         let wanted = path.to_string();
-        let found = each_member(self, move |name, body| (name == wanted).then(|| body.to_vec())).await?;
+        let found = each_member(self, move |name| name == wanted, |_, body| Some(body.to_vec())).await?;
         Ok(found.into_iter().next().map(Bytes::from))
     }
 }
 
 /// Streams the run's archive through `visit` (member name and bytes, one member in memory at a
-/// time) and collects what it returns.
+/// time) and collects what it returns. Members `want` refuses are skipped unread (the manifest
+/// member alone can be tens of megabytes).
 pub(crate) async fn each_member<T: Send + 'static>(
     run: &RunHandle,
+    want: impl Fn(&str) -> bool + Send + 'static,
     mut visit: impl FnMut(&str, &[u8]) -> Option<T> + Send + 'static,
 ) -> Result<Vec<T>, ReadError> {
     let name = run.name(ARCHIVE_NAME);
@@ -174,6 +176,9 @@ pub(crate) async fn each_member<T: Send + 'static>(
             let mut entry =
                 entry.map_err(|e| ReadError::Archive(format!("{location}/{ARCHIVE_NAME} is corrupt: {e}")))?;
             let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            if !want(&member) {
+                continue;
+            }
             let mut body = Vec::new();
             entry
                 .read_to_end(&mut body)
@@ -187,11 +192,11 @@ pub(crate) async fn each_member<T: Send + 'static>(
 }
 
 async fn archive_manifest(run: &RunHandle) -> Result<Bytes, ReadError> {
-    let mut last = each_member(run, |name, body| Some((name.to_string(), body.to_vec()))).await?;
-    match last.pop() {
-        Some((name, body)) if name == MANIFEST_NAME => Ok(Bytes::from(body)),
-        _ => Err(ReadError::Archive(format!(
-            "{}/{ARCHIVE_NAME} does not end with {MANIFEST_NAME}",
+    let mut found = each_member(run, |name| name == MANIFEST_NAME, |_, body| Some(body.to_vec())).await?;
+    match found.pop() {
+        Some(body) => Ok(Bytes::from(body)),
+        None => Err(ReadError::Archive(format!(
+            "{}/{ARCHIVE_NAME} has no {MANIFEST_NAME}",
             run.location
         ))),
     }

@@ -374,16 +374,17 @@ async fn extract(run: &RunHandle, rows: &RowLog) -> Option<Extracted> {
         .collect();
     let writer = file.clone();
     let mut end = 0u64;
-    let unpacked = archive::each_member(run, move |name, body| {
-        if !wanted.contains(&path_key(name)) {
-            return None;
-        }
-        let len = u32::try_from(body.len()).ok()?;
-        writer.write_all_at(body, end).ok()?;
-        let at = end;
-        end += u64::from(len);
-        Some((path_key(name), (at, len)))
-    })
+    let unpacked = archive::each_member(
+        run,
+        move |name| wanted.contains(&path_key(name)),
+        move |name, body| {
+            let len = u32::try_from(body.len()).ok()?;
+            writer.write_all_at(body, end).ok()?;
+            let at = end;
+            end += u64::from(len);
+            Some((path_key(name), (at, len)))
+        },
+    )
     .await;
     match unpacked {
         Ok(members) => Some(Extracted {

@@ -26,9 +26,9 @@ const PAGE_SIZE_FALLBACKS: [u64; 8] = [500, 250, 100, 50, 25, 10, 5, 1];
 /// How often a page that comes back empty while the counters say more remain is asked for again.
 const EMPTY_PAGE_RETRIES: u32 = 2;
 /// Pages asked for ahead of the one being read, while `pageCount` says they exist and the flows
-/// already handed on are being taken up (so pages do not pile up in memory): a pass over an org
-/// whose flows are all known then costs a few round trips, not one per page.
-const PAGES_AHEAD: u64 = 3;
+/// already handed on are being taken up (so pages do not pile up in memory): a pass over flows
+/// already known (the final pass, an incremental run) then costs half the round trips.
+const PAGES_AHEAD: u64 = 2;
 
 /// A page asked for ahead.
 struct Ahead {
@@ -358,7 +358,6 @@ impl FlowLister {
             let entities = page.entities.unwrap_or_default();
             let rows = entities.len() as u64;
             let known_before = fp.ids.len();
-            let new_flows_before = *new_flows;
             for raw in entities {
                 if !self.hand_on(raw, &mut fp, out, sent, new_flows).await {
                     return Ok(None);
@@ -402,10 +401,9 @@ impl FlowLister {
             }
             self.page_size = next_size;
             page_number += 1;
-            // Ahead only while nothing piles up: a page with no new flow (a confirming pass), or
-            // while what was handed on is being taken up.
-            let taken_up = out.capacity() * 2 >= out.max_capacity();
-            if (new_flows_before == *new_flows || taken_up)
+            // Ahead only while the flows handed on are being taken up: behind a busy consumer
+            // (the fetchers of a full run) pages would only pile up in memory.
+            if out.capacity() * 2 >= out.max_capacity()
                 && let Some(count) = page.page_count
             {
                 let last = count.min(page_number + PAGES_AHEAD - 1);

@@ -288,9 +288,11 @@ pub(crate) async fn load<'a>(
     let mut bodies: std::collections::HashMap<String, Bytes> = std::collections::HashMap::new();
     if run.has_archive {
         let wanted: std::collections::HashSet<String> = chosen.iter().map(|(_, _, d)| d.path.clone()).collect();
-        for (name, body) in each_member(run, move |name, body| {
-            wanted.contains(name).then(|| (name.to_string(), body.to_vec()))
-        })
+        for (name, body) in each_member(
+            run,
+            move |name| wanted.contains(name),
+            |name, body| Some((name.to_string(), body.to_vec())),
+        )
         .await?
         {
             bodies.insert(name, Bytes::from(body));
