@@ -179,6 +179,26 @@ fn client_for(sim: &SimServer) -> Arc<GenesysClient> {
     )
 }
 
+/// Runs the lister over `sim` alone (nothing downstream: every flow counts as handled at once, so
+/// the final phase runs right away); the ids it handed on, in order, and its report.
+async fn list_everything(sim: &SimServer, page_size: u64) -> (Vec<String>, flowvault::genesys::ListingReport) {
+    let mut lister = FlowLister::new(
+        client_for(sim),
+        ListOptions {
+            page_size,
+            ..ListOptions::default()
+        },
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
+    let (_handled_tx, handled_rx) = tokio::sync::watch::channel(u64::MAX);
+    lister.run(tx, handled_rx).await.unwrap();
+    let mut ids = Vec::new();
+    while let Ok(Listed::Flow(f)) = rx.try_recv() {
+        ids.push(f.id);
+    }
+    (ids, lister.report().clone())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lister_hands_on_every_flow_once_even_when_deletions_shift_the_pages() {
     let mut config = org(95);
@@ -190,27 +210,12 @@ async fn the_lister_hands_on_every_flow_once_even_when_deletions_shift_the_pages
         create: Vec::new(),
     }];
     let sim = start_sim(config).await;
-    let mut lister = FlowLister::new(
-        client_for(&sim),
-        ListOptions {
-            page_size: 20,
-            ..ListOptions::default()
-        },
-    );
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
-    // Nothing downstream: say every flow is handled at once, so the final phase runs right away.
-    let (_handled_tx, handled_rx) = tokio::sync::watch::channel(u64::MAX);
-    lister.run(tx, handled_rx).await.unwrap();
-    let mut ids = Vec::new();
-    while let Ok(Listed::Flow(f)) = rx.try_recv() {
-        ids.push(f.id);
-    }
+    let (ids, report) = list_everything(&sim, 20).await;
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "each flow is handed on once");
     for f in sim.flows() {
         assert!(unique.contains(&f.id().to_string()), "flow {} was missed", f.id());
     }
-    let report = lister.report();
     assert_eq!(report.unverified, None);
     assert!(
         report.passes.iter().skip(1).any(|p| p.new_flows > 0),
@@ -230,22 +235,9 @@ async fn a_pass_over_flows_already_handed_on_asks_for_pages_ahead_and_still_serv
     config.max_page_size = 20;
     config.latency = std::time::Duration::from_millis(30);
     let sim = start_sim(config).await;
-    let mut lister = FlowLister::new(
-        client_for(&sim),
-        ListOptions {
-            page_size: 20,
-            ..ListOptions::default()
-        },
-    );
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
-    let (_handled_tx, handled_rx) = tokio::sync::watch::channel(u64::MAX);
-    lister.run(tx, handled_rx).await.unwrap();
-    let mut ids = std::collections::HashSet::new();
-    while let Ok(Listed::Flow(f)) = rx.try_recv() {
-        assert!(ids.insert(f.id), "each flow is handed on once");
-    }
-    assert_eq!(ids.len(), 200);
-    let report = lister.report();
+    let (ids, report) = list_everything(&sim, 20).await;
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (200, 200), "each flow is handed on once");
     assert_eq!(report.unverified, None);
     assert!(report.passes.iter().all(|p| p.flows == 200), "{:?}", report.passes);
     let most = sim

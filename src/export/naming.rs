@@ -118,23 +118,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_flows_published_document_never_takes_anothers_path() {
-        let mut n = MemberNamer::default();
-        let a = n.paths_for("bot", "n", "i.published");
-        let b = n.paths_for("bot", "n", "i");
-        let all = [
-            a.json(),
-            a.published_json(),
-            a.yaml(),
-            b.json(),
-            b.published_json(),
-            b.yaml(),
-        ];
-        let distinct: HashSet<_> = all.iter().collect();
-        assert_eq!(distinct.len(), 6, "{all:?}");
-    }
-
-    #[test]
     fn traversal_and_absolute_names_become_plain_names() {
         let mut n = MemberNamer::default();
         let p = n.name_for("INBOUNDCALL", "../../etc/passwd", "abc");

@@ -71,15 +71,7 @@ pub trait Sink: Send {
     /// Stores `name` as a copy of `from`, which the caller has verified holds the document whose
     /// SHA-256 is `sha256`; the copy is checked against it where the store reports one.
     async fn copy(&mut self, name: &str, from: CopySource, _sha256: String) -> Result<(), SinkError> {
-        Err(SinkError::Store {
-            message: format!(
-                "{} cannot copy s3://{}/{} into {name}",
-                self.location(),
-                from.bucket,
-                from.key
-            ),
-            retryable: false,
-        })
+        Err(from.cannot_copy_into(&self.location(), name))
     }
 }
 
@@ -90,6 +82,16 @@ pub struct CopySource {
     pub bucket: String,
     /// Its key.
     pub key: String,
+}
+
+impl CopySource {
+    /// The error of a destination that cannot copy objects.
+    fn cannot_copy_into(&self, location: &str, name: &str) -> SinkError {
+        SinkError::Store {
+            message: format!("{location} cannot copy s3://{}/{} into {name}", self.bucket, self.key),
+            retryable: false,
+        }
+    }
 }
 
 /// A document too large to hold in memory at once (a 50,000-flow manifest is tens of megabytes):
@@ -240,15 +242,7 @@ pub trait RunStore: Send + Sync {
 
     /// Copies `from` to `name` within the store; `sha256` (hex) is what the copy must hold.
     async fn copy(&self, name: &str, from: &CopySource, _sha256: &str) -> Result<(), SinkError> {
-        Err(SinkError::Store {
-            message: format!(
-                "{} cannot copy s3://{}/{} into {name}",
-                self.location(),
-                from.bucket,
-                from.key
-            ),
-            retryable: false,
-        })
+        Err(from.cannot_copy_into(&self.location(), name))
     }
 }
 

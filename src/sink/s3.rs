@@ -272,6 +272,28 @@ impl S3Store {
     }
 }
 
+/// The run's metadata (run id, org) and the store's options (encryption, storage class) on a
+/// request that creates an object: PutObject, CopyObject, CreateMultipartUpload.
+macro_rules! with_run_options {
+    ($req:expr, $store:expr) => {{
+        let store: &S3Store = &$store;
+        let mut req = $req.metadata("flowvault-run-id", &store.run_id);
+        if let Some(org) = store.org_id.get() {
+            req = req.metadata("flowvault-org-id", org);
+        }
+        if let Some(sse) = &store.options.sse {
+            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+        }
+        if let Some(k) = &store.options.sse_kms_key_id {
+            req = req.ssekms_key_id(k);
+        }
+        if let Some(c) = &store.options.storage_class {
+            req = req.storage_class(StorageClass::from(c.as_str()));
+        }
+        req
+    }};
+}
+
 #[async_trait]
 impl RunStore for S3Store {
     fn set_org(&self, org_id: &str) {
@@ -293,20 +315,8 @@ impl RunStore for S3Store {
             .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(b64_sha256(&body))
-            .metadata("flowvault-run-id", &self.run_id)
             .body(ByteStream::from(body));
-        if let Some(org) = self.org_id.get() {
-            req = req.metadata("flowvault-org-id", org);
-        }
-        if let Some(sse) = &self.options.sse {
-            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-        }
-        if let Some(k) = &self.options.sse_kms_key_id {
-            req = req.ssekms_key_id(k);
-        }
-        if let Some(c) = &self.options.storage_class {
-            req = req.storage_class(StorageClass::from(c.as_str()));
-        }
+        req = with_run_options!(req, self);
         req.send()
             .await
             .map(|_| ())
@@ -329,20 +339,8 @@ impl RunStore for S3Store {
             .copy_source(copy_source(from))
             .metadata_directive(MetadataDirective::Replace)
             .content_type("application/json")
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .metadata("flowvault-run-id", &self.run_id);
-        if let Some(org) = self.org_id.get() {
-            req = req.metadata("flowvault-org-id", org);
-        }
-        if let Some(sse) = &self.options.sse {
-            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-        }
-        if let Some(k) = &self.options.sse_kms_key_id {
-            req = req.ssekms_key_id(k);
-        }
-        if let Some(c) = &self.options.storage_class {
-            req = req.storage_class(StorageClass::from(c.as_str()));
-        }
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        req = with_run_options!(req, self);
         let out = req
             .send()
             .await
@@ -438,7 +436,6 @@ impl S3Upload {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
         }
-        let o = &self.store.options;
         let mut req = self
             .store
             .client
@@ -446,20 +443,8 @@ impl S3Upload {
             .bucket(&self.store.bucket)
             .key(&self.key)
             .content_type(&self.content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .metadata("flowvault-run-id", &self.store.run_id);
-        if let Some(org) = self.store.org_id.get() {
-            req = req.metadata("flowvault-org-id", org);
-        }
-        if let Some(sse) = &o.sse {
-            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-        }
-        if let Some(k) = &o.sse_kms_key_id {
-            req = req.ssekms_key_id(k);
-        }
-        if let Some(c) = &o.storage_class {
-            req = req.storage_class(StorageClass::from(c.as_str()));
-        }
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        req = with_run_options!(req, self.store);
         let out = req
             .send()
             .await
