@@ -122,6 +122,31 @@ impl Check {
     }
 }
 
+/// Checks that the temporary directory takes a file: a run spools its manifest rows there (about
+/// 2 KB a flow) and `--since` unpacks a previous tar.gz there; without it rows stay in memory.
+pub fn check_scratch() -> Check {
+    const STEP: &str = "scratch";
+    let dir = std::env::temp_dir();
+    let written = tempfile::tempfile().and_then(|mut f| std::io::Write::write_all(&mut f, b"flowvault"));
+    match written {
+        Ok(()) => Check::pass(
+            STEP,
+            format!(
+                "{} is writable (manifest rows spill there; --since unpacks a previous tar.gz there)",
+                dir.display()
+            ),
+        ),
+        Err(e) => Check::fail(
+            STEP,
+            format!(
+                "cannot write a temporary file in {}: {e}; manifest rows would be held in memory",
+                dir.display()
+            ),
+            "mount a writable directory at /tmp (an emptyDir or tmpfs) or set TMPDIR to one",
+        ),
+    }
+}
+
 /// Checks the destination the way a run uses it, then writes and deletes one probe under it.
 pub async fn check_destination(destination: &Destination, s3: &S3Options) -> Check {
     const STEP: &str = "destination";

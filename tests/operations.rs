@@ -275,7 +275,15 @@ async fn doctor_passes_when_all_is_well_and_names_the_failing_step_and_its_fix()
     let out = run(&mut doctor(s3.endpoint.clone(), CLIENT_SECRET)).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
-    for step in ["settings", "login", "org", "listing", "configuration", "destination"] {
+    for step in [
+        "settings",
+        "login",
+        "org",
+        "listing",
+        "configuration",
+        "destination",
+        "scratch",
+    ] {
         assert!(
             text.lines().any(|l| l.starts_with("ok") && l.contains(step)),
             "{step}: {text}"
@@ -286,6 +294,16 @@ async fn doctor_passes_when_all_is_well_and_names_the_failing_step_and_its_fix()
         "{text}"
     );
     assert!(s3.keys("doc/").await.is_empty(), "the probe is deleted");
+
+    // A read-only container without a writable /tmp: the run would hold its rows in memory.
+    let out = run(doctor(s3.endpoint.clone(), CLIENT_SECRET).env("TMPDIR", "/nonexistent/tmp")).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL") && l.contains("scratch")),
+        "{text}"
+    );
+    assert!(text.contains("fix: mount a writable directory at /tmp"), "{text}");
 
     let out = run(&mut doctor(s3.endpoint.clone(), "wrong-secret")).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
