@@ -167,14 +167,6 @@ pub async fn run(
         .instrument(span.clone())
         .await;
     let base = base.map(Arc::new);
-    let last_full_run = match &base {
-        Some(b) => b.last_full.clone(),
-        None => manifest::RunRef {
-            run_id: options.run_id.clone(),
-            started_at: started_at.clone(),
-        },
-    };
-    let since = base.as_ref().map(|b| b.run_id.clone());
     let collected = collect::collect(client.clone(), &mut *sink, &options, base.clone(), &stop)
         .instrument(span.clone())
         .await;
@@ -200,28 +192,10 @@ pub async fn run(
     }
     let ending = decide(error, stop.cause(), &collected.listing, &rows.totals());
     let mut m = Manifest {
-        schema: manifest::SCHEMA.into(),
-        run_id: options.run_id.clone(),
-        tool: Tool::default(),
-        started_at,
-        finished_at: String::new(),
-        region: options.region.clone(),
-        api_url: client.api_url().to_string(),
-        format: options.format.to_string(),
-        organization: options.organization.clone(),
-        content: options.content.as_str().into(),
-        yaml: options.yaml.is_some(),
-        destination: options.destination.clone(),
-        archive: (options.format == Format::TarGz).then(|| ARCHIVE_NAME.to_string()),
-        complete: false,
-        incomplete_reason: None,
         listing: listing_record(&collected.listing, &options.type_filter),
-        totals: Default::default(),
         unseen,
-        since,
         since_note,
-        last_full_run: Some(last_full_run),
-        flows: Vec::new(),
+        ..head(&options, &client, started_at, base.as_deref())
     };
     let ending = seal(&mut *sink, &mut m, &mut rows, ending)
         .instrument(span.clone())
@@ -247,6 +221,41 @@ pub async fn run(
         location: sink.location(),
         ending,
         requests: RequestCounts::of(&client),
+    }
+}
+
+/// The manifest's fields known from the run's settings (rows come from the row log at sealing).
+fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, base: Option<&base::Base>) -> Manifest {
+    let last_full_run = match base {
+        Some(b) => b.last_full.clone(),
+        None => manifest::RunRef {
+            run_id: options.run_id.clone(),
+            started_at: started_at.clone(),
+        },
+    };
+    Manifest {
+        schema: manifest::SCHEMA.into(),
+        run_id: options.run_id.clone(),
+        tool: Tool::default(),
+        started_at,
+        finished_at: String::new(),
+        region: options.region.clone(),
+        api_url: client.api_url().to_string(),
+        format: options.format.to_string(),
+        organization: options.organization.clone(),
+        content: options.content.as_str().into(),
+        yaml: options.yaml.is_some(),
+        destination: options.destination.clone(),
+        archive: (options.format == Format::TarGz).then(|| ARCHIVE_NAME.to_string()),
+        complete: false,
+        incomplete_reason: None,
+        listing: Listing::default(),
+        totals: Default::default(),
+        unseen: None,
+        since: base.map(|b| b.run_id.clone()),
+        since_note: None,
+        last_full_run: Some(last_full_run),
+        flows: Vec::new(),
     }
 }
 
