@@ -92,32 +92,31 @@ impl RunHandle {
         Ok(self.reader.read(&self.name(MANIFEST_NAME)).await?)
     }
 
-    /// The run's manifest read row by row (`row` sees each; none is kept), from the sidecar; the
-    /// manifest is returned without its rows. A run without a sidecar is read whole instead.
-    pub async fn manifest_streamed(
+    /// The run's manifest read row by row (`row` sees each with `state`; no row is kept), from
+    /// the sidecar; the manifest is returned without its rows, with the state. A run without a
+    /// sidecar is read whole instead.
+    pub async fn manifest_streamed<S: Send + 'static>(
         &self,
-        mut row: impl FnMut(crate::manifest::FlowRecord) -> bool + Send + 'static,
-    ) -> Result<Manifest, ReadError> {
-        let stream = match self.has_sidecar {
-            true => self.reader.open(&self.name(MANIFEST_NAME)).await?,
-            false => None,
-        };
-        let Some(stream) = stream else {
-            let mut m = self.manifest().await?;
-            for r in std::mem::take(&mut m.flows) {
-                if !row(r) {
-                    break;
-                }
+        mut state: S,
+        mut row: impl FnMut(&mut S, crate::manifest::FlowRecord) -> bool + Send + 'static,
+    ) -> Result<(Manifest, S), ReadError> {
+        if self.has_sidecar {
+            let name = self.name(MANIFEST_NAME);
+            if let Some(read) = stream_manifest(&self.reader, &name, &self.location, state, row).await? {
+                return Ok(read);
             }
-            return Ok(m);
-        };
-        let location = self.location.clone();
-        tokio::task::spawn_blocking(move || {
-            let sync = tokio_util::io::SyncIoBridge::new(stream);
-            crate::manifest::read_streamed(sync, row).map_err(|source| ReadError::Manifest { location, source })
-        })
-        .await
-        .map_err(|e| ReadError::Archive(e.to_string()))?
+            return Err(ReadError::NoRun {
+                location: self.location.clone(),
+                why: "its manifest.json went away while it was being read".into(),
+            });
+        }
+        let mut m = self.manifest().await?;
+        for r in std::mem::take(&mut m.flows) {
+            if !row(&mut state, r) {
+                break;
+            }
+        }
+        Ok((m, state))
     }
 
     /// The run's manifest: the sidecar, or the archive's last member when there is no sidecar.
@@ -263,11 +262,17 @@ fn split_run(spec: &str) -> Result<(Destination, String), ReadError> {
     }
 }
 
+/// Whether the listing `entries` of run `run_id` hold `member`.
+fn holds(entries: &[crate::sink::reader::Entry], run_id: &str, member: &str) -> bool {
+    let name = format!("{run_id}/{member}");
+    entries.iter().any(|e| e.name == name)
+}
+
 async fn handle(reader: Arc<dyn StoreReader>, run_id: String) -> Result<RunHandle, ReadError> {
     let location = format!("{}/{run_id}", reader.location().trim_end_matches('/'));
     let entries = reader.list(&run_id).await?;
-    let has_archive = entries.iter().any(|e| e.name == format!("{run_id}/{ARCHIVE_NAME}"));
-    let has_sidecar = entries.iter().any(|e| e.name == format!("{run_id}/{MANIFEST_NAME}"));
+    let has_archive = holds(&entries, &run_id, ARCHIVE_NAME);
+    let has_sidecar = holds(&entries, &run_id, MANIFEST_NAME);
     if entries.is_empty() {
         return Err(ReadError::NoRun {
             location,
@@ -306,19 +311,40 @@ pub struct RunSummary {
     pub problem: Option<String>,
 }
 
+/// Streams manifest `name` through `row` (see [`RunHandle::manifest_streamed`]); `None` when it
+/// does not exist.
+async fn stream_manifest<S: Send + 'static>(
+    reader: &Arc<dyn StoreReader>,
+    name: &str,
+    location: &str,
+    mut state: S,
+    mut row: impl FnMut(&mut S, crate::manifest::FlowRecord) -> bool + Send + 'static,
+) -> Result<Option<(Manifest, S)>, ReadError> {
+    let Some(stream) = reader.open(name).await? else {
+        return Ok(None);
+    };
+    let location = location.to_string();
+    tokio::task::spawn_blocking(move || {
+        let sync = tokio_util::io::SyncIoBridge::new(stream);
+        let read = crate::manifest::read_streamed(sync, |r| row(&mut state, r));
+        read.map(|m| (m, state))
+            .map_err(|source| ReadError::Manifest { location, source })
+    })
+    .await
+    .map_err(|e| ReadError::Archive(e.to_string()))?
+    .map(Some)
+}
+
 /// The head of run `run_id`'s manifest (everything but its rows, which come last): read as a
 /// stream and stopped at the first row, so listing runs does not read every run's rows.
 async fn read_head(reader: &Arc<dyn StoreReader>, run_id: &str) -> Result<Manifest, String> {
     let name = format!("{run_id}/{MANIFEST_NAME}");
-    let Some(stream) = reader.open(&name).await.map_err(|e| e.to_string())? else {
-        return Err("no manifest.json: in progress, or crashed".to_string());
-    };
-    tokio::task::spawn_blocking(move || {
-        let sync = tokio_util::io::SyncIoBridge::new(stream);
-        crate::manifest::read_streamed(sync, |_| false).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    match stream_manifest(reader, &name, run_id, (), |_, _| false).await {
+        Ok(Some((m, ()))) => Ok(m),
+        Err(ReadError::Manifest { source, .. }) => Err(source.to_string()),
+        Err(e) => Err(e.to_string()),
+        Ok(None) => Err("no manifest.json: in progress, or crashed".to_string()),
+    }
 }
 
 /// The runs of a destination, newest first.
@@ -330,8 +356,7 @@ pub async fn list_runs(reader: &Arc<dyn StoreReader>) -> Result<Vec<RunSummary>,
             continue;
         }
         let bytes = entries.iter().map(|e| e.size).sum();
-        let has_sidecar = entries.iter().any(|e| e.name == format!("{run_id}/{MANIFEST_NAME}"));
-        let parsed = match has_sidecar {
+        let parsed = match holds(&entries, &run_id, MANIFEST_NAME) {
             true => read_head(reader, &run_id).await,
             false => Err("no manifest.json: in progress, or crashed".to_string()),
         };

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
+use super::naming::path_hash;
 use super::rows::RowLog;
 use crate::archive::{self, Latest, RunHandle};
 use crate::genesys::{FlowId, Organization};
@@ -117,24 +118,16 @@ async fn try_open(
         .await
         .map_err(|e| problem(format!("the previous run cannot be used: {e}")))?;
     // Read row by row: only the carryable rows are kept, in a temporary file.
-    let rows = Arc::new(std::sync::Mutex::new((RowLog::new(), HashMap::new())));
-    let keep = rows.clone();
-    let m = run
-        .manifest_streamed(move |row| {
+    let (m, (rows, index)) = run
+        .manifest_streamed((RowLog::new(), HashMap::new()), |(rows, index), row| {
             if carryable(&row) {
-                let mut kept = keep.lock().unwrap_or_else(|e| e.into_inner());
                 let id = FlowId::new(&row.id);
-                let index = kept.0.push(row);
-                kept.1.insert(id, index);
+                index.insert(id, rows.push(row));
             }
             true
         })
         .await
         .map_err(|e| problem(format!("the previous run cannot be used: {e}")))?;
-    let (rows, index) = match Arc::try_unwrap(rows) {
-        Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()),
-        Err(_) => return Err(problem("the previous run's rows are still being read".into())),
-    };
     let location = run.location.clone();
     if !m.complete {
         return Err(problem(format!("the previous run {location} is not complete")));
@@ -203,6 +196,12 @@ fn carryable(row: &FlowRecord) -> bool {
     row.outcome == Outcome::Exported && !row.documents.is_empty() && row.listing_sha256.is_some()
 }
 
+/// What a flow's carry rests on: the previous run's documents, and the run that fetched them.
+pub(super) struct Planned {
+    documents: Vec<Document>,
+    fetched_in: String,
+}
+
 /// One document this run wants of a flow.
 pub(super) struct Want<'a> {
     pub contents: &'a [Content],
@@ -214,13 +213,7 @@ impl Base {
     /// The previous run's documents for flow `id` when its listing row is unchanged and every
     /// wanted document is there (same content, version and path); `optional` ones are added when
     /// present.
-    pub fn plan(
-        &self,
-        id: &str,
-        listing_sha256: &str,
-        wanted: &[Want<'_>],
-        optional: &[Want<'_>],
-    ) -> Option<Vec<Document>> {
+    pub fn plan(&self, id: &str, listing_sha256: &str, wanted: &[Want<'_>], optional: &[Want<'_>]) -> Option<Planned> {
         let row = self.rows.get(*self.index.get(&FlowId::new(id))?)?;
         if row.listing_sha256.as_deref() != Some(listing_sha256) {
             return None;
@@ -231,17 +224,22 @@ impl Base {
                 .find(|d| d.path == w.path && d.contents == w.contents && d.version.as_deref() == w.version)
                 .cloned()
         };
-        let mut docs = wanted.iter().map(find).collect::<Option<Vec<_>>>()?;
-        docs.extend(optional.iter().filter_map(find));
-        Some(docs)
+        let mut documents = wanted.iter().map(find).collect::<Option<Vec<_>>>()?;
+        documents.extend(optional.iter().filter_map(find));
+        // The run that fetched it: the previous one, or further back for a row it carried.
+        let fetched_in = match row.source {
+            Some(Source::Carried) => row.fetched_in.unwrap_or_else(|| self.run_id.clone()),
+            _ => self.run_id.clone(),
+        };
+        Some(Planned { documents, fetched_in })
     }
 
-    /// Reads and verifies `docs` of flow `id` (or, for objects in S3, checks the store's
-    /// SHA-256 so they can be copied inside it). `None`, with the reason logged, when any of
-    /// them cannot be carried: the flow is then fetched.
-    pub async fn carry(&self, id: &str, docs: Vec<Document>) -> Option<Carried> {
-        let mut out = Vec::with_capacity(docs.len());
-        for doc in docs {
+    /// Reads and verifies the `planned` documents of flow `id` (or, for objects in S3, checks the
+    /// store's SHA-256 so they can be copied inside it). `None`, with the reason logged, when any
+    /// of them cannot be carried: the flow is then fetched.
+    pub async fn carry(&self, id: &str, planned: Planned) -> Option<Carried> {
+        let mut out = Vec::with_capacity(planned.documents.len());
+        for doc in planned.documents {
             match self.carry_one(&doc).await {
                 Ok(carry) => out.push((doc, carry)),
                 Err(why) => {
@@ -253,16 +251,10 @@ impl Base {
                 }
             }
         }
-        let row = self.rows.get(*self.index.get(&FlowId::new(id))?)?;
-        // The run that fetched it: this one's source, or further back for a carried row.
-        let fetched_in = match row.source {
-            Some(Source::Carried) => row.fetched_in.unwrap_or_else(|| self.run_id.clone()),
-            _ => self.run_id.clone(),
-        };
         Some(Carried {
             documents: out,
             from: self.run_id.clone(),
-            fetched_in,
+            fetched_in: planned.fetched_in,
         })
     }
 
@@ -302,9 +294,7 @@ impl Base {
             Err(e) => Err(format!("cannot be read: {e}")),
         }
     }
-}
 
-impl Base {
     fn count_read(&self, carry: Result<Carry, String>) -> Result<Carry, String> {
         if carry.is_ok() {
             self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -334,13 +324,6 @@ fn verified(bytes: Bytes, sha256: &str) -> Result<Carry, String> {
     }
 }
 
-fn path_key(path: &str) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(path.as_bytes());
-    h.finish()
-}
-
 /// The previous archive's members that the manifest names, unpacked into a temporary file.
 struct Extracted {
     file: Arc<File>,
@@ -350,7 +333,7 @@ struct Extracted {
 
 impl Extracted {
     fn read(&self, path: &str) -> Option<Bytes> {
-        let (offset, len) = *self.members.get(&path_key(path))?;
+        let (offset, len) = *self.members.get(&path_hash(path))?;
         let mut buf = vec![0; len as usize];
         self.file.read_exact_at(&mut buf, offset).ok()?;
         Some(Bytes::from(buf))
@@ -370,19 +353,19 @@ async fn extract(run: &RunHandle, rows: &RowLog) -> Option<Extracted> {
     // The paths are hashed, not held: 50,000 flows' paths would be megabytes.
     let wanted: std::collections::HashSet<u64> = rows
         .iter()
-        .flat_map(|(_, r)| r.documents.into_iter().map(|d| path_key(&d.path)))
+        .flat_map(|(_, r)| r.documents.into_iter().map(|d| path_hash(&d.path)))
         .collect();
     let writer = file.clone();
     let mut end = 0u64;
     let unpacked = archive::each_member(
         run,
-        move |name| wanted.contains(&path_key(name)),
+        move |name| wanted.contains(&path_hash(name)),
         move |name, body| {
             let len = u32::try_from(body.len()).ok()?;
             writer.write_all_at(body, end).ok()?;
             let at = end;
             end += u64::from(len);
-            Some((path_key(name), (at, len)))
+            Some((path_hash(name), (at, len)))
         },
     )
     .await;

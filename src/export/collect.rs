@@ -109,7 +109,7 @@ pub(super) async fn collect(
     // Flows listed but never taken up still get their rows.
     let mut rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
     while let Ok(item) = rx.try_recv() {
-        rows.push(listed_row(&item, None));
+        rows.push(listed_row(&item));
     }
     Collected { rows, listing, error }
 }
@@ -145,8 +145,8 @@ fn spawn_lister(
 }
 
 /// The row a listed item starts with: `skipped` for a flow (until fetched), `failed` for a row
-/// that is not a flow. `fingerprint`: the listing row's SHA-256, when already computed.
-fn listed_row(item: &Listed, fingerprint: Option<String>) -> FlowRecord {
+/// that is not a flow. A flow's row carries its listing fingerprint.
+fn listed_row(item: &Listed) -> FlowRecord {
     match item {
         Listed::Flow(summary) => {
             let mut row = FlowRecord::listed(
@@ -157,7 +157,7 @@ fn listed_row(item: &Listed, fingerprint: Option<String>) -> FlowRecord {
                 (summary.published_version.clone(), summary.saved_version.clone()),
                 "the run stopped before this flow was fetched".into(),
             );
-            row.listing_sha256 = Some(fingerprint.unwrap_or_else(|| summary.listing_sha256()));
+            row.listing_sha256 = Some(summary.listing_sha256());
             row
         }
         Listed::Malformed { reason, row } => {
@@ -193,11 +193,9 @@ async fn write_loop(
     let source = futures::stream::poll_fn(|cx| rx.poll_recv(cx)).take_until(stop.stopped());
     let results = source
         .map(|item| {
-            let fingerprint = match &item {
-                Listed::Flow(summary) => Some(summary.listing_sha256()),
-                Listed::Malformed { .. } => None,
-            };
-            let index = lock(rows).push(listed_row(&item, fingerprint.clone()));
+            let row = listed_row(&item);
+            let fingerprint = row.listing_sha256.clone();
+            let index = lock(rows).push(row);
             if let Some(p) = &options.progress {
                 p.listed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -259,7 +257,11 @@ fn fetch(
             };
         };
         let wanted = wanted(&summary, fetcher.content, &paths);
-        if let Some(carried) = fetcher.carry(&summary, fingerprint, &wanted, &paths).await {
+        let carried = match &fingerprint {
+            Some(fingerprint) => fetcher.carry(&summary, fingerprint, &wanted, &paths).await,
+            None => None,
+        };
+        if let Some(carried) = carried {
             return Fetched {
                 index,
                 outcome: FetchOutcome::Carried(carried),
@@ -280,7 +282,7 @@ impl Fetcher {
     async fn carry(
         &self,
         summary: &FlowSummary,
-        fingerprint: Option<String>,
+        fingerprint: &str,
         wanted: &[Wanted],
         paths: &FlowPaths,
     ) -> Option<Carried> {
@@ -304,9 +306,8 @@ impl Fetcher {
         } else {
             &[]
         };
-        let fingerprint = fingerprint.unwrap_or_else(|| summary.listing_sha256());
-        let docs = base.plan(&summary.id, &fingerprint, &want, optional)?;
-        base.carry(&summary.id, docs).await
+        let planned = base.plan(&summary.id, fingerprint, &want, optional)?;
+        base.carry(&summary.id, planned).await
     }
 }
 

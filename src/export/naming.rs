@@ -19,10 +19,16 @@ pub struct MemberNamer {
     used: HashSet<u64>,
 }
 
-fn path_hash(base: &str, suffix: &str) -> u64 {
+/// A 64-bit hash of a member path, keyed the same in every run (so a run's names do not depend
+/// on chance): what a run remembers of 50,000 paths instead of the paths.
+pub(crate) fn path_hash(path: &str) -> u64 {
+    path_hash_of(path, "")
+}
+
+/// [`path_hash`] of `base` + `suffix`, without building the string: the bytes of the whole path,
+/// so `x.published` + `.json` is `x` + `.published.json`.
+fn path_hash_of(base: &str, suffix: &str) -> u64 {
     use std::hash::Hasher;
-    // Keyed the same in every run, so a run's names do not depend on chance; the bytes of the
-    // whole path, so `x.published` + `.json` is `x` + `.published.json`.
     let mut h = std::collections::hash_map::DefaultHasher::new();
     h.write(base.as_bytes());
     h.write(suffix.as_bytes());
@@ -41,12 +47,15 @@ impl MemberNamer {
         let base = format!("flows/{t}/{n}--{i}");
         let mut candidate = base.clone();
         let mut n = 2u32;
-        while SUFFIXES.iter().any(|s| self.used.contains(&path_hash(&candidate, s))) {
+        while SUFFIXES
+            .iter()
+            .any(|s| self.used.contains(&path_hash_of(&candidate, s)))
+        {
             candidate = format!("{base}-{n}");
             n += 1;
         }
         for s in SUFFIXES {
-            self.used.insert(path_hash(&candidate, s));
+            self.used.insert(path_hash_of(&candidate, s));
         }
         FlowPaths { base: candidate }
     }
