@@ -190,20 +190,18 @@ pub async fn run(
     } else {
         views.abort();
     }
-    let ending = decide(error, stop.cause(), &collected.listing, &rows.totals());
+    let (totals, mut stored_bytes) = rows.tally();
+    let ending = decide(error, stop.cause(), &collected.listing, &totals);
     let mut m = Manifest {
         listing: listing_record(&collected.listing, &options.type_filter),
+        totals,
         unseen,
         since_note,
         ..head(&options, &client, started_at, base.as_deref())
     };
-    let ending = seal(&mut *sink, &mut m, &mut rows, ending)
+    let ending = seal(&mut *sink, &mut m, &mut rows, ending, &mut stored_bytes)
         .instrument(span.clone())
         .await;
-    let stored_bytes = rows
-        .iter()
-        .flat_map(|(_, r)| r.documents.into_iter().map(|d| d.bytes))
-        .sum();
     let _g = span.enter();
     info!(
         listed = m.totals.listed,
@@ -289,18 +287,18 @@ fn listing_record(report: &ListingReport, type_filter: &[String]) -> Listing {
     }
 }
 
-/// Writes the manifest as `ending` says, sealing the archive with what was stored. When the
-/// destination broke (or breaks now), the partial archive is discarded and its rows say so.
-async fn seal(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: Ending) -> Ending {
+/// Writes the manifest (whose totals are the rows') as `ending` says, sealing the archive with
+/// what was stored. When the destination broke (or breaks now), the partial archive is discarded,
+/// its rows say so, and the totals and `stored` bytes are counted again.
+async fn seal(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: Ending, stored: &mut u64) -> Ending {
     let broken = matches!(&ending, Ending::Fatal(e) if e.is_destination_failure());
     if broken {
-        discard(sink, m, rows, &ending).await;
+        *stored = discard(sink, m, rows, &ending).await;
         return ending;
     }
     m.complete = ending.is_complete();
     m.incomplete_reason = ending.reason();
     m.finished_at = manifest::now_rfc3339();
-    m.totals = rows.totals();
     let sealed = match spool(m, rows) {
         Ok(spooled) => sink.finish(&spooled).await,
         Err(e) => Err(e),
@@ -310,7 +308,7 @@ async fn seal(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: 
         Err(e) => {
             let ending = Ending::Fatal(RunError::Seal(e));
             error!("{}", ending.reason().unwrap_or_default());
-            discard(sink, m, rows, &ending).await;
+            *stored = discard(sink, m, rows, &ending).await;
             ending
         }
     }
@@ -325,8 +323,9 @@ fn spool(m: &Manifest, rows: &RowLog) -> Result<Spooled, SinkError> {
     })
 }
 
-/// Aborts the sink and writes an incomplete manifest that claims nothing the destination lost.
-async fn discard(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: &Ending) {
+/// Aborts the sink and writes an incomplete manifest that claims nothing the destination lost;
+/// returns the bytes of the documents still stored.
+async fn discard(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: &Ending) -> u64 {
     let why = ending.reason().unwrap_or_default();
     m.complete = false;
     m.incomplete_reason = Some(why.clone());
@@ -349,7 +348,8 @@ async fn discard(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, endin
             });
         }
     }
-    m.totals = rows.totals();
+    let (totals, stored) = rows.tally();
+    m.totals = totals;
     let aborted = match spool(m, rows) {
         Ok(spooled) => sink.abort(&spooled).await,
         Err(e) => Err(e),
@@ -357,4 +357,5 @@ async fn discard(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, endin
     if let Err(e) = aborted {
         warn!("could not write the incomplete manifest either: {e}");
     }
+    stored
 }

@@ -129,11 +129,15 @@ impl RowLog {
         order.into_iter().filter_map(|i| self.get(i as usize))
     }
 
-    /// Counts per outcome.
-    pub fn totals(&self) -> Totals {
+    /// Counts per outcome, and the bytes of the documents the rows name (one pass over the file).
+    pub fn tally(&self) -> (Totals, u64) {
         let mut t = Totals::default();
-        self.iter().for_each(|(_, row)| t.add(&row));
-        t
+        let mut bytes = 0;
+        for (_, row) in self.iter() {
+            t.add(&row);
+            bytes += row.documents.iter().map(|d| d.bytes).sum::<u64>();
+        }
+        (t, bytes)
     }
 
     /// Appends row `index` to the file, or keeps it in memory when the file cannot take it.
@@ -226,7 +230,7 @@ mod tests {
                     ("WORKFLOW".into(), "a".into())
                 ]
             );
-            let t = log.totals();
+            let (t, _) = log.tally();
             assert_eq!((t.listed, t.not_found, t.skipped), (3, 1, 2));
             assert_eq!(log.get(c).unwrap().id, "a");
             assert!(log.get(3).is_none());
