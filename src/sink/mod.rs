@@ -140,21 +140,27 @@ impl Spooled {
         self.len() == 0
     }
 
-    /// The piece at `offset` (at most [`SPOOL_CHUNK`] bytes; empty at the end).
-    pub fn chunk(&self, offset: u64) -> std::io::Result<Bytes> {
-        let end = self.len().min(offset + SPOOL_CHUNK as u64);
-        if offset >= end {
-            return Ok(Bytes::new());
-        }
-        match self {
-            Spooled::Memory(b) => Ok(b.slice(offset as usize..end as usize)),
-            Spooled::File(file, _) => {
-                use std::os::unix::fs::FileExt;
-                let mut buf = vec![0; (end - offset) as usize];
-                file.read_exact_at(&mut buf, offset)?;
-                Ok(Bytes::from(buf))
+    /// Its pieces in order, each at most [`SPOOL_CHUNK`] bytes; reading stops at the first error.
+    pub fn pieces(&self) -> impl Iterator<Item = std::io::Result<Bytes>> + '_ {
+        let mut offset = 0u64;
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            let end = self.len().min(offset + SPOOL_CHUNK as u64);
+            if failed || offset >= end {
+                return None;
             }
-        }
+            let piece = match self {
+                Spooled::Memory(b) => Ok(b.slice(offset as usize..end as usize)),
+                Spooled::File(file, _) => {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0; (end - offset) as usize];
+                    file.read_exact_at(&mut buf, offset).map(|()| Bytes::from(buf))
+                }
+            };
+            failed = piece.is_err();
+            offset = end;
+            Some(piece)
+        })
     }
 
     /// The whole document in memory.
@@ -163,15 +169,10 @@ impl Spooled {
             Spooled::Memory(b) => Ok(b.clone()),
             Spooled::File(..) => {
                 let mut all = Vec::with_capacity(self.len() as usize);
-                let mut offset = 0;
-                loop {
-                    let piece = self.chunk(offset)?;
-                    if piece.is_empty() {
-                        return Ok(Bytes::from(all));
-                    }
-                    offset += piece.len() as u64;
-                    all.extend_from_slice(&piece);
+                for piece in self.pieces() {
+                    all.extend_from_slice(&piece?);
                 }
+                Ok(Bytes::from(all))
             }
         }
     }
@@ -187,15 +188,10 @@ impl Spooled {
         }
         let mut upload = store.create_upload(name, "application/json").await?;
         let written = async {
-            let mut offset = 0;
-            loop {
-                let piece = self.chunk(offset).map_err(io)?;
-                if piece.is_empty() {
-                    return upload.complete().await;
-                }
-                offset += piece.len() as u64;
-                upload.write(piece.to_vec()).await?;
+            for piece in self.pieces() {
+                upload.write(piece.map_err(io)?.to_vec()).await?;
             }
+            upload.complete().await
         }
         .await;
         if written.is_err() {

@@ -132,13 +132,8 @@ impl TarGzSink {
     async fn append_spooled(&mut self, name: &str, data: &Spooled) -> Result<(), SinkError> {
         let size = data.len();
         self.encode(|e| e.begin_member(name, size))?;
-        let mut offset = 0;
-        loop {
-            let piece = data.chunk(offset).map_err(|e| self.encode_error(e))?;
-            if piece.is_empty() {
-                break;
-            }
-            offset += piece.len() as u64;
+        for piece in data.pieces() {
+            let piece = piece.map_err(|e| self.encode_error(e))?;
             let out = self.encode(|e| e.member_data(&piece))?;
             self.write(out).await?;
         }
