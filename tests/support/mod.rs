@@ -4,6 +4,7 @@
 
 pub mod s3;
 pub mod targets;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::io::Read;
