@@ -1,5 +1,8 @@
 # syntax=docker/dockerfile:1
 # flowvault: a small, non-root, read-only-friendly image that runs `flowvault export` by default.
+# Build it for the architecture that runs it (Fargate's cpu_architecture, your nodes'):
+#   docker buildx build --platform linux/amd64 -t IMAGE:TAG .     (linux/arm64 for ARM64/Graviton)
+# and deploy it by digest (IMAGE@sha256:…, `docker buildx imagetools inspect IMAGE:TAG`).
 
 ARG RUST_VERSION=1.95
 
@@ -28,8 +31,11 @@ LABEL org.opencontainers.image.title="flowvault" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /src/target/release/flowvault /usr/local/bin/flowvault
 USER 65532:65532
-# With a read-only root filesystem the job writes only to its destination (S3, or a mounted
-# volume) and, for local runs, /tmp.
+# With a read-only root filesystem the job writes only to its destination and /tmp (spooled
+# manifest rows; the previous archive unpacked for --since). Declared as a volume so that a bind
+# mount without a source (Fargate's task storage, `docker run --read-only`) starts as the image's
+# world-writable /tmp, not a root-owned 0755 directory the non-root user cannot write.
+VOLUME ["/tmp"]
 WORKDIR /tmp
 ENV FLOWVAULT_LOG_FORMAT=json
 ENTRYPOINT ["flowvault"]

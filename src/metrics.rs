@@ -74,54 +74,50 @@ fn gauge_vec(
     Ok(())
 }
 
-/// The run's metrics in the text exposition format; `last_complete` is the previous complete
-/// run's time, used when this run is not complete.
-pub fn render(f: &RunFigures, last_complete: Option<f64>) -> Result<String, MetricsError> {
-    let r = Registry::new();
-    gauge(
-        &r,
-        "flowvault_last_run_timestamp_seconds",
-        "When the last run ended (Unix time).",
-        f.finished,
-    )?;
-    gauge(
-        &r,
-        "flowvault_last_run_complete",
-        "1 if the last run's manifest says complete, else 0.",
-        f64::from(u8::from(f.complete)),
-    )?;
-    gauge(
-        &r,
-        "flowvault_last_run_exit_code",
-        "The last run's exit code (0 complete, 1 fatal, 3 incomplete, ...).",
-        f64::from(f.exit_code),
-    )?;
-    gauge(
-        &r,
-        "flowvault_last_run_duration_seconds",
-        "How long the last run took.",
-        (f.finished - f.started).max(0.0),
-    )?;
-    gauge(
-        &r,
-        "flowvault_last_run_bytes_written",
-        "Document bytes the last run stored.",
-        f.bytes_written as f64,
-    )?;
-    gauge(
-        &r,
-        "flowvault_last_run_retries",
-        "Requests the last run sent again after a failed attempt.",
-        f.requests.retries as f64,
-    )?;
-    gauge(
-        &r,
-        "flowvault_last_run_throttled",
-        "429 answers (pauses) in the last run.",
-        f.requests.throttled as f64,
-    )?;
-    let t = &f.totals;
-    let outcomes: BTreeMap<String, f64> = [
+/// The single-valued gauges of a run: name, help, value.
+fn run_gauges(f: &RunFigures) -> [(&'static str, &'static str, f64); 7] {
+    [
+        (
+            "flowvault_last_run_timestamp_seconds",
+            "When the last run ended (Unix time).",
+            f.finished,
+        ),
+        (
+            "flowvault_last_run_complete",
+            "1 if the last run's manifest says complete, else 0.",
+            f64::from(u8::from(f.complete)),
+        ),
+        (
+            "flowvault_last_run_exit_code",
+            "The last run's exit code (0 complete, 1 fatal, 3 incomplete, ...).",
+            f64::from(f.exit_code),
+        ),
+        (
+            "flowvault_last_run_duration_seconds",
+            "How long the last run took.",
+            (f.finished - f.started).max(0.0),
+        ),
+        (
+            "flowvault_last_run_bytes_written",
+            "Document bytes the last run stored.",
+            f.bytes_written as f64,
+        ),
+        (
+            "flowvault_last_run_retries",
+            "Requests the last run sent again after a failed attempt.",
+            f.requests.retries as f64,
+        ),
+        (
+            "flowvault_last_run_throttled",
+            "429 answers (pauses) in the last run.",
+            f.requests.throttled as f64,
+        ),
+    ]
+}
+
+/// Flows per outcome, as the `outcome` label's values.
+fn outcomes(t: &Totals) -> BTreeMap<String, f64> {
+    [
         ("listed", t.listed),
         ("exported", t.exported),
         ("not_found", t.not_found),
@@ -132,35 +128,45 @@ pub fn render(f: &RunFigures, last_complete: Option<f64>) -> Result<String, Metr
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v as f64))
-    .collect();
+    .collect()
+}
+
+/// API answers per HTTP status, as the `status` label's values (0: no answer at all).
+fn statuses(requests: &RequestCounts) -> BTreeMap<String, f64> {
+    requests
+        .by_status
+        .iter()
+        .map(|(s, n)| {
+            let status = if *s == 0 {
+                "transport_error".to_string()
+            } else {
+                s.to_string()
+            };
+            (status, *n as f64)
+        })
+        .collect()
+}
+
+/// The run's metrics in the text exposition format; `last_complete` is the previous complete
+/// run's time, used when this run is not complete.
+pub fn render(f: &RunFigures, last_complete: Option<f64>) -> Result<String, MetricsError> {
+    let r = Registry::new();
+    for (name, help, value) in run_gauges(f) {
+        gauge(&r, name, help, value)?;
+    }
     gauge_vec(
         &r,
         "flowvault_last_run_flows",
         "Flows of the last run by outcome.",
         "outcome",
-        &outcomes,
+        &outcomes(&f.totals),
     )?;
-    let statuses: BTreeMap<String, f64> = f
-        .requests
-        .by_status
-        .iter()
-        .map(|(s, n)| {
-            (
-                if *s == 0 {
-                    "transport_error".to_string()
-                } else {
-                    s.to_string()
-                },
-                *n as f64,
-            )
-        })
-        .collect();
     gauge_vec(
         &r,
         "flowvault_last_run_api_requests",
         "API answers in the last run by HTTP status.",
         "status",
-        &statuses,
+        &statuses(&f.requests),
     )?;
     let complete_at = if f.complete { Some(f.finished) } else { last_complete };
     if let Some(t) = complete_at {
@@ -200,7 +206,11 @@ pub async fn push(gateway: &Url, org: &str, body: String) -> Result<(), MetricsE
     if let Ok(mut p) = url.path_segments_mut() {
         p.pop_if_empty().extend(["metrics", "job", "flowvault", "org", org]);
     }
-    let shown = url.to_string();
+    // Shown in errors: never the credentials a URL may carry (https://user:pass@gateway).
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    let shown = shown.to_string();
     let failed = |why: String| MetricsError::Push {
         url: shown.clone(),
         why,
@@ -216,13 +226,34 @@ pub async fn push(gateway: &Url, org: &str, body: String) -> Result<(), MetricsE
         .body(body)
         .send()
         .await
-        .map_err(|e| failed(crate::genesys::client::describe_transport_error(&e)))?;
+        .map_err(|e| failed(describe_push_error(&e)))?;
     if !resp.status().is_success() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         return Err(failed(format!("HTTP {status}: {}", text.trim())));
     }
     Ok(())
+}
+
+/// Why a push got no answer, in the Pushgateway's terms (the caller names the address).
+fn describe_push_error(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "the Pushgateway did not answer within 15 s"
+    } else if e.is_connect() {
+        "nothing accepts connections there: is the Pushgateway running, and is FLOWVAULT_PUSHGATEWAY_URL its address?"
+    } else {
+        "the connection to the Pushgateway failed"
+    };
+    let mut cause = std::error::Error::source(e);
+    let mut deepest = None;
+    while let Some(c) = cause {
+        deepest = Some(c.to_string());
+        cause = c.source();
+    }
+    match deepest {
+        Some(d) => format!("{what} ({d})"),
+        None => what.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -246,5 +277,18 @@ mod tests {
         let path = dir.path().join("flowvault.prom");
         write_textfile(&path, &text).unwrap();
         assert_eq!(previous_complete(&path), Some(42.0));
+    }
+
+    #[tokio::test]
+    async fn a_push_to_a_closed_port_says_the_pushgateway_is_not_there() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let err = push(&url, "acme", "x 1\n".into()).await.unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot push metrics to http://127.0.0.1:{port}/metrics/job/flowvault/org/acme")), "{err}");
+        assert!(err.contains("is the Pushgateway running"), "{err}");
     }
 }

@@ -19,11 +19,7 @@ struct Pushgateway {
 
 impl Pushgateway {
     async fn start() -> Pushgateway {
-        let bin = "/usr/bin/prometheus-pushgateway";
-        assert!(
-            std::path::Path::new(bin).exists(),
-            "{bin} is missing: apt-get install prometheus-pushgateway prometheus (.ci/run does)"
-        );
+        let bin = support::tools::pushgateway();
         let port = free_port();
         // Killed and waited for in `Drop` (clippy cannot see through the struct).
         #[allow(clippy::zombie_processes)]
@@ -78,7 +74,7 @@ fn value(lines: &[String], metric: &str) -> Option<f64> {
 
 fn promtool_accepts(text: &str) {
     use std::io::Write;
-    let mut child = std::process::Command::new("/usr/bin/promtool")
+    let mut child = std::process::Command::new(support::tools::promtool())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
