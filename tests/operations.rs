@@ -323,3 +323,104 @@ async fn doctor_passes_when_all_is_well_and_names_the_failing_step_and_its_fix()
     assert!(text.contains("fix: grant s3:PutObject"), "{text}");
     assert_no_secrets(&all_output(&out), &sim);
 }
+
+/// Every series the Pushgateway serves for flowvault, as promtool `input_series` held for `minutes`.
+fn input_series(metrics: &str, minutes: u32) -> String {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("flowvault_"))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            format!("      - series: '{series}'\n        values: '{value}x{minutes}'\n")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_selects_series_from_a_real_run() {
+    let gateway = Pushgateway::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = org(6);
+    config.forbidden.insert(config.flows[0].id().to_string());
+    let sim = start_sim(org(6)).await;
+    let out = run(export_cmd(&sim, dir.path(), "ok").args(["--pushgateway", &gateway.url])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let bad = start_sim(config).await;
+    let out = run(export_cmd(&bad, dir.path(), "bad").args(["--pushgateway", &gateway.url])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", all_output(&out));
+    let metrics = reqwest::get(format!("{}/metrics", gateway.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Each panel's PromQL as a recording rule, `$org` as the dashboard's "All".
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("infra/k8s/alerts/grafana-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<(String, String)> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap().to_string();
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |t| (title.clone(), t["expr"].as_str().unwrap().replace("$org", ".+")))
+        })
+        .collect();
+    let all: String = exprs.iter().map(|(_, e)| e.as_str()).collect();
+    for metric in [
+        "flowvault_last_complete_run_timestamp_seconds",
+        "flowvault_last_run_flows",
+        "flowvault_last_run_duration_seconds",
+        "flowvault_last_run_throttled",
+        "flowvault_last_run_bytes_written",
+    ] {
+        assert!(all.contains(metric), "the dashboard shows {metric}");
+    }
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| format!("      - record: dashboard:panel_{i}\n        expr: {}\n", serde_json::to_string(e).unwrap()))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("dashboard.yaml"),
+        format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
+    )
+    .unwrap();
+    let check = std::process::Command::new(support::tools::promtool())
+        .args(["check", "rules"])
+        .arg(work.path().join("dashboard.yaml"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&check.stdout));
+    // Each expression, evaluated over the pushed series, yields at least one series.
+    let expectations: String = (0..exprs.len())
+        .map(|i| {
+            format!(
+                "      - expr: clamp_max(count(dashboard:panel_{i}), 1)\n        eval_time: 5m\n        exp_samples:\n          - labels: '{{}}'\n            value: 1\n"
+            )
+        })
+        .collect();
+    let tests = format!(
+        "rule_files: [dashboard.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{}    promql_expr_test:\n{expectations}",
+        input_series(&metrics, 10)
+    );
+    std::fs::write(work.path().join("tests.yaml"), &tests).unwrap();
+    let out = std::process::Command::new(support::tools::promtool())
+        .args(["test", "rules"])
+        .arg(work.path().join("tests.yaml"))
+        .output()
+        .unwrap();
+    let titles: Vec<&str> = exprs.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(
+        out.status.success(),
+        "a dashboard query selects nothing from a real run's metrics (panels {titles:?}):\n{}{}\n{tests}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
