@@ -288,7 +288,12 @@ mod tests {
             .port();
         let url = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
         let err = push(&url, "acme", "x 1\n".into()).await.unwrap_err().to_string();
-        assert!(err.starts_with(&format!("cannot push metrics to http://127.0.0.1:{port}/metrics/job/flowvault/org/acme")), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "cannot push metrics to http://127.0.0.1:{port}/metrics/job/flowvault/org/acme"
+            )),
+            "{err}"
+        );
         assert!(err.contains("is the Pushgateway running"), "{err}");
     }
 }

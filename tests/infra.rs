@@ -264,7 +264,9 @@ fn a_network_policy_lets_the_job_reach_only_dns_https_and_the_pushgateway() {
     let np = policies[0];
     let cj = of_kind(&docs, "CronJob")[0];
     let pod_labels = at(cj, "spec.jobTemplate.spec.template.metadata.labels");
-    let selector = at(np, "spec.podSelector.matchLabels").as_mapping().expect("matchLabels");
+    let selector = at(np, "spec.podSelector.matchLabels")
+        .as_mapping()
+        .expect("matchLabels");
     for (k, v) in selector {
         assert_eq!(&pod_labels[k.as_str().unwrap()], v, "the policy selects the job's pods");
     }
@@ -287,7 +289,10 @@ fn a_network_policy_lets_the_job_reach_only_dns_https_and_the_pushgateway() {
         ],
         "DNS, HTTPS (Genesys, S3, STS) and the Pushgateway only"
     );
-    let https = egress.iter().find(|r| r["ports"][0]["port"].as_u64() == Some(443)).unwrap();
+    let https = egress
+        .iter()
+        .find(|r| r["ports"][0]["port"].as_u64() == Some(443))
+        .unwrap();
     let except = strings(&https["to"][0]["ipBlock"]["except"]);
     for private in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"] {
         assert!(
@@ -347,7 +352,10 @@ fn render_template(path: &str, vars: &[(&str, &str)]) -> String {
     for (k, v) in vars {
         text = text.replace(&format!("${{{k}}}"), v);
     }
-    assert!(!text.contains("${"), "{path}: a template variable the test does not know:\n{text}");
+    assert!(
+        !text.contains("${"),
+        "{path}: a template variable the test does not know:\n{text}"
+    );
     text
 }
 
@@ -416,27 +424,37 @@ fn call<'a>(action: &'a str, resource: &'a str, keys: &[(&'a str, &'a str)]) -> 
 /// ArnEquals, ArnLike, Bool (a missing key fails them all, as in IAM without `IfExists`); any other
 /// operator fails the test, so a policy cannot use one this evaluator does not understand.
 fn conditions_hold(condition: &serde_json::Value, keys: &[(&str, &str)]) -> bool {
-    condition.as_object().expect("Condition is an object").iter().all(|(op, tests)| {
-        tests.as_object().expect("a condition operator maps keys").iter().all(|(key, want)| {
-            let Some((_, got)) = keys.iter().find(|(k, _)| k == key) else {
-                return false;
-            };
-            let want = list(want);
-            match op.as_str() {
-                "StringEquals" | "ArnEquals" => want.iter().any(|w| w == got),
-                "StringLike" | "ArnLike" => want.iter().any(|w| like(w, got)),
-                "Bool" => want.iter().any(|w| w.eq_ignore_ascii_case(got)),
-                other => panic!("the test's policy evaluator does not know the condition operator {other}"),
-            }
+    condition
+        .as_object()
+        .expect("Condition is an object")
+        .iter()
+        .all(|(op, tests)| {
+            tests
+                .as_object()
+                .expect("a condition operator maps keys")
+                .iter()
+                .all(|(key, want)| {
+                    let Some((_, got)) = keys.iter().find(|(k, _)| k == key) else {
+                        return false;
+                    };
+                    let want = list(want);
+                    match op.as_str() {
+                        "StringEquals" | "ArnEquals" => want.iter().any(|w| w == got),
+                        "StringLike" | "ArnLike" => want.iter().any(|w| like(w, got)),
+                        "Bool" => want.iter().any(|w| w.eq_ignore_ascii_case(got)),
+                        other => panic!("the test's policy evaluator does not know the condition operator {other}"),
+                    }
+                })
         })
-    })
 }
 
 fn principal_matches(principal: &Option<serde_json::Value>, who: Option<(&str, &str)>) -> bool {
     match (principal, who) {
         (None, _) => true, // an identity policy: the principal is whoever holds it
         (Some(serde_json::Value::String(s)), _) if s == "*" => true,
-        (Some(p), Some((kind, id))) => p.get(kind).is_some_and(|ids| list(ids).iter().any(|x| x == id || x == "*")),
+        (Some(p), Some((kind, id))) => p
+            .get(kind)
+            .is_some_and(|ids| list(ids).iter().any(|x| x == id || x == "*")),
         (Some(_), None) => false,
     }
 }
@@ -444,7 +462,9 @@ fn principal_matches(principal: &Option<serde_json::Value>, who: Option<(&str, &
 fn statement_applies(s: &Statement, r: &Request) -> bool {
     principal_matches(&s.principal, r.principal)
         && list(&s.action).iter().any(|a| like(a, r.action))
-        && s.resource.as_ref().is_none_or(|res| list(res).iter().any(|p| like(p, r.resource)))
+        && s.resource
+            .as_ref()
+            .is_none_or(|res| list(res).iter().any(|p| like(p, r.resource)))
         && s.condition.as_ref().is_none_or(|c| conditions_hold(c, &r.keys))
 }
 
@@ -472,14 +492,25 @@ fn job_policy(bucket_arn: &str, org_prefix: &str) -> Vec<Statement> {
 
 /// Every request flowvault sends for export (and --since), verify, diff and runs of the org whose
 /// runs live under `bucket`/`prefix`, with the condition keys S3 and KMS evaluate for it.
-fn calls_under(bucket_arn: &str, prefix: &str) -> Vec<(String, String, Vec<(&'static str, String)>)> {
+/// An action on a resource with the condition keys the request carries.
+type Call = (String, String, Vec<(&'static str, String)>);
+
+fn calls_under(bucket_arn: &str, prefix: &str) -> Vec<Call> {
     let run = format!("{bucket_arn}/{prefix}/20261129T020000Z");
     let previous = format!("{bucket_arn}/{prefix}/20261128T020000Z");
     let via_s3 = vec![("kms:ViaService", format!("s3.{REGION}.amazonaws.com"))];
     vec![
         // export preflight, then runs and --since latest
-        ("s3:ListBucket".into(), bucket_arn.into(), vec![("s3:prefix", format!("{prefix}/20261129T020000Z/"))]),
-        ("s3:ListBucket".into(), bucket_arn.into(), vec![("s3:prefix", format!("{prefix}/"))]),
+        (
+            "s3:ListBucket".into(),
+            bucket_arn.into(),
+            vec![("s3:prefix", format!("{prefix}/20261129T020000Z/"))],
+        ),
+        (
+            "s3:ListBucket".into(),
+            bucket_arn.into(),
+            vec![("s3:prefix", format!("{prefix}/"))],
+        ),
         // PutObject, multipart create/upload/complete; abort
         ("s3:PutObject".into(), format!("{run}/flows.tar.gz"), vec![]),
         ("s3:PutObject".into(), format!("{run}/manifest.json"), vec![]),
@@ -495,7 +526,7 @@ fn calls_under(bucket_arn: &str, prefix: &str) -> Vec<(String, String, Vec<(&'st
     ]
 }
 
-fn check_calls(policy: &[Statement], calls: &[(String, String, Vec<(&'static str, String)>)], allowed: bool) {
+fn check_calls(policy: &[Statement], calls: &[Call], allowed: bool) {
     for (action, resource, keys) in calls {
         let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
         assert_eq!(
@@ -511,7 +542,10 @@ fn check_calls(policy: &[Statement], calls: &[(String, String, Vec<(&'static str
 fn s3_target(to: &str) -> (String, String) {
     let rest = to.strip_prefix("s3://").expect("an s3:// destination");
     let (bucket, prefix) = rest.split_once('/').expect("a key prefix");
-    (format!("arn:aws:s3:::{bucket}"), prefix.trim_end_matches('/').to_string())
+    (
+        format!("arn:aws:s3:::{bucket}"),
+        prefix.trim_end_matches('/').to_string(),
+    )
 }
 
 /// The default of `variable NAME` in a Terraform file (a plain string default).
@@ -539,12 +573,25 @@ fn the_shipped_policy_allows_exactly_the_s3_calls_flowvault_makes() {
     let granted: std::collections::BTreeSet<String> = policy.iter().flat_map(|s| list(&s.action)).collect();
     let wanted: std::collections::BTreeSet<String> = needed.iter().map(|(a, _, _)| a.clone()).collect();
     assert_eq!(granted, wanted, "exactly the actions the code uses");
-    assert!(!allows(&policy, &call("s3:PutObject", &format!("{bucket}/other/x"), &[])));
-    assert!(!allows(&policy, &call("s3:ListBucket", bucket, &[("s3:prefix", "other/")])));
-    assert!(!allows(&policy, &call("s3:ListBucket", bucket, &[])), "no listing without a prefix");
     assert!(!allows(
         &policy,
-        &call("s3:DeleteObject", &format!("{bucket}/genesys/acme/r/manifest.json"), &[])
+        &call("s3:PutObject", &format!("{bucket}/other/x"), &[])
+    ));
+    assert!(!allows(
+        &policy,
+        &call("s3:ListBucket", bucket, &[("s3:prefix", "other/")])
+    ));
+    assert!(
+        !allows(&policy, &call("s3:ListBucket", bucket, &[])),
+        "no listing without a prefix"
+    );
+    assert!(!allows(
+        &policy,
+        &call(
+            "s3:DeleteObject",
+            &format!("{bucket}/genesys/acme/r/manifest.json"),
+            &[]
+        )
     ));
 }
 
@@ -553,12 +600,23 @@ fn the_archive_key_is_usable_only_through_s3() {
     let policy = job_policy("arn:aws:s3:::backups", "genesys/acme");
     assert!(allows(
         &policy,
-        &call("kms:Decrypt", KMS_KEY, &[("kms:ViaService", "s3.us-west-2.amazonaws.com")])
+        &call(
+            "kms:Decrypt",
+            KMS_KEY,
+            &[("kms:ViaService", "s3.us-west-2.amazonaws.com")]
+        )
     ));
-    assert!(!allows(&policy, &call("kms:Decrypt", KMS_KEY, &[])), "a direct kms:Decrypt is refused");
+    assert!(
+        !allows(&policy, &call("kms:Decrypt", KMS_KEY, &[])),
+        "a direct kms:Decrypt is refused"
+    );
     assert!(!allows(
         &policy,
-        &call("kms:Decrypt", KMS_KEY, &[("kms:ViaService", "secretsmanager.us-west-2.amazonaws.com")])
+        &call(
+            "kms:Decrypt",
+            KMS_KEY,
+            &[("kms:ViaService", "secretsmanager.us-west-2.amazonaws.com")]
+        )
     ));
 }
 
@@ -577,7 +635,9 @@ fn the_bucket_refuses_plain_http_requests() {
             keys: vec![("aws:SecureTransport", "false")],
             ..call(action, resource, &[])
         };
-        let deny = policy.iter().any(|s| s.effect == "Deny" && statement_applies(s, &plain));
+        let deny = policy
+            .iter()
+            .any(|s| s.effect == "Deny" && statement_applies(s, &plain));
         assert!(deny, "{action} over plain HTTP is explicitly denied");
         let tls = Request {
             keys: vec![("aws:SecureTransport", "true")],
@@ -667,7 +727,10 @@ fn every_org_overlay_writes_where_its_own_role_allows_and_nowhere_else() {
 fn each_org_role_is_assumable_only_by_its_own_service_account() {
     let provider = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE";
     let issuer = "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLE";
-    let orgs: Vec<DeployedOrg> = deployed_orgs().into_iter().filter(|o| o.service_account != "flowvault").collect();
+    let orgs: Vec<DeployedOrg> = deployed_orgs()
+        .into_iter()
+        .filter(|o| o.service_account != "flowvault")
+        .collect();
     let main = std::fs::read_to_string(repo("infra/terraform/aws-eks/main.tf")).unwrap();
     assert!(
         main.contains("coalesce(o.service_account, \"${var.name}-${k}\")"),
@@ -696,7 +759,10 @@ fn each_org_role_is_assumable_only_by_its_own_service_account() {
                 },
             )
         };
-        assert!(assume(&format!("system:serviceaccount:flowvault:{}", org.service_account)));
+        assert!(assume(&format!(
+            "system:serviceaccount:flowvault:{}",
+            org.service_account
+        )));
         for other in orgs.iter().filter(|o| o.key != org.key) {
             assert!(
                 !assume(&format!("system:serviceaccount:flowvault:{}", other.service_account)),
@@ -725,7 +791,10 @@ fn the_lifecycle_covers_every_org_prefix_and_really_removes_expired_runs() {
         .iter()
         .find(|r| r.contains("days = var.retention_days"))
         .expect("a retention rule");
-    assert!(with_prefix(retention), "the retention rule covers PREFIX/, every org's runs");
+    assert!(
+        with_prefix(retention),
+        "the retention rule covers PREFIX/, every org's runs"
+    );
     for org in deployed_orgs() {
         let (_, key_prefix) = s3_target(&org.to);
         assert!(
@@ -800,7 +869,11 @@ fn event_matches(pattern: &serde_json::Value, event: &serde_json::Value) -> bool
         match v {
             serde_json::Value::Object(o) => {
                 for (k, x) in o {
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     flatten(x, &p, out);
                 }
             }
@@ -830,7 +903,11 @@ fn event_matches(pattern: &serde_json::Value, event: &serde_json::Value) -> bool
             if k == "$or" {
                 return sub.as_array().unwrap().iter().any(|alt| walk(alt, path, flat));
             }
-            let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             match sub {
                 serde_json::Value::Object(_) => walk(sub, &here, flat),
                 serde_json::Value::Array(rules) => {
@@ -902,9 +979,21 @@ fn the_failed_run_rule_matches_nonzero_exits_and_tasks_that_never_started() {
     .unwrap();
     let exited = "Essential container in task exited";
     for (what, event, alert) in [
-        ("exit 3 (incomplete)", task_stopped(cluster, "EssentialContainerExited", exited, Some(3)), true),
-        ("exit 124 (overran)", task_stopped(cluster, "EssentialContainerExited", exited, Some(124)), true),
-        ("exit 0 (complete)", task_stopped(cluster, "EssentialContainerExited", exited, Some(0)), false),
+        (
+            "exit 3 (incomplete)",
+            task_stopped(cluster, "EssentialContainerExited", exited, Some(3)),
+            true,
+        ),
+        (
+            "exit 124 (overran)",
+            task_stopped(cluster, "EssentialContainerExited", exited, Some(124)),
+            true,
+        ),
+        (
+            "exit 0 (complete)",
+            task_stopped(cluster, "EssentialContainerExited", exited, Some(0)),
+            false,
+        ),
         (
             "image pull failed (no exit code)",
             task_stopped(
@@ -964,7 +1053,10 @@ fn a_missed_schedule_is_retried_dead_lettered_and_alarmed() {
         "an undeliverable schedule lands in the dead-letter queue"
     );
     for metric in ["InvocationDroppedCount", "InvocationsFailedToBeSentToDeadLetterCount"] {
-        assert!(alerts.contains(&format!("\"{metric}\"")), "an alarm on the scheduler's {metric}");
+        assert!(
+            alerts.contains(&format!("\"{metric}\"")),
+            "an alarm on the scheduler's {metric}"
+        );
     }
     let dlq = block(&alerts, "resource \"aws_cloudwatch_metric_alarm\" \"undelivered\"");
     assert!(dlq.contains("ApproximateNumberOfMessagesVisible") && dlq.contains("alarm_actions"));
@@ -984,24 +1076,32 @@ fn a_missed_schedule_is_retried_dead_lettered_and_alarmed() {
 
 /// A CloudWatch Logs JSON filter of the form `{ $.a.b IS TRUE }` (the only form our filters use).
 fn log_filter_matches(filter: &str, line: &str) -> bool {
-    let inner = filter.trim().strip_prefix('{').and_then(|f| f.strip_suffix('}')).unwrap().trim();
+    let inner = filter
+        .trim()
+        .strip_prefix('{')
+        .and_then(|f| f.strip_suffix('}'))
+        .unwrap()
+        .trim();
     let (selector, test) = inner.split_once(' ').unwrap();
     assert_eq!(test.trim(), "IS TRUE", "the test knows only IS TRUE filters: {filter}");
     let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
         return false;
     };
     let path = selector.strip_prefix("$.").unwrap();
-    path.split('.').fold(Some(&v), |v, k| v?.get(k)) == Some(&serde_json::Value::Bool(true))
+    path.split('.').try_fold(&v, |v, k| v.get(k)) == Some(&serde_json::Value::Bool(true))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_staleness_alarm_counts_the_log_line_of_a_complete_run_only() {
     let alerts = std::fs::read_to_string(repo("infra/terraform/modules/ecs/alerts.tf")).unwrap();
-    let filter = block(&alerts, "resource \"aws_cloudwatch_log_metric_filter\" \"complete_run\"")
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("pattern        = "))
-        .map(|p| p.trim_matches('"').to_string())
-        .expect("a metric filter pattern");
+    let filter = block(
+        &alerts,
+        "resource \"aws_cloudwatch_log_metric_filter\" \"complete_run\"",
+    )
+    .lines()
+    .find_map(|l| l.trim().strip_prefix("pattern        = "))
+    .map(|p| p.trim_matches('"').to_string())
+    .expect("a metric filter pattern");
     let dir = tempfile::tempdir().unwrap();
     let count = |out: &std::process::Output| {
         String::from_utf8_lossy(&out.stderr)
@@ -1019,7 +1119,12 @@ async fn the_staleness_alarm_counts_the_log_line_of_a_complete_run_only() {
     let bad = start_sim(config).await;
     let out = run(export_cmd(&bad, dir.path(), "bad").env("FLOWVAULT_LOG_FORMAT", "json")).await;
     assert_eq!(out.status.code(), Some(3));
-    assert_eq!(count(&out), 0, "an incomplete run does not count:\n{}", all_output(&out));
+    assert_eq!(
+        count(&out),
+        0,
+        "an incomplete run does not count:\n{}",
+        all_output(&out)
+    );
 }
 
 // ---- Terraform: two roots, pinned, validated where Terraform can run ---------------------------
@@ -1038,7 +1143,13 @@ fn tf_files(dir: &str) -> String {
 #[test]
 fn the_kubernetes_path_asks_for_no_ecs_inputs_and_creates_no_task() {
     let eks = tf_files("infra/terraform/aws-eks");
-    for ecs_only in ["subnet_ids", "security_group_ids", "secret_arn", "image", "schedule_expression"] {
+    for ecs_only in [
+        "subnet_ids",
+        "security_group_ids",
+        "secret_arn",
+        "image",
+        "schedule_expression",
+    ] {
         assert!(
             !eks.contains(&format!("variable \"{ecs_only}")) && !eks.contains(ecs_only),
             "the EKS root must not ask for {ecs_only}"
@@ -1055,7 +1166,10 @@ fn the_kubernetes_path_asks_for_no_ecs_inputs_and_creates_no_task() {
 fn the_aws_provider_is_pinned_to_one_major_version_and_locked() {
     for root in ["infra/terraform/aws-ecs", "infra/terraform/aws-eks"] {
         let versions = std::fs::read_to_string(repo(&format!("{root}/versions.tf"))).unwrap();
-        assert!(versions.contains("version = \"~> 5."), "{root}: a 6.x provider must not be pulled in");
+        assert!(
+            versions.contains("version = \"~> 5."),
+            "{root}: a 6.x provider must not be pulled in"
+        );
         let lock = std::fs::read_to_string(repo(&format!("{root}/.terraform.lock.hcl")))
             .unwrap_or_else(|_| panic!("{root}/.terraform.lock.hcl is committed"));
         assert!(lock.contains("provider \"registry.terraform.io/hashicorp/aws\""));
@@ -1087,7 +1201,12 @@ fn secret_references_with_a_json_key_reach_iam_as_the_secret_arn() {
         format!("{secret}:client_secret:AWSCURRENT:"),
     ] {
         let out = std::process::Command::new("python3")
-            .args(["-c", "import re,sys; print(re.match(sys.argv[1], sys.argv[2]).group(1))", &pattern, &reference])
+            .args([
+                "-c",
+                "import re,sys; print(re.match(sys.argv[1], sys.argv[2]).group(1))",
+                &pattern,
+                &reference,
+            ])
             .output()
             .expect("python3");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), secret, "{reference}");
@@ -1120,7 +1239,13 @@ fn terraform_validates_and_plans_both_roots_offline_where_terraform_runs() {
     for root in ["aws-eks", "aws-ecs"] {
         let root = dir.path().join("terraform").join(root);
         for args in [
-            &["init", "-backend=false", "-input=false", "-no-color", "-lockfile=readonly"][..],
+            &[
+                "init",
+                "-backend=false",
+                "-input=false",
+                "-no-color",
+                "-lockfile=readonly",
+            ][..],
             &["validate", "-no-color"],
             &["test", "-no-color"],
         ] {
@@ -1141,7 +1266,10 @@ fn images_are_pinned_by_digest_and_built_for_the_tasks_architecture() {
     );
     assert!(image.get("newTag").is_none(), "a digest, not a tag");
     let vars = std::fs::read_to_string(repo("infra/terraform/aws-ecs/variables.tf")).unwrap();
-    assert!(vars.contains("@sha256:[0-9a-f]{64}$"), "the ECS image variable refuses a tag");
+    assert!(
+        vars.contains("@sha256:[0-9a-f]{64}$"),
+        "the ECS image variable refuses a tag"
+    );
     assert!(vars.contains("variable \"cpu_architecture\""));
     let ecs = std::fs::read_to_string(repo("infra/terraform/modules/ecs/main.tf")).unwrap();
     assert!(ecs.contains("cpu_architecture = var.cpu_architecture"));
@@ -1259,11 +1387,21 @@ fn quantity_bytes(q: &str) -> u64 {
 #[test]
 fn an_attempt_fits_the_first_full_run_of_the_largest_documented_org() {
     let readme = std::fs::read_to_string(repo("infra/README.md")).unwrap();
-    assert!(readme.contains("sized for orgs up to 30,000 flows"), "the README states the sizing");
-    assert!(readme.contains("First full run of a large org"), "and the first-run procedure");
+    assert!(
+        readme.contains("sized for orgs up to 30,000 flows"),
+        "the README states the sizing"
+    );
+    assert!(
+        readme.contains("First full run of a large org"),
+        "and the first-run procedure"
+    );
     let cj = yaml("infra/k8s/base/cronjob.yaml");
     let args = strings(at(&cj, "spec.jobTemplate.spec.template.spec.containers.0.args"));
-    let max = args.iter().position(|a| a == "--max-duration").map(|i| args[i + 1].clone()).unwrap();
+    let max = args
+        .iter()
+        .position(|a| a == "--max-duration")
+        .map(|i| args[i + 1].clone())
+        .unwrap();
     let max = flowvault::settings::parse_duration(&max, "x").unwrap().as_secs();
     assert!(
         max >= LARGEST_DOCUMENTED_ORG / 5,
@@ -1276,8 +1414,16 @@ fn the_pod_reserves_the_scratch_space_and_memory_it_is_documented_to_use() {
     let cj = yaml("infra/k8s/base/cronjob.yaml");
     let pod = at(&cj, "spec.jobTemplate.spec.template.spec");
     let c = at(pod, "containers.0");
-    let request = quantity_bytes(at(c, "resources.requests.ephemeral-storage").as_str().expect("an ephemeral-storage request"));
-    let limit = quantity_bytes(at(c, "resources.limits.ephemeral-storage").as_str().expect("an ephemeral-storage limit"));
+    let request = quantity_bytes(
+        at(c, "resources.requests.ephemeral-storage")
+            .as_str()
+            .expect("an ephemeral-storage request"),
+    );
+    let limit = quantity_bytes(
+        at(c, "resources.limits.ephemeral-storage")
+            .as_str()
+            .expect("an ephemeral-storage limit"),
+    );
     let scratch = pod["volumes"]
         .as_sequence()
         .unwrap()
@@ -1287,8 +1433,14 @@ fn the_pod_reserves_the_scratch_space_and_memory_it_is_documented_to_use() {
     let size = quantity_bytes(scratch["emptyDir"]["sizeLimit"].as_str().unwrap());
     // Spooled rows (2 KB a flow) and the previous archive unpacked (17 KB a flow).
     let needed = LARGEST_DOCUMENTED_ORG * 19 * 1000;
-    assert!(request >= needed, "request {request} < {needed} for {LARGEST_DOCUMENTED_ORG} flows");
-    assert!(size >= needed && limit > size, "the container limit leaves room beyond the emptyDir for logs");
+    assert!(
+        request >= needed,
+        "request {request} < {needed} for {LARGEST_DOCUMENTED_ORG} flows"
+    );
+    assert!(
+        size >= needed && limit > size,
+        "the container limit leaves room beyond the emptyDir for logs"
+    );
     let readme = std::fs::read_to_string(repo("infra/README.md")).unwrap();
     let measured = readme
         .split("peak RSS measured on the S3 path: ")
@@ -1297,7 +1449,10 @@ fn the_pod_reserves_the_scratch_space_and_memory_it_is_documented_to_use() {
         .and_then(|n| n.trim().parse::<f64>().ok())
         .expect("infra/README.md states one measured S3 peak");
     let memory = quantity_bytes(at(c, "resources.requests.memory").as_str().unwrap()) as f64 / (1 << 20) as f64;
-    assert!(memory >= measured, "the memory request {memory} MiB is below the measured {measured} MiB");
+    assert!(
+        memory >= measured,
+        "the memory request {memory} MiB is below the measured {measured} MiB"
+    );
 }
 
 fn container_env(c: &Value) -> BTreeMap<String, String> {
@@ -1338,7 +1493,10 @@ fn the_image_declares_tmp_a_volume_so_fargate_mounts_it_writable() {
         "without VOLUME [\"/tmp\"] Fargate's bind mount is root-owned 0755 and the non-root job cannot write"
     );
     let defs = std::fs::read_to_string(repo("infra/terraform/modules/ecs/container-definitions.json.tftpl")).unwrap();
-    assert!(defs.contains("\"containerPath\": \"/tmp\""), "the task mounts its storage at /tmp");
+    assert!(
+        defs.contains("\"containerPath\": \"/tmp\""),
+        "the task mounts its storage at /tmp"
+    );
 }
 
 #[test]
@@ -1359,11 +1517,20 @@ fn the_first_deployment_runs_doctor_inside_the_task_itself() {
     let c = &overrides["containerOverrides"][0];
     assert_eq!(c["name"], "flowvault", "the container of the task definition");
     assert_eq!(c["command"][0], "doctor");
-    let args: Vec<String> = c["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    let parsed = <flowvault::cli::Cli as clap::Parser>::try_parse_from(std::iter::once("flowvault".to_string()).chain(args));
+    let args: Vec<String> = c["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let parsed =
+        <flowvault::cli::Cli as clap::Parser>::try_parse_from(std::iter::once("flowvault".to_string()).chain(args));
     assert!(parsed.is_ok(), "{:?}", parsed.err());
     // Kubernetes: a Job from the CronJob (its pod spec, ServiceAccount, Secret and /tmp), running doctor.
-    assert!(checklist.contains("kubectl -n flowvault create job --from=cronjob/"), "{checklist}");
+    assert!(
+        checklist.contains("kubectl -n flowvault create job --from=cronjob/"),
+        "{checklist}"
+    );
     assert!(checklist.contains(".args = [\"doctor\"]"), "{checklist}");
     for step in ["doctor", "First full run of a large org", "drill"] {
         assert!(checklist.contains(step), "the checklist covers {step}");
@@ -1374,12 +1541,20 @@ fn the_first_deployment_runs_doctor_inside_the_task_itself() {
 fn the_compose_stack_publishes_minio_on_loopback_only_without_committed_credentials() {
     let c = yaml("infra/compose/docker-compose.yml");
     for port in strings(at(&c, "services.minio.ports")) {
-        assert!(port.starts_with("127.0.0.1:"), "{port} would publish MinIO on every interface");
+        assert!(
+            port.starts_with("127.0.0.1:"),
+            "{port} would publish MinIO on every interface"
+        );
     }
     let text = std::fs::read_to_string(repo("infra/compose/docker-compose.yml")).unwrap();
     for (name, service) in at(&c, "services").as_mapping().unwrap() {
         let env = &service["environment"];
-        for key in ["MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY", "MINIO_ROOT_USER", "AWS_ACCESS_KEY_ID"] {
+        for key in [
+            "MINIO_ROOT_PASSWORD",
+            "AWS_SECRET_ACCESS_KEY",
+            "MINIO_ROOT_USER",
+            "AWS_ACCESS_KEY_ID",
+        ] {
             assert!(env[key].is_null(), "{name:?} sets {key} in the committed file");
         }
     }
@@ -1387,7 +1562,10 @@ fn the_compose_stack_publishes_minio_on_loopback_only_without_committed_credenti
     assert_eq!(strings(at(&c, "services.minio.env_file")), vec!["minio.env"]);
     assert!(repo("infra/compose/minio.env.example").exists());
     let ignore = std::fs::read_to_string(repo(".gitignore")).unwrap();
-    assert!(ignore.lines().any(|l| l == "infra/compose/minio.env"), "the real env file is never committed");
+    assert!(
+        ignore.lines().any(|l| l == "infra/compose/minio.env"),
+        "the real env file is never committed"
+    );
 }
 
 #[test]
@@ -1497,7 +1675,8 @@ async fn the_ecs_task_definition_arguments_and_environment_work() {
     let s3 = S3Server::start().await;
     let sim = start_sim(org(12)).await;
     let scratch = tempfile::tempdir().unwrap();
-    let template = std::fs::read_to_string(repo("infra/terraform/modules/ecs/container-definitions.json.tftpl")).unwrap();
+    let template =
+        std::fs::read_to_string(repo("infra/terraform/modules/ecs/container-definitions.json.tftpl")).unwrap();
     let rendered = template
         .replace("${image}", "flowvault:test")
         .replace("${genesys_region}", "us-west-2")
@@ -1539,4 +1718,24 @@ async fn the_ecs_task_definition_arguments_and_environment_work() {
     }
     let manifest = run_as_deployed(args, env, &s3, &sim, scratch.path()).await;
     assert!(manifest.complete);
+}
+
+#[test]
+fn the_scheduler_may_pass_the_task_roles_only_to_ecs_tasks() {
+    let main = std::fs::read_to_string(repo("infra/terraform/modules/ecs/main.tf")).unwrap();
+    let doc = block(&main, "data \"aws_iam_policy_document\" \"scheduler_run_task\"");
+    let pass_role = doc
+        .split("statement {")
+        .find(|s| s.contains("\"iam:PassRole\""))
+        .expect("the scheduler passes the task roles");
+    for line in [
+        "variable = \"iam:PassedToService\"",
+        "values   = [\"ecs-tasks.amazonaws.com\"]",
+        "test     = \"StringEquals\"",
+    ] {
+        assert!(
+            pass_role.contains(line),
+            "iam:PassRole is conditioned on {line}:\n{pass_role}"
+        );
+    }
 }

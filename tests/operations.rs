@@ -384,7 +384,12 @@ async fn every_dashboard_query_selects_series_from_a_real_run() {
     let rules: String = exprs
         .iter()
         .enumerate()
-        .map(|(i, (_, e))| format!("      - record: dashboard:panel_{i}\n        expr: {}\n", serde_json::to_string(e).unwrap()))
+        .map(|(i, (_, e))| {
+            format!(
+                "      - record: dashboard:panel_{i}\n        expr: {}\n",
+                serde_json::to_string(e).unwrap()
+            )
+        })
         .collect();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -397,7 +402,11 @@ async fn every_dashboard_query_selects_series_from_a_real_run() {
         .arg(work.path().join("dashboard.yaml"))
         .output()
         .unwrap();
-    assert!(check.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     // Each expression, evaluated over the pushed series, yields at least one series.
     let expectations: String = (0..exprs.len())
         .map(|i| {
