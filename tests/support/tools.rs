@@ -114,8 +114,12 @@ impl Terraform {
     /// mirror (never the network); returns success and the combined output.
     pub fn run(&self, dir: &Path, args: &[&str]) -> (bool, String) {
         let config = dir.join(".flowvault-test.tfrc");
+        // The provider is copied from the mirror once into the cache, then linked into each root.
+        let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/terraform-plugin-cache");
+        std::fs::create_dir_all(&cache).expect("create the Terraform plugin cache");
         let text = format!(
-            "provider_installation {{\n  filesystem_mirror {{\n    path = \"{}\"\n  }}\n}}\n",
+            "plugin_cache_dir = \"{}\"\nprovider_installation {{\n  filesystem_mirror {{\n    path = \"{}\"\n  }}\n}}\n",
+            cache.display(),
             self.mirror.display()
         );
         std::fs::write(&config, text).expect("write the Terraform CLI configuration");
