@@ -702,7 +702,7 @@ async fn every_command_without_aws_credentials_exits_1_with_the_cause_in_one_lin
     let sim = start_sim(org(2)).await;
     let home = tempfile::tempdir().unwrap();
     let to = tempfile::tempdir().unwrap();
-    let mut env = base_env(home.path(), &sim.url());
+    let mut env = base_env(home.path(), sim.url());
     env.push(("AWS_ENDPOINT_URL", s3.endpoint.clone()));
     let run_url = "s3://flowvault-test/backups/r1";
     for (name, args) in commands(run_url, &to.path().display().to_string()) {

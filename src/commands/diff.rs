@@ -52,8 +52,13 @@ pub async fn run(args: &DiffArgs) -> i32 {
                 exit::USAGE,
             );
         }
-        if !args.json {
-            println!("orgs differ: {orgs}; compared anyway (--across-orgs)");
+        if !args.json
+            && let Err(e) = writeln!(
+                std::io::stdout(),
+                "orgs differ: {orgs}; compared anyway (--across-orgs)"
+            )
+        {
+            return super::fail("diff", e, exit::FATAL);
         }
     }
     if let Some(id) = &args.flow {
