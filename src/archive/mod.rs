@@ -506,3 +506,77 @@ pub async fn list_runs(reader: &Arc<dyn StoreReader>) -> Result<Vec<RunSummary>,
     runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
     Ok(runs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{FlowRecord, write_streamed};
+
+    fn manifest(rows: usize) -> Manifest {
+        let v1 = r#"{"schema":"flowvault.manifest/v2","run_id":"r","tool":{"name":"flowvault","version":"0.1.0"},
+            "started_at":"a","finished_at":"b","region":null,"api_url":"https://api.x/","format":"tar-gz",
+            "destination":"/b","archive":"flows.tar.gz","complete":true,"incomplete_reason":null,
+            "listing":{"api_total":1,"listed":1,"pages":1,"type_filter":[],"discrepancy":null},
+            "totals":{"listed":0,"exported":0,"not_found":0,"failed":0,"skipped":0},"flows":[]}"#;
+        let mut m = Manifest::from_slice(v1.as_bytes()).unwrap();
+        for i in 0..rows {
+            m.flows.push(FlowRecord::listed(
+                format!("f{i}"),
+                "Main\n  ]\n}".into(),
+                "BOT".into(),
+                None,
+                (None, None),
+                "why".into(),
+            ));
+        }
+        m
+    }
+
+    #[test]
+    fn every_manifest_flowvault_writes_ends_like_one_and_no_cut_of_it_does() {
+        for rows in [0, 1, 3] {
+            let whole = manifest(rows).to_bytes();
+            assert!(ends_like_a_manifest(&whole), "{rows} rows");
+            let head = Manifest {
+                flows: Vec::new(),
+                ..manifest(rows)
+            };
+            let mut streamed = Vec::new();
+            write_streamed(&head, manifest(rows).flows.into_iter(), &mut streamed).unwrap();
+            assert!(ends_like_a_manifest(&streamed), "{rows} rows, streamed");
+            for cut in 1..whole.len() - 2 {
+                assert!(!ends_like_a_manifest(&whole[..cut]), "{rows} rows cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_location_is_parsed_once_and_bad_input_is_usage() {
+        let usage = |spec: &str| RunSpec::parse(spec, None).unwrap_err().is_usage();
+        assert!(usage("s3://"), "a bare s3:// is a malformed URL, not a path");
+        assert!(usage("s3://Bad_Bucket/x/r"));
+        assert!(usage("s3://bucket"), "a bucket names no run");
+        assert!(usage("."));
+        assert_eq!(
+            RunSpec::parse("s3://bucket/p/RUN/flows.tar.gz", None).unwrap(),
+            RunSpec::Run {
+                root: Destination::S3 {
+                    bucket: "bucket".into(),
+                    prefix: "p".into()
+                },
+                run_id: "RUN".into()
+            }
+        );
+        assert_eq!(
+            RunSpec::parse("/backups/RUN/", None).unwrap(),
+            RunSpec::Run {
+                root: Destination::Local("/backups".into()),
+                run_id: "RUN".into()
+            }
+        );
+        assert!(matches!(
+            RunSpec::parse("s3://bucket", Some(Latest::Complete)),
+            Ok(RunSpec::Latest { .. })
+        ));
+    }
+}
