@@ -524,6 +524,30 @@ async fn diff_flow_refuses_a_document_that_does_not_match_its_manifest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_flow_of_a_flow_in_one_run_only_says_so_rather_than_no_run() {
+    let sim = start_sim(org(4)).await;
+    for target in [Target::LocalTarGz, Target::SeaweedObjects] {
+        let place = Place::new(target).await;
+        exported(&place, &sim, "a", &[]).await;
+        let created = flowvault::sim::generate_org(1, 91, false).remove(0);
+        let id = created.id().to_string();
+        sim.create_flow(created);
+        exported(&place, &sim, "b", &[]).await;
+        assert!(sim.delete_flow(&id));
+        let out = place
+            .flowvault(&["diff", &place.run("a"), &place.run("b"), "--flow", &id, "--exit-code"])
+            .await;
+        assert_eq!(out.status.code(), Some(3), "{target:?}: {}", all_output(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!("flow {id}: no latest document in run A")) && text.contains("added in run B"),
+            "{target:?}: {text}"
+        );
+        assert!(!all_output(&out).contains("no run at"), "{target:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diff_of_two_orgs_says_so_first_and_compares_only_with_across_orgs() {
     let sim = start_sim(org(4)).await;
     let mut other = org(4);
