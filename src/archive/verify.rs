@@ -45,6 +45,12 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// A problem of the manifest itself about one row: of the run as a whole (a manifest that
+    /// lies about one row cannot be trusted about the others), the flow named in the text.
+    pub fn manifest_row(row: &FlowRecord, problem: impl std::fmt::Display) -> Problem {
+        Problem::at(MANIFEST_NAME, format!("flow {} ({:?}): {problem}", row.id, row.name))
+    }
+
     /// A problem of the run as a whole (no flow, no path).
     pub fn run(problem: impl Into<String>) -> Problem {
         Problem {
@@ -324,33 +330,26 @@ pub fn consistency(m: &Manifest) -> Vec<Problem> {
     let (mut ids, mut paths) = (HashSet::new(), HashSet::new());
     for row in &m.flows {
         if !row.id.is_empty() && !ids.insert(row.id.as_str()) {
-            problems.push(Problem {
-                flow_id: Some(row.id.clone()),
-                flow_name: Some(row.name.clone()),
-                ..Problem::at(MANIFEST_NAME, "the flow has two rows")
-            });
+            problems.push(Problem::manifest_row(row, "the flow has two rows"));
         }
         for doc in &row.documents {
             if !paths.insert(doc.path.as_str()) {
-                problems.push(Problem::of(row, doc, "two documents name this path"));
+                problems.push(Problem::manifest_row(
+                    row,
+                    format!("{}: two documents name this path", doc.path),
+                ));
             }
         }
         if m.complete && matches!(row.outcome, Outcome::Failed | Outcome::Skipped) {
-            problems.push(Problem {
-                flow_id: Some(row.id.clone()),
-                flow_name: Some(row.name.clone()),
-                ..Problem::at(
-                    MANIFEST_NAME,
-                    format!(
-                        "the manifest says complete, yet this flow is {}",
-                        if row.outcome == Outcome::Failed {
-                            "failed"
-                        } else {
-                            "skipped"
-                        }
-                    ),
-                )
-            });
+            let outcome = if row.outcome == Outcome::Failed {
+                "failed"
+            } else {
+                "skipped"
+            };
+            problems.push(Problem::manifest_row(
+                row,
+                format!("the manifest says complete, yet this flow is {outcome}"),
+            ));
         }
     }
     if m.complete {
@@ -397,20 +396,25 @@ fn complete_listing(m: &Manifest) -> Vec<Problem> {
     problems
 }
 
-/// Why a name is unsafe inside a run (absolute, `..`, `\`, an empty segment, control
-/// characters), if it is: what a row's path and a tar member's name must never be.
-pub fn unsafe_path(name: &str) -> Option<String> {
-    if name.is_empty()
-        || name.starts_with('/')
-        || name.contains('\\')
-        || name.split('/').any(|s| s == ".." || s == "." || s.is_empty())
+/// Why a path (a tar member, or a document the manifest names) is not safely inside the run,
+/// if it is not: empty, absolute, `..` or `.`, `\`, an empty segment, or control characters.
+pub fn path_outside_run(path: &str) -> Option<&'static str> {
+    if path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path.split('/').any(|s| s == ".." || s == "." || s.is_empty())
     {
-        return Some("unsafe name: not inside the run (absolute, `..`, `\\` or an empty segment)".into());
+        return Some("absolute, `..`, `\\` or an empty segment");
     }
-    if name.chars().any(char::is_control) {
-        return Some("unsafe name (control characters)".into());
+    if path.chars().any(char::is_control) {
+        return Some("control characters");
     }
     None
+}
+
+/// [`path_outside_run`] as a sentence: what a row's path must never be.
+pub fn unsafe_path(name: &str) -> Option<String> {
+    path_outside_run(name).map(|why| format!("not inside the run ({why})"))
 }
 
 /// Why a tar member name or type is unsafe to extract, if it is.
@@ -418,7 +422,7 @@ pub fn unsafe_member(name: &str, kind: tar::EntryType) -> Option<String> {
     if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
         return Some(format!("not a regular file (tar type {:?})", kind));
     }
-    unsafe_path(name)
+    path_outside_run(name).map(|why| format!("unsafe member name ({why})"))
 }
 
 /// The documents a manifest names, by safe path, with their byte counts.
@@ -562,9 +566,12 @@ fn compare(manifest: &Manifest, stored: &BTreeMap<String, Seen>, report: &mut Ve
         }
         for doc in &row.documents {
             if let Some(why) = unsafe_path(&doc.path) {
-                report
-                    .problems
-                    .push(Problem::of(row, doc, format!("the row's path is {why}")));
+                // Of the run: a manifest that points outside the run is not trusted at all.
+                let problem = format!(
+                    "flow {} ({:?}): the manifest names a path {why}; it is not read",
+                    row.id, row.name
+                );
+                report.problems.push(Problem::at(&doc.path, problem));
                 continue;
             }
             named.insert(doc.path.as_str());
