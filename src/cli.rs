@@ -266,6 +266,9 @@ pub struct DiffArgs {
     pub content: String,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Compare runs of two different orgs (refused otherwise: their flows share no history).
+    #[arg(long)]
+    pub across_orgs: bool,
 }
 
 /// Flags of `flowvault sim`.

@@ -1,8 +1,18 @@
 //! `diff`: what changed between two runs, from their manifests: flows added, removed, renamed
 //! (same id, new name), moved (type or division), changed (a configuration's hash differs), and
 //! how many are unchanged; and, for one flow, a structural diff of its configuration.
+//!
+//! Exact: every document either run stored (published, latest, YAML; never-published flows'
+//! latest too) is compared by its configuration's SHA-256. A v1 row has no such hash: it is
+//! computed from the stored document ([`computed_hashes`]), never guessed from the document's
+//! own hash, which changes with a lock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::{ReadError, RunHandle, each_member};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -73,6 +83,9 @@ pub struct DiffReport {
     pub unchanged: u64,
     /// Flows that could not be compared (not exported in one run), with why.
     pub not_compared: Vec<String>,
+    /// When the runs are of different orgs: which (said first; compared only when asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_orgs: Option<String>,
 }
 
 impl DiffReport {
@@ -108,34 +121,80 @@ fn division(r: &FlowRecord) -> Option<String> {
         .and_then(|d| d.id.clone().or_else(|| d.name.clone()))
 }
 
-/// The contents both runs stored.
-fn compared_contents(a: &Manifest, b: &Manifest) -> Vec<Content> {
-    let has = |m: &Manifest, c: Content| match c {
+/// Whether run `m` asked for `c` (so a flow without that document has none).
+fn asked(m: &Manifest, c: Content) -> bool {
+    match c {
         Content::Latest => m.content != "published",
         Content::Published => m.content != "latest",
         Content::Yaml => m.yaml,
-    };
-    [Content::Latest, Content::Published, Content::Yaml]
-        .into_iter()
-        .filter(|c| has(a, *c) && has(b, *c))
-        .collect()
-}
-
-/// The hash that identifies a content of a flow: its configuration's, or the document's when a
-/// manifest (v1) has no configuration hash.
-fn content_hash(r: &FlowRecord, c: Content, by_document: bool) -> Option<&str> {
-    let d = r.document(c)?;
-    match (&d.configuration_sha256, by_document) {
-        (Some(h), false) => Some(h.as_str()),
-        _ => Some(d.sha256.as_str()),
     }
 }
 
-/// Compares run A (older) with run B (newer).
+/// Configuration hashes computed from stored documents whose rows have none (v1), by path.
+pub type ComputedHashes = HashMap<String, String>;
+
+/// What identifies a content of a flow: its configuration's hash (the manifest's, or computed
+/// from the document), the document's own for YAML; `Err` when it cannot be known.
+fn content_hash<'a>(r: &'a FlowRecord, c: Content, computed: &'a ComputedHashes) -> Result<Option<&'a str>, ()> {
+    let Some(d) = r.document(c) else {
+        return Ok(None);
+    };
+    if c == Content::Yaml {
+        return Ok(Some(d.sha256.as_str()));
+    }
+    match (&d.configuration_sha256, computed.get(&d.path)) {
+        (Some(h), _) | (None, Some(h)) => Ok(Some(h.as_str())),
+        (None, None) => Err(()),
+    }
+}
+
+/// The contents of a flow that differ between its rows: every content either run holds for it,
+/// where the other run holds it too or asked for it (a flow published since shows as a
+/// published change; a content one run never asked for is not a change).
+fn changed_contents(
+    (ma, ra, ha): (&Manifest, &FlowRecord, &ComputedHashes),
+    (mb, rb, hb): (&Manifest, &FlowRecord, &ComputedHashes),
+) -> Result<Vec<Content>, Content> {
+    let mut out = Vec::new();
+    for c in [Content::Latest, Content::Published, Content::Yaml] {
+        let covered = |m: &Manifest, r: &FlowRecord| asked(m, c) || r.document(c).is_some();
+        if !(covered(ma, ra) && covered(mb, rb)) || (ra.document(c).is_none() && rb.document(c).is_none()) {
+            continue;
+        }
+        let (Ok(x), Ok(y)) = (content_hash(ra, c, ha), content_hash(rb, c, hb)) else {
+            return Err(c);
+        };
+        if x != y {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// When `a` and `b` were read from different orgs: both, described.
+pub fn other_orgs(a: &Manifest, b: &Manifest) -> Option<String> {
+    match (&a.organization, &b.organization) {
+        (Some(x), Some(y)) if x.id != y.id => Some(format!(
+            "run A is of org {}, run B of org {}",
+            x.describe(),
+            y.describe()
+        )),
+        _ => None,
+    }
+}
+
+/// Compares run A (older) with run B (newer) from their manifests alone.
 pub fn diff(a: &Manifest, b: &Manifest) -> DiffReport {
+    diff_with(a, b, &ComputedHashes::new(), &ComputedHashes::new())
+}
+
+/// Compares run A with run B, with the configuration hashes computed for their v1 rows.
+pub fn diff_with(a: &Manifest, b: &Manifest, ha: &ComputedHashes, hb: &ComputedHashes) -> DiffReport {
     let (pa, pb) = (present(a), present(b));
-    let contents = compared_contents(a, b);
-    let mut report = DiffReport::default();
+    let mut report = DiffReport {
+        other_orgs: other_orgs(a, b),
+        ..DiffReport::default()
+    };
     for (id, rb) in &pb {
         let Some(ra) = pa.get(id) else {
             report.added.push(flow_ref(rb));
@@ -148,47 +207,18 @@ pub fn diff(a: &Manifest, b: &Manifest) -> DiffReport {
             ));
             continue;
         }
-        let by_document = [ra, rb].iter().any(|r| {
-            r.documents
-                .iter()
-                .any(|d| d.configuration_sha256.is_none() && !d.holds(Content::Yaml))
-        });
-        let contents_changed: Vec<Content> = contents
-            .iter()
-            .copied()
-            .filter(|c| content_hash(ra, *c, by_document) != content_hash(rb, *c, by_document))
-            .collect();
-        let moved = ra.flow_type != rb.flow_type || division(ra) != division(rb);
-        let renamed = ra.name != rb.name;
-        if !moved && !renamed && contents_changed.is_empty() {
-            report.unchanged += 1;
-            continue;
-        }
-        let entry = Changed {
-            flow: flow_ref(rb),
-            renamed_from: renamed.then(|| ra.name.clone()),
-            type_from: (ra.flow_type != rb.flow_type).then(|| ra.flow_type.clone()),
-            division_from: (division(ra) != division(rb)).then(|| division(ra)).flatten(),
-            division_to: (division(ra) != division(rb)).then(|| division(rb)).flatten(),
-            contents_changed,
-            versions_a: Versions {
-                saved: ra.saved_version.clone(),
-                published: ra.published_version.clone(),
-            },
-            versions_b: Versions {
-                saved: rb.saved_version.clone(),
-                published: rb.published_version.clone(),
-            },
+        let contents_changed = match changed_contents((a, ra, ha), (b, rb, hb)) {
+            Ok(c) => c,
+            Err(c) => {
+                report.not_compared.push(format!(
+                    "flow {id} ({:?}): its {} document could not be read to hash its configuration",
+                    rb.name,
+                    c.as_str()
+                ));
+                continue;
+            }
         };
-        // Each flow is listed once: a rename (whose configuration carries the new name) is a
-        // rename, a move a move; `contents_changed` says whether the configuration changed too.
-        if renamed {
-            report.renamed.push(entry);
-        } else if moved {
-            report.moved.push(entry);
-        } else {
-            report.changed.push(entry);
-        }
+        classify(&mut report, ra, rb, contents_changed);
     }
     report.removed = pa
         .iter()
@@ -196,6 +226,94 @@ pub fn diff(a: &Manifest, b: &Manifest) -> DiffReport {
         .map(|(_, r)| flow_ref(r))
         .collect();
     report
+}
+
+/// Files a flow present in both runs as unchanged, renamed, moved or changed.
+fn classify(report: &mut DiffReport, ra: &FlowRecord, rb: &FlowRecord, contents_changed: Vec<Content>) {
+    let moved = ra.flow_type != rb.flow_type || division(ra) != division(rb);
+    let renamed = ra.name != rb.name;
+    if !moved && !renamed && contents_changed.is_empty() {
+        report.unchanged += 1;
+        return;
+    }
+    let entry = Changed {
+        flow: flow_ref(rb),
+        renamed_from: renamed.then(|| ra.name.clone()),
+        type_from: (ra.flow_type != rb.flow_type).then(|| ra.flow_type.clone()),
+        division_from: (division(ra) != division(rb)).then(|| division(ra)).flatten(),
+        division_to: (division(ra) != division(rb)).then(|| division(rb)).flatten(),
+        contents_changed,
+        versions_a: Versions {
+            saved: ra.saved_version.clone(),
+            published: ra.published_version.clone(),
+        },
+        versions_b: Versions {
+            saved: rb.saved_version.clone(),
+            published: rb.published_version.clone(),
+        },
+    };
+    // Each flow is listed once: a rename (whose configuration carries the new name) is a
+    // rename, a move a move; `contents_changed` says whether the configuration changed too.
+    if renamed {
+        report.renamed.push(entry);
+    } else if moved {
+        report.moved.push(entry);
+    } else {
+        report.changed.push(entry);
+    }
+}
+
+/// The SHA-256 of a stored `{"flow", "configuration"}` document's configuration, as embedded
+/// (byte for byte what export hashes), when `body` is the document the manifest describes.
+pub fn configuration_hash(body: &[u8], document_sha256: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Doc<'a> {
+        #[serde(borrow)]
+        configuration: &'a serde_json::value::RawValue,
+    }
+    if hex::encode(Sha256::digest(body)) != document_sha256 {
+        return None;
+    }
+    let doc: Doc = serde_json::from_slice(body).ok()?;
+    Some(hex::encode(Sha256::digest(doc.configuration.get().as_bytes())))
+}
+
+/// The configuration hashes of `m`'s documents that have none in the manifest (v1 rows), read
+/// from the run (one pass over an archive); a document that is missing or does not match its
+/// manifest gets none, so its flow is reported as not compared rather than guessed.
+pub async fn computed_hashes(run: &RunHandle, m: &Manifest) -> Result<ComputedHashes, ReadError> {
+    let wanted: HashMap<String, String> = m
+        .documents()
+        .filter(|(_, d)| d.configuration_sha256.is_none() && !d.holds(Content::Yaml))
+        .filter(|(_, d)| super::verify::unsafe_path(&d.path).is_none())
+        .map(|(_, d)| (d.path.clone(), d.sha256.clone()))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(ComputedHashes::new());
+    }
+    if !run.has_archive {
+        let mut out = ComputedHashes::new();
+        for (path, sha) in &wanted {
+            if let Some(body) = run.reader.read(&run.name(path)).await?
+                && let Some(h) = configuration_hash(&body, sha)
+            {
+                out.insert(path.clone(), h);
+            }
+        }
+        return Ok(out);
+    }
+    let wanted = Arc::new(wanted);
+    let names = Arc::clone(&wanted);
+    let found = each_member(
+        run,
+        move |name| names.contains_key(name),
+        move |name, body| {
+            let sha = wanted.get(name)?;
+            configuration_hash(body, sha).map(|h| (name.to_string(), h))
+        },
+    )
+    .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// One difference between two JSON documents, at a JSON pointer.

@@ -53,6 +53,22 @@ pub enum ReadError {
     /// The archive cannot be read.
     #[error("{0}")]
     Archive(String),
+    /// The location given names a destination, not a run (a usage error).
+    #[error("`{given}` names no run: {fix}")]
+    NotARun {
+        /// What was given.
+        given: String,
+        /// How to name a run.
+        fix: &'static str,
+    },
+}
+
+impl ReadError {
+    /// True when the location given is malformed (the user's input, exit 2), not a failure to
+    /// read what it names (exit 1): the one rule every command that takes a run follows.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ReadError::Location(_) | ReadError::NotARun { .. })
+    }
 }
 
 /// Which run of a destination `--latest` means.
@@ -190,7 +206,7 @@ pub(crate) async fn each_member<T: Send + 'static>(
     .map_err(|e| ReadError::Archive(e.to_string()))?
 }
 
-async fn archive_manifest(run: &RunHandle) -> Result<Bytes, ReadError> {
+pub(crate) async fn archive_manifest(run: &RunHandle) -> Result<Bytes, ReadError> {
     let mut found = each_member(run, |name| name == MANIFEST_NAME, |_, body| Some(body.to_vec())).await?;
     match found.pop() {
         Some(body) => Ok(Bytes::from(body)),
@@ -201,45 +217,87 @@ async fn archive_manifest(run: &RunHandle) -> Result<Bytes, ReadError> {
     }
 }
 
+/// A run as the user named it, parsed once for every command that takes a run (`verify`,
+/// `diff`, `restore`, `export --since`): a run of a destination, or the newest (complete) one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunSpec {
+    /// `DEST/RUN`, `DEST/RUN/flows.tar.gz` or `s3://bucket/prefix/RUN`.
+    Run {
+        /// The destination holding the run.
+        root: Destination,
+        /// The run id.
+        run_id: String,
+    },
+    /// `DEST` with `--latest` / `--latest-complete`.
+    Latest {
+        /// The destination.
+        destination: Destination,
+        /// Which run.
+        which: Latest,
+    },
+}
+
+impl RunSpec {
+    /// Parses `spec` without touching any store: a malformed location is a usage error here,
+    /// before any network call.
+    pub fn parse(spec: &str, latest: Option<Latest>) -> Result<RunSpec, ReadError> {
+        let destination = Destination::parse(spec)?;
+        if let Some(which) = latest {
+            return Ok(RunSpec::Latest { destination, which });
+        }
+        let (root, run_id) = split_run(spec, destination)?;
+        Ok(RunSpec::Run { root, run_id })
+    }
+}
+
 /// Finds the run `spec` names: `DEST/RUN`, a path to a `flows.tar.gz`, `s3://bucket/prefix/RUN`,
 /// or, with `latest`, the newest (complete) run of the destination `spec`.
 pub async fn locate(spec: &str, latest: Option<Latest>, s3: &S3Options) -> Result<RunHandle, ReadError> {
-    if let Some(which) = latest {
-        let destination = Destination::parse(spec)?;
-        let reader = open_reader(&destination, s3).await?;
-        let runs = list_runs(&reader).await?;
-        let pick = runs
-            .iter()
-            .find(|r| which == Latest::Any || r.complete == Some(true))
-            .ok_or_else(|| ReadError::NoRuns {
-                destination: reader.location(),
-                what: if which == Latest::Complete { "complete " } else { "" },
-            })?;
-        return handle(reader, pick.run_id.clone()).await;
+    match RunSpec::parse(spec, latest)? {
+        RunSpec::Latest { destination, which } => {
+            let reader = open_reader(&destination, s3).await?;
+            let runs = list_runs(&reader).await?;
+            let pick = runs
+                .iter()
+                .find(|r| which == Latest::Any || r.complete == Some(true))
+                .ok_or_else(|| ReadError::NoRuns {
+                    destination: reader.location(),
+                    what: if which == Latest::Complete { "complete " } else { "" },
+                })?;
+            handle(reader, pick.run_id.clone()).await
+        }
+        RunSpec::Run { root, run_id } => {
+            let reader = open_reader(&root, s3).await?;
+            handle(reader, run_id).await
+        }
     }
-    let (root, run_id) = split_run(spec)?;
-    let reader = open_reader(&root, s3).await?;
-    handle(reader, run_id).await
 }
 
-/// `DEST/RUN` (or `DEST/RUN/flows.tar.gz`) → the destination and the run id.
-fn split_run(spec: &str) -> Result<(Destination, String), ReadError> {
-    let trimmed = spec.trim_end_matches('/');
-    let trimmed = trimmed
-        .strip_suffix(&format!("/{ARCHIVE_NAME}"))
-        .or_else(|| trimmed.strip_suffix(&format!("/{MANIFEST_NAME}")))
-        .unwrap_or(trimmed);
-    let no_run = |why: &str| ReadError::NoRun {
-        location: spec.to_string(),
-        why: why.to_string(),
+/// `DEST/RUN` (or `DEST/RUN/flows.tar.gz`), already parsed as `destination` → the destination
+/// and the run id. Parsed before trimming, so a bare `s3://` is a malformed URL, not a path.
+fn split_run(spec: &str, destination: Destination) -> Result<(Destination, String), ReadError> {
+    let strip = |s: &str| {
+        let s = s.trim_end_matches('/');
+        s.strip_suffix(ARCHIVE_NAME)
+            .or_else(|| s.strip_suffix(MANIFEST_NAME))
+            .filter(|rest| rest.is_empty() || rest.ends_with('/'))
+            .unwrap_or(s)
+            .trim_end_matches('/')
+            .to_string()
     };
-    match Destination::parse(trimmed)? {
+    let not_a_run = |fix| ReadError::NotARun {
+        given: spec.to_string(),
+        fix,
+    };
+    match destination {
         Destination::Local(path) => {
-            let run_id = path
+            let trimmed = std::path::PathBuf::from(strip(&path.to_string_lossy()));
+            let run_id = trimmed
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| no_run("give DEST/RUN, a path to a flows.tar.gz, or DEST with --latest"))?;
-            let parent = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+                .filter(|n| n != "." && n != "..")
+                .ok_or_else(|| not_a_run("give DEST/RUN, a path to a flows.tar.gz, or DEST with --latest"))?;
+            let parent = trimmed.parent().map(|p| p.to_path_buf()).unwrap_or_default();
             let parent = if parent.as_os_str().is_empty() {
                 ".".into()
             } else {
@@ -248,11 +306,12 @@ fn split_run(spec: &str) -> Result<(Destination, String), ReadError> {
             Ok((Destination::Local(parent), run_id))
         }
         Destination::S3 { bucket, prefix } => {
+            let prefix = strip(&prefix);
             let (root, run_id) = match prefix.rsplit_once('/') {
                 Some((root, run)) => (root.to_string(), run.to_string()),
                 None if !prefix.is_empty() => (String::new(), prefix),
                 None => {
-                    return Err(no_run(
+                    return Err(not_a_run(
                         "give s3://bucket/prefix/RUN, or s3://bucket/prefix with --latest",
                     ));
                 }
@@ -336,15 +395,69 @@ async fn stream_manifest<S: Send + 'static>(
 }
 
 /// The head of run `run_id`'s manifest (everything but its rows, which come last): read as a
-/// stream and stopped at the first row, so listing runs does not read every run's rows.
-async fn read_head(reader: &Arc<dyn StoreReader>, run_id: &str) -> Result<Manifest, String> {
+/// stream and stopped at the first row, so listing runs does not read every run's rows. Its
+/// last bytes are read too: a manifest cut off mid-rows has a whole head but no end (the head
+/// is returned with why the manifest is unreadable).
+async fn read_head(
+    reader: &Arc<dyn StoreReader>,
+    run_id: &str,
+    size: u64,
+) -> Result<(Manifest, Option<String>), String> {
     let name = format!("{run_id}/{MANIFEST_NAME}");
-    match stream_manifest(reader, &name, run_id, (), |_, _| false).await {
-        Ok(Some((m, ()))) => Ok(m),
-        Err(ReadError::Manifest { source, .. }) => Err(source.to_string()),
-        Err(e) => Err(e.to_string()),
-        Ok(None) => Err("no manifest.json: in progress, or crashed".to_string()),
+    let head = match stream_manifest(reader, &name, run_id, (), |_, _| false).await {
+        Ok(Some((m, ()))) => m,
+        Err(ReadError::Manifest { source, .. }) => return Err(source.to_string()),
+        Err(e) => return Err(e.to_string()),
+        Ok(None) => return Err("no manifest.json: in progress, or crashed".to_string()),
+    };
+    let tail = reader
+        .read_from(&name, size.saturating_sub(TRAILER_WINDOW))
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    if ends_like_a_manifest(&tail) {
+        return Ok((head, None));
     }
+    // Not the ending flowvault writes: parse it to its end (rows skipped, none kept) to decide.
+    match stream_manifest(reader, &name, run_id, (), |_, _| true).await {
+        Ok(Some(_)) => Ok((head, None)),
+        Ok(None) => Err("no manifest.json: in progress, or crashed".to_string()),
+        Err(ReadError::Manifest { source, .. }) => Ok((
+            head,
+            Some(format!("the manifest is cut off or damaged, so unreadable: {source}")),
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Bytes read from a manifest's end to see that it is whole.
+const TRAILER_WINDOW: u64 = 64;
+
+/// Whether `tail` is how every manifest flowvault writes ends: the rows' array closed at the
+/// top level (`\n  ]\n}`, or `"flows": []` when there are none). Inside the rows every line is
+/// indented deeper, so a manifest cut anywhere before its end cannot end like this.
+pub fn ends_like_a_manifest(tail: &[u8]) -> bool {
+    let text = tail.trim_ascii_end();
+    text.ends_with(b"\n  ]\n}") || text.ends_with(b"\"flows\": []\n}")
+}
+
+/// Why a run whose manifest reads is still not whole: its archive (tar-gz) or its documents
+/// (objects) are not all stored.
+fn missing_part(m: &Manifest, entries: &[crate::sink::reader::Entry], run_id: &str) -> Option<String> {
+    if let Some(archive) = &m.archive {
+        return (!holds(entries, run_id, archive))
+            .then(|| format!("its manifest names {archive}, which is not stored (a run without its archive)"));
+    }
+    let documents = entries
+        .iter()
+        .filter(|e| e.name != format!("{run_id}/{MANIFEST_NAME}"))
+        .count() as u64;
+    (documents < m.totals.exported).then(|| {
+        format!(
+            "{} flows were exported but only {documents} documents are stored",
+            m.totals.exported
+        )
+    })
 }
 
 /// The runs of a destination, newest first.
@@ -356,22 +469,27 @@ pub async fn list_runs(reader: &Arc<dyn StoreReader>) -> Result<Vec<RunSummary>,
             continue;
         }
         let bytes = entries.iter().map(|e| e.size).sum();
-        let parsed = match holds(&entries, &run_id, MANIFEST_NAME) {
-            true => read_head(reader, &run_id).await,
-            false => Err("no manifest.json: in progress, or crashed".to_string()),
+        let sidecar = format!("{run_id}/{MANIFEST_NAME}");
+        let parsed = match entries.iter().find(|e| e.name == sidecar) {
+            Some(e) => read_head(reader, &run_id, e.size).await,
+            None => Err("no manifest.json: in progress, or crashed".to_string()),
         };
         runs.push(match parsed {
-            Ok(m) => RunSummary {
-                run_id,
-                started_at: Some(m.started_at),
-                finished_at: Some(m.finished_at),
-                format: Some(m.format),
-                complete: Some(m.complete),
-                totals: Some(m.totals),
-                organization: m.organization.map(|o| o.third_party_org_name.unwrap_or(o.id)),
-                bytes,
-                problem: None,
-            },
+            Ok((m, cut_off)) => {
+                let missing = missing_part(&m, &entries, &run_id);
+                RunSummary {
+                    run_id,
+                    started_at: Some(m.started_at),
+                    finished_at: Some(m.finished_at),
+                    format: Some(m.format),
+                    // A manifest that does not read to its end says nothing reliable.
+                    complete: cut_off.is_none().then_some(m.complete && missing.is_none()),
+                    totals: Some(m.totals),
+                    organization: m.organization.map(|o| o.third_party_org_name.unwrap_or(o.id)),
+                    bytes,
+                    problem: cut_off.or(missing),
+                }
+            }
             Err(problem) => RunSummary {
                 run_id,
                 started_at: None,
@@ -387,4 +505,78 @@ pub async fn list_runs(reader: &Arc<dyn StoreReader>) -> Result<Vec<RunSummary>,
     }
     runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
     Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{FlowRecord, write_streamed};
+
+    fn manifest(rows: usize) -> Manifest {
+        let v1 = r#"{"schema":"flowvault.manifest/v2","run_id":"r","tool":{"name":"flowvault","version":"0.1.0"},
+            "started_at":"a","finished_at":"b","region":null,"api_url":"https://api.x/","format":"tar-gz",
+            "destination":"/b","archive":"flows.tar.gz","complete":true,"incomplete_reason":null,
+            "listing":{"api_total":1,"listed":1,"pages":1,"type_filter":[],"discrepancy":null},
+            "totals":{"listed":0,"exported":0,"not_found":0,"failed":0,"skipped":0},"flows":[]}"#;
+        let mut m = Manifest::from_slice(v1.as_bytes()).unwrap();
+        for i in 0..rows {
+            m.flows.push(FlowRecord::listed(
+                format!("f{i}"),
+                "Main\n  ]\n}".into(),
+                "BOT".into(),
+                None,
+                (None, None),
+                "why".into(),
+            ));
+        }
+        m
+    }
+
+    #[test]
+    fn every_manifest_flowvault_writes_ends_like_one_and_no_cut_of_it_does() {
+        for rows in [0, 1, 3] {
+            let whole = manifest(rows).to_bytes();
+            assert!(ends_like_a_manifest(&whole), "{rows} rows");
+            let head = Manifest {
+                flows: Vec::new(),
+                ..manifest(rows)
+            };
+            let mut streamed = Vec::new();
+            write_streamed(&head, manifest(rows).flows.into_iter(), &mut streamed).unwrap();
+            assert!(ends_like_a_manifest(&streamed), "{rows} rows, streamed");
+            for cut in 1..whole.len() - 2 {
+                assert!(!ends_like_a_manifest(&whole[..cut]), "{rows} rows cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_location_is_parsed_once_and_bad_input_is_usage() {
+        let usage = |spec: &str| RunSpec::parse(spec, None).unwrap_err().is_usage();
+        assert!(usage("s3://"), "a bare s3:// is a malformed URL, not a path");
+        assert!(usage("s3://Bad_Bucket/x/r"));
+        assert!(usage("s3://bucket"), "a bucket names no run");
+        assert!(usage("."));
+        assert_eq!(
+            RunSpec::parse("s3://bucket/p/RUN/flows.tar.gz", None).unwrap(),
+            RunSpec::Run {
+                root: Destination::S3 {
+                    bucket: "bucket".into(),
+                    prefix: "p".into()
+                },
+                run_id: "RUN".into()
+            }
+        );
+        assert_eq!(
+            RunSpec::parse("/backups/RUN/", None).unwrap(),
+            RunSpec::Run {
+                root: Destination::Local("/backups".into()),
+                run_id: "RUN".into()
+            }
+        );
+        assert!(matches!(
+            RunSpec::parse("s3://bucket", Some(Latest::Complete)),
+            Ok(RunSpec::Latest { .. })
+        ));
+    }
 }

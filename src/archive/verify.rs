@@ -1,20 +1,25 @@
-//! `verify`: proves a run against its manifest. Every document is read (streamed: one document in
-//! memory at a time) and its size and SHA-256 recomputed; the manifest must parse with a known
-//! schema; every document a row names must exist and nothing else may; tar member names must be
-//! safe; each JSON document must be `{"flow", "configuration"}` of the row's flow; the archive's
-//! last member must be the manifest and equal the sidecar. `quick` (S3 objects only) compares the
-//! checksums the store recorded instead of reading: a weaker check.
+//! `verify`: proves a run against its manifest, and the manifest against itself. Every document
+//! is streamed through SHA-256 with one read buffer, never more than the manifest's byte count
+//! plus one read (members no row names are skipped unread), so memory stays flat whatever the
+//! archive holds. The manifest must parse with a known schema and agree with itself (rows,
+//! totals, listing, `complete`); every path it names must lie inside the run; every document a
+//! row names must exist and nothing else may; tar member names must be safe; each JSON document
+//! must be `{"flow", "configuration"}` of the row's flow; the archive's last member must be the
+//! manifest and equal the sidecar. `quick` (S3 objects only) compares the checksums the store
+//! recorded instead of reading: a weaker check.
+//!
+//! The rules are public so `restore` reads only what `verify` accepts: [`verify`] for a run,
+//! [`consistency`] for a manifest, [`unsafe_path`] / [`unsafe_member`] for names.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 
 use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use super::{ReadError, RunHandle};
-use crate::manifest::{Document, FlowRecord, Manifest, Outcome};
+use crate::manifest::{Document, FlowRecord, Manifest, Outcome, Totals};
 use crate::sink::{ARCHIVE_NAME, MANIFEST_NAME};
 
 /// One thing that does not hold, with the flow, path, expected and found where they apply.
@@ -40,7 +45,14 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn run(problem: impl Into<String>) -> Problem {
+    /// A problem of the manifest itself about one row: of the run as a whole (a manifest that
+    /// lies about one row cannot be trusted about the others), the flow named in the text.
+    pub fn manifest_row(row: &FlowRecord, problem: impl std::fmt::Display) -> Problem {
+        Problem::at(MANIFEST_NAME, format!("flow {} ({:?}): {problem}", row.id, row.name))
+    }
+
+    /// A problem of the run as a whole (no flow, no path).
+    pub fn run(problem: impl Into<String>) -> Problem {
         Problem {
             flow_id: None,
             flow_name: None,
@@ -51,14 +63,16 @@ impl Problem {
         }
     }
 
-    fn at(path: &str, problem: impl Into<String>) -> Problem {
+    /// A problem of one stored path.
+    pub fn at(path: &str, problem: impl Into<String>) -> Problem {
         Problem {
             path: Some(path.to_string()),
             ..Problem::run(problem)
         }
     }
 
-    fn of(row: &FlowRecord, doc: &Document, problem: impl Into<String>) -> Problem {
+    /// A problem of one flow's document.
+    pub fn of(row: &FlowRecord, doc: &Document, problem: impl Into<String>) -> Problem {
         Problem {
             flow_id: Some(row.id.clone()),
             flow_name: Some(row.name.clone()),
@@ -66,7 +80,8 @@ impl Problem {
         }
     }
 
-    fn expected(mut self, expected: impl Into<String>, found: impl Into<String>) -> Problem {
+    /// With what the manifest says and what is stored.
+    pub fn expected(mut self, expected: impl Into<String>, found: impl Into<String>) -> Problem {
         self.expected = Some(expected.into());
         self.found = Some(found.into());
         self
@@ -106,6 +121,10 @@ pub struct VerifyReport {
     pub documents_verified: u64,
     /// Bytes read and hashed.
     pub bytes_read: u64,
+    /// Why the run is not complete, as its manifest says (`None` for a complete run): bytes that
+    /// verify do not make an incomplete run whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
     /// Everything that does not hold; empty when the run verifies.
     pub problems: Vec<Problem>,
 }
@@ -115,31 +134,82 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
-}
 
-/// A document as stored: its size, SHA-256, and the flow it is about (JSON documents).
-#[derive(Debug, Clone)]
-struct Seen {
-    size: u64,
-    sha256: String,
-    flow: Result<Option<(String, String, String)>, String>,
-}
+    /// Problems of the run as a whole (the manifest, the archive), not of one flow.
+    pub fn run_problems(&self) -> impl Iterator<Item = &Problem> {
+        self.problems.iter().filter(|p| p.flow_id.is_none())
+    }
 
-fn inspect(path: &str, body: &[u8]) -> Seen {
-    let flow = if path.ends_with(".json") {
-        document_flow(body).map(Some)
-    } else {
-        Ok(None)
-    };
-    Seen {
-        size: body.len() as u64,
-        sha256: hex::encode(Sha256::digest(body)),
-        flow,
+    /// Problems of flow `id`.
+    pub fn flow_problems<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Problem> {
+        self.problems.iter().filter(move |p| p.flow_id.as_deref() == Some(id))
     }
 }
 
-/// The id, name and type of the flow a `{"flow", "configuration"}` document is about.
-fn document_flow(body: &[u8]) -> Result<(String, String, String), String> {
+/// A document as stored: its size, SHA-256 (`None`: not read, its size already differs), and
+/// the flow it is about (JSON documents).
+#[derive(Debug, Clone)]
+struct Seen {
+    size: u64,
+    sha256: Option<String>,
+    flow: Result<Option<(String, String, String)>, String>,
+}
+
+impl Seen {
+    /// Stored but not read (unnamed by any row, or of the wrong size).
+    fn unread(size: u64) -> Seen {
+        Seen {
+            size,
+            sha256: None,
+            flow: Ok(None),
+        }
+    }
+}
+
+/// Counts and hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads one stored document as a stream: its size and SHA-256 and, for a JSON document, the
+/// flow it is about. Reads at most `limit + 1` bytes through one buffer, whatever it holds.
+fn inspect(body: impl Read, json: bool, limit: u64) -> std::io::Result<Seen> {
+    let mut reader = std::io::BufReader::with_capacity(
+        64 * 1024,
+        Hashing {
+            inner: body.take(limit.saturating_add(1)),
+            hasher: Sha256::new(),
+            read: 0,
+        },
+    );
+    let flow = if json {
+        document_flow(&mut reader).map(Some)
+    } else {
+        Ok(None)
+    };
+    std::io::copy(&mut reader, &mut std::io::sink())?;
+    let hashing = reader.into_inner();
+    Ok(Seen {
+        size: hashing.read,
+        sha256: Some(hex::encode(hashing.hasher.finalize())),
+        flow,
+    })
+}
+
+/// The id, name and type of the flow a `{"flow", "configuration"}` document is about, parsed
+/// as a stream (the configuration is skipped, not held).
+fn document_flow(body: impl Read) -> Result<(String, String, String), String> {
     #[derive(serde::Deserialize)]
     struct Doc {
         flow: serde_json::Map<String, serde_json::Value>,
@@ -147,7 +217,7 @@ fn document_flow(body: &[u8]) -> Result<(String, String, String), String> {
         configuration: serde::de::IgnoredAny,
     }
     let doc: Doc =
-        serde_json::from_slice(body).map_err(|e| format!("not a {{\"flow\", \"configuration\"}} document: {e}"))?;
+        serde_json::from_reader(body).map_err(|e| format!("not a {{\"flow\", \"configuration\"}} document: {e}"))?;
     let field = |k: &str| doc.flow.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     Ok((field("id"), field("name"), field("type")))
 }
@@ -160,32 +230,33 @@ pub async fn verify(run: &RunHandle, quick: bool) -> Result<VerifyReport, ReadEr
         format: None,
         documents_verified: 0,
         bytes_read: 0,
+        incomplete: None,
         problems: Vec::new(),
     };
     let sidecar = run.sidecar().await?;
-    let manifest = match &sidecar {
+    let mut manifest = match &sidecar {
         Some(bytes) => Manifest::from_slice(bytes).map_err(|e| Problem::at(MANIFEST_NAME, e.to_string())),
         None => Err(Problem::at(MANIFEST_NAME, "the manifest beside the run is missing")),
     };
     if run.has_archive {
-        let (stored, tail) = read_archive(run, &mut report).await?;
-        let manifest = manifest.or_else(|p| {
-            report.problems.push(p);
-            tail.as_deref()
-                .ok_or(())
-                .and_then(|b| Manifest::from_slice(b).map_err(|_| ()))
-        });
-        if let (Some(tail), Some(sidecar)) = (&tail, &sidecar)
-            && tail.as_slice() != sidecar.as_ref()
-        {
-            report.problems.push(Problem::at(
-                MANIFEST_NAME,
-                "the manifest beside the archive differs from the archive's last member",
-            ));
+        if let Err(p) = &manifest {
+            // The archive's own copy of the manifest still says what the archive must hold.
+            report.problems.push(p.clone());
+            manifest = match super::archive_manifest(run)
+                .await
+                .ok()
+                .map(|b| Manifest::from_slice(&b))
+            {
+                Some(Ok(m)) => Ok(m),
+                _ => Err(p.clone()),
+            };
         }
+        let digest = sidecar
+            .as_ref()
+            .map(|b| (b.len() as u64, hex::encode(Sha256::digest(b))));
+        let stored = read_archive(run, manifest.as_ref().ok(), digest, &mut report).await?;
         if let Ok(m) = manifest {
-            report.format = Some(m.format.clone());
-            compare(&m, &stored, &mut report);
+            judge(&m, &stored, &mut report);
         }
         return Ok(report);
     }
@@ -196,87 +267,278 @@ pub async fn verify(run: &RunHandle, quick: bool) -> Result<VerifyReport, ReadEr
             return Ok(report);
         }
     };
-    report.format = Some(manifest.format.clone());
     if manifest.archive.is_some() {
+        report.format = Some(manifest.format.clone());
         report.problems.push(Problem::at(
             ARCHIVE_NAME,
             "the manifest names an archive that is not stored",
         ));
+        report.problems.extend(consistency(&manifest));
+        report.incomplete = incomplete(&manifest);
         return Ok(report);
     }
-    verify_objects(run, &manifest, quick, &mut report).await?;
+    let stored = read_objects(run, &manifest, quick, &mut report).await?;
+    judge(&manifest, &stored, &mut report);
     Ok(report)
 }
 
-/// Streams the archive: every member's size, hash and flow; the manifest member's bytes if it is
-/// last. Unsafe names, duplicates, a misplaced manifest and a truncated stream are problems.
+/// The manifest against itself and against what is stored.
+fn judge(manifest: &Manifest, stored: &BTreeMap<String, Seen>, report: &mut VerifyReport) {
+    report.format = Some(manifest.format.clone());
+    report.problems.extend(consistency(manifest));
+    compare(manifest, stored, report);
+    report.incomplete = incomplete(manifest);
+}
+
+/// Why an incomplete run is incomplete, with its counts; `None` when the manifest says complete.
+fn incomplete(m: &Manifest) -> Option<String> {
+    if m.complete {
+        return None;
+    }
+    let reason = m
+        .incomplete_reason
+        .clone()
+        .unwrap_or_else(|| "the manifest says \"complete\": false".into());
+    Some(format!(
+        "{reason} ({} of {} flows exported, {} failed, {} skipped)",
+        m.totals.exported, m.totals.listed, m.totals.failed, m.totals.skipped
+    ))
+}
+
+fn totals_text(t: &Totals) -> String {
+    format!(
+        "listed {}, exported {}, not_found {}, failed {}, skipped {}, carried {}",
+        t.listed, t.exported, t.not_found, t.failed, t.skipped, t.carried
+    )
+}
+
+/// The manifest against itself: its totals count its rows; a manifest that says complete has
+/// no failed or skipped row, no listing discrepancy, and as many rows as its listing found
+/// (and its listing passes); no flow has two rows and no document path two owners.
+pub fn consistency(m: &Manifest) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let counted = Totals::of(m.flows.iter());
+    if counted != m.totals {
+        problems.push(
+            Problem::at(
+                MANIFEST_NAME,
+                "the totals do not count the rows (a row removed or added?)",
+            )
+            .expected(totals_text(&m.totals), totals_text(&counted)),
+        );
+    }
+    let (mut ids, mut paths) = (HashSet::new(), HashSet::new());
+    for row in &m.flows {
+        if !row.id.is_empty() && !ids.insert(row.id.as_str()) {
+            problems.push(Problem::manifest_row(row, "the flow has two rows"));
+        }
+        for doc in &row.documents {
+            if !paths.insert(doc.path.as_str()) {
+                problems.push(Problem::manifest_row(
+                    row,
+                    format!("{}: two documents name this path", doc.path),
+                ));
+            }
+        }
+        if m.complete && matches!(row.outcome, Outcome::Failed | Outcome::Skipped) {
+            let outcome = if row.outcome == Outcome::Failed {
+                "failed"
+            } else {
+                "skipped"
+            };
+            problems.push(Problem::manifest_row(
+                row,
+                format!("the manifest says complete, yet this flow is {outcome}"),
+            ));
+        }
+    }
+    if m.complete {
+        problems.extend(complete_listing(m));
+    }
+    problems
+}
+
+/// What a complete manifest's listing must agree with.
+fn complete_listing(m: &Manifest) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(d) = &m.listing.discrepancy {
+        problems.push(Problem::at(
+            MANIFEST_NAME,
+            format!("the manifest says complete, yet its listing was not proven: {d}"),
+        ));
+    }
+    if m.incomplete_reason.is_some() {
+        problems.push(Problem::at(
+            MANIFEST_NAME,
+            "the manifest says complete, yet gives a reason it is incomplete",
+        ));
+    }
+    let rows = m.flows.len() as u64;
+    if m.listing.listed != rows {
+        problems.push(
+            Problem::at(
+                MANIFEST_NAME,
+                "the listing found another number of flows than there are rows",
+            )
+            .expected(format!("{} rows", m.listing.listed), format!("{rows} rows")),
+        );
+    }
+    let passes: u64 = m.listing.passes.iter().map(|p| p.new_flows).sum();
+    if !m.listing.passes.is_empty() && passes != m.listing.listed {
+        problems.push(
+            Problem::at(
+                MANIFEST_NAME,
+                "the listing passes found another number of flows than the listing",
+            )
+            .expected(format!("{} flows", m.listing.listed), format!("{passes} flows")),
+        );
+    }
+    problems
+}
+
+/// Why a path (a tar member, or a document the manifest names) is not safely inside the run,
+/// if it is not: empty, absolute, `..` or `.`, `\`, an empty segment, or control characters.
+pub fn path_outside_run(path: &str) -> Option<&'static str> {
+    if path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path.split('/').any(|s| s == ".." || s == "." || s.is_empty())
+    {
+        return Some("absolute, `..`, `\\` or an empty segment");
+    }
+    if path.chars().any(char::is_control) {
+        return Some("control characters");
+    }
+    None
+}
+
+/// [`path_outside_run`] as a sentence: what a row's path must never be.
+pub fn unsafe_path(name: &str) -> Option<String> {
+    path_outside_run(name).map(|why| format!("not inside the run ({why})"))
+}
+
+/// Why a tar member name or type is unsafe to extract, if it is.
+pub fn unsafe_member(name: &str, kind: tar::EntryType) -> Option<String> {
+    if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
+        return Some(format!("not a regular file (tar type {:?})", kind));
+    }
+    path_outside_run(name).map(|why| format!("unsafe member name ({why})"))
+}
+
+/// The documents a manifest names, by safe path, with their byte counts.
+fn expected_sizes(manifest: Option<&Manifest>) -> HashMap<String, u64> {
+    manifest
+        .map(|m| {
+            m.documents()
+                .filter(|(_, d)| unsafe_path(&d.path).is_none())
+                .map(|(_, d)| (d.path.clone(), d.bytes))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What one pass over the archive found.
+#[derive(Default)]
+struct ArchiveRead {
+    stored: BTreeMap<String, Seen>,
+    problems: Vec<Problem>,
+    bytes: u64,
+}
+
+/// Streams the archive once: each member the manifest names is hashed (at most its expected
+/// size plus one read), others are skipped unread; the manifest member is hashed and compared
+/// with the sidecar's `digest` (length, SHA-256). Unsafe names, duplicates, a misplaced
+/// manifest and a truncated stream are problems.
 async fn read_archive(
     run: &RunHandle,
+    manifest: Option<&Manifest>,
+    digest: Option<(u64, String)>,
     report: &mut VerifyReport,
-) -> Result<(BTreeMap<String, Seen>, Option<Vec<u8>>), ReadError> {
+) -> Result<BTreeMap<String, Seen>, ReadError> {
     let Some(stream) = run.reader.open(&run.name(ARCHIVE_NAME)).await? else {
         return Err(ReadError::NoRun {
             location: run.location.clone(),
             why: format!("{ARCHIVE_NAME} vanished while it was read"),
         });
     };
-    let (stored, tail, problems, bytes) = tokio::task::spawn_blocking(move || {
+    let expected = expected_sizes(manifest);
+    let read = tokio::task::spawn_blocking(move || {
         let sync = tokio_util::io::SyncIoBridge::new(stream);
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(sync));
-        let mut stored = BTreeMap::new();
-        let mut problems = Vec::new();
-        let (mut last, mut tail, mut bytes) = (String::new(), None, 0u64);
-        let entries = match archive.entries() {
-            Ok(e) => e,
-            Err(e) => {
-                return (
-                    stored,
-                    None,
-                    vec![Problem::at(ARCHIVE_NAME, format!("cannot be read: {e}"))],
-                    0,
-                );
-            }
-        };
-        for entry in entries {
-            let mut entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    problems.push(truncated(&last, &e));
-                    return (stored, None, problems, bytes);
-                }
-            };
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            if let Some(why) = unsafe_member(&name, entry.header().entry_type()) {
-                problems.push(Problem::at(&name, why));
-            }
-            let mut body = Vec::new();
-            if let Err(e) = entry.read_to_end(&mut body) {
-                problems.push(truncated(&name, &e));
-                return (stored, None, problems, bytes);
-            }
-            bytes += body.len() as u64;
-            if name == MANIFEST_NAME {
-                tail = Some(body);
-            } else {
-                tail = None;
-                let seen = inspect(&name, &body);
-                if stored.insert(name.clone(), seen).is_some() {
-                    problems.push(Problem::at(&name, "the archive holds this member twice"));
-                }
-            }
-            last = name;
-        }
-        if last != MANIFEST_NAME {
-            problems
-                .push(Problem::at(ARCHIVE_NAME, "the last member is not manifest.json").expected(MANIFEST_NAME, last));
-        }
-        (stored, tail, problems, bytes)
+        scan_archive(sync, &expected, digest)
     })
     .await
     .map_err(|e| ReadError::Archive(e.to_string()))?;
-    report.problems.extend(problems);
-    report.bytes_read += bytes;
-    Ok((stored, tail))
+    report.problems.extend(read.problems);
+    report.bytes_read += read.bytes;
+    Ok(read.stored)
+}
+
+/// The blocking pass of [`read_archive`].
+fn scan_archive(body: impl Read, expected: &HashMap<String, u64>, digest: Option<(u64, String)>) -> ArchiveRead {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(body));
+    let mut out = ArchiveRead::default();
+    let (mut last, mut tail) = (String::new(), None::<Seen>);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            out.problems
+                .push(Problem::at(ARCHIVE_NAME, format!("cannot be read: {e}")));
+            return out;
+        }
+    };
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.problems.push(truncated(&last, &e));
+                return out;
+            }
+        };
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if let Some(why) = unsafe_member(&name, entry.header().entry_type()) {
+            out.problems.push(Problem::at(&name, why));
+        }
+        let size = entry.header().size().unwrap_or(0);
+        let limit = match (name.as_str(), expected.get(&name)) {
+            (MANIFEST_NAME, _) => digest.as_ref().map(|d| d.0),
+            (_, Some(want)) => Some(*want),
+            _ => None,
+        };
+        let seen = match limit {
+            Some(limit) if limit == size => match inspect(&mut entry, name != MANIFEST_NAME, limit) {
+                Ok(seen) => seen,
+                Err(e) => {
+                    out.problems.push(truncated(&name, &e));
+                    return out;
+                }
+            },
+            _ => Seen::unread(size),
+        };
+        out.bytes += if seen.sha256.is_some() { seen.size } else { 0 };
+        if name == MANIFEST_NAME {
+            tail = Some(seen);
+        } else {
+            tail = None;
+            if out.stored.insert(name.clone(), seen).is_some() {
+                out.problems
+                    .push(Problem::at(&name, "the archive holds this member twice"));
+            }
+        }
+        last = name;
+    }
+    if last != MANIFEST_NAME {
+        out.problems
+            .push(Problem::at(ARCHIVE_NAME, "the last member is not manifest.json").expected(MANIFEST_NAME, last));
+    }
+    if let (Some(tail), Some((len, sha))) = (&tail, &digest)
+        && (tail.size != *len || tail.sha256.as_ref() != Some(sha))
+    {
+        out.problems.push(Problem::at(
+            MANIFEST_NAME,
+            "the manifest beside the archive differs from the archive's last member",
+        ));
+    }
+    out
 }
 
 fn truncated(after: &str, e: &std::io::Error) -> Problem {
@@ -291,20 +553,6 @@ fn truncated(after: &str, e: &std::io::Error) -> Problem {
     )
 }
 
-/// Why a tar member name or type is unsafe to extract, if it is.
-fn unsafe_member(name: &str, kind: tar::EntryType) -> Option<String> {
-    if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
-        return Some(format!("not a regular file (tar type {:?})", kind));
-    }
-    if name.starts_with('/') || name.contains('\\') || name.split('/').any(|s| s == ".." || s.is_empty()) {
-        return Some("unsafe member name (absolute, `..`, `\\` or an empty segment)".into());
-    }
-    if name.chars().any(char::is_control) {
-        return Some("unsafe member name (control characters)".into());
-    }
-    None
-}
-
 /// Every document the manifest names against what is stored, then whatever no row names.
 fn compare(manifest: &Manifest, stored: &BTreeMap<String, Seen>, report: &mut VerifyReport) {
     let mut named = HashSet::new();
@@ -317,6 +565,15 @@ fn compare(manifest: &Manifest, stored: &BTreeMap<String, Seen>, report: &mut Ve
             });
         }
         for doc in &row.documents {
+            if let Some(why) = unsafe_path(&doc.path) {
+                // Of the run: a manifest that points outside the run is not trusted at all.
+                let problem = format!(
+                    "flow {} ({:?}): the manifest names a path {why}; it is not read",
+                    row.id, row.name
+                );
+                report.problems.push(Problem::at(&doc.path, problem));
+                continue;
+            }
             named.insert(doc.path.as_str());
             match stored.get(&doc.path) {
                 None => report.problems.push(Problem::of(row, doc, "the document is missing")),
@@ -339,10 +596,12 @@ fn check(row: &FlowRecord, doc: &Document, seen: &Seen, report: &mut VerifyRepor
                 .expected(format!("{} bytes", doc.bytes), format!("{} bytes", seen.size)),
         );
     }
-    if seen.sha256 != doc.sha256 {
+    if let Some(sha256) = &seen.sha256
+        && *sha256 != doc.sha256
+    {
         report
             .problems
-            .push(Problem::of(row, doc, "SHA-256 differs").expected(&doc.sha256, &seen.sha256));
+            .push(Problem::of(row, doc, "SHA-256 differs").expected(&doc.sha256, sha256));
     }
     match &seen.flow {
         Err(why) => report.problems.push(Problem::of(row, doc, why.clone())),
@@ -367,13 +626,13 @@ fn check(row: &FlowRecord, doc: &Document, seen: &Seen, report: &mut VerifyRepor
 }
 
 /// The objects format: list the run, read (or, `quick`, look up the stored checksum of) each
-/// document the manifest names, and report objects no row names.
-async fn verify_objects(
+/// document the manifest names, and note objects no row names (unread).
+async fn read_objects(
     run: &RunHandle,
     manifest: &Manifest,
     quick: bool,
     report: &mut VerifyReport,
-) -> Result<(), ReadError> {
+) -> Result<BTreeMap<String, Seen>, ReadError> {
     let listed: BTreeMap<String, u64> = run
         .reader
         .list(&run.run_id)
@@ -383,45 +642,53 @@ async fn verify_objects(
         .collect();
     let mut stored = BTreeMap::new();
     for (row, doc) in manifest.documents() {
-        let Some(size) = listed.get(&doc.path) else {
-            continue; // reported by `compare` as missing
+        let Some(size) = listed.get(&doc.path).filter(|_| unsafe_path(&doc.path).is_none()) else {
+            continue; // reported by `compare` as missing or unsafe
         };
         let seen = if quick {
             quick_seen(run, row, doc, *size, report).await?
+        } else if *size != doc.bytes {
+            Some(Seen::unread(*size))
         } else {
-            read_seen(run, &doc.path, report).await?
+            read_seen(run, &doc.path, doc.bytes, report).await?
         };
         if let Some(seen) = seen {
             stored.insert(doc.path.clone(), seen);
         }
     }
+    let named: HashSet<&str> = manifest.documents().map(|(_, d)| d.path.as_str()).collect();
     for (path, size) in listed.iter().filter(|(p, _)| p.as_str() != MANIFEST_NAME) {
-        if !manifest.documents().any(|(_, d)| &d.path == path) {
-            stored.insert(
-                path.clone(),
-                Seen {
-                    size: *size,
-                    sha256: String::new(),
-                    flow: Ok(None),
-                },
-            );
+        if !named.contains(path.as_str()) {
+            stored.insert(path.clone(), Seen::unread(*size));
         }
     }
-    compare(manifest, &stored, report);
-    Ok(())
+    Ok(stored)
 }
 
-async fn read_seen(run: &RunHandle, path: &str, report: &mut VerifyReport) -> Result<Option<Seen>, ReadError> {
-    let Some(mut stream) = run.reader.open(&run.name(path)).await? else {
+/// One object streamed through [`inspect`].
+async fn read_seen(
+    run: &RunHandle,
+    path: &str,
+    limit: u64,
+    report: &mut VerifyReport,
+) -> Result<Option<Seen>, ReadError> {
+    let Some(stream) = run.reader.open(&run.name(path)).await? else {
         return Ok(None);
     };
-    let mut body = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut body).await {
-        report.problems.push(Problem::at(path, format!("cannot be read: {e}")));
-        return Ok(None);
+    let json = path.ends_with(".json");
+    let seen = tokio::task::spawn_blocking(move || inspect(tokio_util::io::SyncIoBridge::new(stream), json, limit))
+        .await
+        .map_err(|e| ReadError::Archive(e.to_string()))?;
+    match seen {
+        Ok(seen) => {
+            report.bytes_read += seen.size;
+            Ok(Some(seen))
+        }
+        Err(e) => {
+            report.problems.push(Problem::at(path, format!("cannot be read: {e}")));
+            Ok(None)
+        }
     }
-    report.bytes_read += body.len() as u64;
-    Ok(Some(inspect(path, &body)))
 }
 
 /// The store's own SHA-256 as the document's hash, and the listed size; nothing downloaded.
@@ -440,7 +707,7 @@ async fn quick_seen(
                 .unwrap_or(b64);
             Ok(Some(Seen {
                 size,
-                sha256,
+                sha256: Some(sha256),
                 flow: Ok(None),
             }))
         }

@@ -1,12 +1,16 @@
 //! `flowvault diff RUN_A RUN_B`: what changed between two runs (any location kinds), or with
-//! `--flow ID` a structural diff of one flow's configuration. Exit 0, or 3 with `--exit-code`
-//! when the runs differ; 1 when a run cannot be read; 2 usage.
+//! `--flow ID` a structural diff of one flow's configuration (both documents verified first).
+//! Exit 0, or 3 with `--exit-code` when the runs differ; 1 when a run cannot be read or a
+//! document does not match its manifest; 2 usage (also: runs of two orgs without
+//! `--across-orgs`).
 
 use std::io::Write;
 
+use sha2::{Digest, Sha256};
+
 use super::exit;
 use crate::archive::diff::{self, DiffReport, json_diff};
-use crate::archive::{self, ReadError, RunHandle};
+use crate::archive::{self, ReadError, RunHandle, verify};
 use crate::cli::DiffArgs;
 use crate::manifest::{Content, Manifest};
 use crate::settings::{process_env, read_options};
@@ -17,6 +21,12 @@ pub async fn run(args: &DiffArgs) -> i32 {
         Ok(o) => o,
         Err(e) => return super::fail("diff", e, exit::USAGE),
     };
+    // Both locations are parsed before either store is touched: bad input is usage, first.
+    for spec in [&args.run_a, &args.run_b] {
+        if let Err(e) = archive::RunSpec::parse(spec, None) {
+            return super::fail_read("diff", &e);
+        }
+    }
     let mut sides = Vec::new();
     for spec in [&args.run_a, &args.run_b] {
         let side = match archive::locate(spec, None, &options).await {
@@ -25,40 +35,43 @@ pub async fn run(args: &DiffArgs) -> i32 {
         };
         match side {
             Ok(s) => sides.push(s),
-            Err(e) => return super::fail("diff", e, exit::FATAL),
+            Err(e) => return super::fail_read("diff", &e),
         }
     }
     let (b, a) = (sides.pop(), sides.pop());
     let (Some((run_a, a)), Some((run_b, b))) = (a, b) else {
         return exit::FATAL;
     };
-    if let Some(id) = &args.flow {
-        let content = if args.content == "published" {
-            Content::Published
-        } else {
-            Content::Latest
-        };
-        return match flow_diff(id, content, (&run_a, &a), (&run_b, &b)).await {
-            Ok(changes) => {
-                let mut out = std::io::stdout().lock();
-                let differs = !changes.is_empty();
-                let printed = if args.json {
-                    super::print_json(&changes)
-                } else if changes.is_empty() {
-                    writeln!(out, "flow {id}: the {} configurations are identical", content.as_str())
-                } else {
-                    changes.iter().try_for_each(|c| writeln!(out, "{c}"))
-                };
-                match printed {
-                    Err(e) => super::fail("diff", e, exit::FATAL),
-                    Ok(()) if differs && args.exit_code => exit::INCOMPLETE,
-                    Ok(()) => exit::COMPLETE,
-                }
-            }
-            Err(e) => super::fail("diff", e, exit::FATAL),
-        };
+    if let Some(orgs) = diff::other_orgs(&a, &b) {
+        if !args.across_orgs {
+            return super::fail(
+                "diff",
+                format!(
+                    "the runs are of different orgs ({orgs}); nothing was compared: add --across-orgs to compare them anyway"
+                ),
+                exit::USAGE,
+            );
+        }
+        if !args.json
+            && let Err(e) = writeln!(
+                std::io::stdout(),
+                "orgs differ: {orgs}; compared anyway (--across-orgs)"
+            )
+        {
+            return super::fail("diff", e, exit::FATAL);
+        }
     }
-    let report = diff::diff(&a, &b);
+    if let Some(id) = &args.flow {
+        return one_flow(args, id, (&run_a, &a), (&run_b, &b)).await;
+    }
+    let hashes = match (
+        diff::computed_hashes(&run_a, &a).await,
+        diff::computed_hashes(&run_b, &b).await,
+    ) {
+        (Ok(ha), Ok(hb)) => (ha, hb),
+        (Err(e), _) | (_, Err(e)) => return super::fail_read("diff", &e),
+    };
+    let report = diff::diff_with(&a, &b, &hashes.0, &hashes.1);
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
         super::print_json(&report)
@@ -72,32 +85,113 @@ pub async fn run(args: &DiffArgs) -> i32 {
     }
 }
 
-/// The structural diff of one flow's configuration between the two runs.
+/// `--flow ID`: the structural diff of one flow's configuration; the exit code.
+async fn one_flow(args: &DiffArgs, id: &str, a: (&RunHandle, &Manifest), b: (&RunHandle, &Manifest)) -> i32 {
+    let content = if args.content == "published" {
+        Content::Published
+    } else {
+        Content::Latest
+    };
+    let (changes, only) = match flow_diff(id, content, a, b).await {
+        Ok(found) => found,
+        Err(e) => return super::fail_read("diff", &e),
+    };
+    let mut out = std::io::stdout().lock();
+    let differs = !changes.is_empty();
+    let printed = if args.json {
+        super::print_json(&changes)
+    } else if let Some(line) = only {
+        writeln!(out, "{line}")
+    } else if changes.is_empty() {
+        writeln!(out, "flow {id}: the {} configurations are identical", content.as_str())
+    } else {
+        changes.iter().try_for_each(|c| writeln!(out, "{c}"))
+    };
+    match printed {
+        Err(e) => super::fail("diff", e, exit::FATAL),
+        Ok(()) if differs && args.exit_code => exit::INCOMPLETE,
+        Ok(()) => exit::COMPLETE,
+    }
+}
+
+/// One side's configuration of flow `id`: `None` when the run has no such flow (or no such
+/// document); the document is verified against its manifest row (size, SHA-256) first.
+async fn configuration(
+    id: &str,
+    content: Content,
+    run: &RunHandle,
+    m: &Manifest,
+) -> Result<Option<serde_json::Value>, ReadError> {
+    let Some(doc) = diff::rows_by_id(m).get(id).and_then(|r| r.document(content)).cloned() else {
+        return Ok(None);
+    };
+    if let Some(why) = verify::unsafe_path(&doc.path) {
+        return Err(ReadError::Archive(format!(
+            "{}: flow {id}'s path {}: {why}",
+            run.location, doc.path
+        )));
+    }
+    let bytes = run.document(&doc.path).await?.ok_or_else(|| {
+        ReadError::Archive(format!(
+            "{}: flow {id}'s document {} is missing (run `flowvault verify {}`)",
+            run.location, doc.path, run.location
+        ))
+    })?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != doc.bytes || sha != doc.sha256 {
+        return Err(ReadError::Archive(format!(
+            "{}: flow {id}'s document {} does not match its manifest (expected {} bytes, SHA-256 {}; found {} bytes, {sha}); nothing compared: run `flowvault verify {}`",
+            run.location,
+            doc.path,
+            doc.bytes,
+            doc.sha256,
+            bytes.len(),
+            run.location
+        )));
+    }
+    let parsed: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ReadError::Archive(format!("{}/{} is not JSON: {e}", run.location, doc.path)))?;
+    Ok(Some(parsed.get("configuration").cloned().unwrap_or_default()))
+}
+
+/// The structural diff of one flow's configuration between the two runs, and, when the flow is
+/// in one run only, the line that says so. Both documents are verified before anything is shown.
 async fn flow_diff(
     id: &str,
     content: Content,
     a: (&RunHandle, &Manifest),
     b: (&RunHandle, &Manifest),
-) -> Result<Vec<diff::PathChange>, ReadError> {
-    let mut configs = Vec::new();
-    for (run, m) in [a, b] {
-        let doc = diff::rows_by_id(m)
-            .get(id)
-            .and_then(|r| r.document(content))
-            .map(|d| d.path.clone())
-            .ok_or_else(|| ReadError::NoRun {
-                location: run.location.clone(),
-                why: format!("flow {id} has no {} document in this run", content.as_str()),
-            })?;
-        let bytes = run.document(&doc).await?.ok_or_else(|| ReadError::NoRun {
-            location: run.location.clone(),
-            why: format!("{doc} is missing (run `flowvault verify` on it)"),
-        })?;
-        let parsed: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ReadError::Archive(format!("{}/{doc} is not JSON: {e}", run.location)))?;
-        configs.push(parsed.get("configuration").cloned().unwrap_or_default());
+) -> Result<(Vec<diff::PathChange>, Option<String>), ReadError> {
+    let before = configuration(id, content, a.0, a.1).await?;
+    let after = configuration(id, content, b.0, b.1).await?;
+    let what = content.as_str();
+    match (before, after) {
+        (Some(x), Some(y)) => Ok((json_diff(&x, &y), None)),
+        (None, None) => Err(ReadError::Archive(format!(
+            "flow {id} has no {what} document in either run ({} or {})",
+            a.0.location, b.0.location
+        ))),
+        (None, Some(y)) => Ok((
+            vec![diff::PathChange::Added {
+                path: String::new(),
+                value: y,
+            }],
+            Some(format!(
+                "flow {id}: no {what} document in run A ({}); added in run B",
+                a.0.location
+            )),
+        )),
+        (Some(x), None) => Ok((
+            vec![diff::PathChange::Removed {
+                path: String::new(),
+                value: x,
+            }],
+            Some(format!(
+                "flow {id}: no {what} document in run B ({}); removed since run A",
+                b.0.location
+            )),
+        )),
     }
-    Ok(json_diff(&configs[0], &configs[1]))
 }
 
 fn print(out: &mut impl Write, r: &DiffReport, a: &str, b: &str) -> std::io::Result<()> {

@@ -21,8 +21,18 @@ pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
 
 /// Prints `flowvault COMMAND: error` on one line and hands back `code`.
 pub fn fail(command: &str, error: impl std::fmt::Display, code: i32) -> i32 {
-    eprintln!("flowvault {command}: {error}");
+    let text = error.to_string();
+    let line: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    eprintln!("flowvault {command}: {}", line.join(" "));
     code
+}
+
+/// The one error table of the commands that take a run or a destination (`runs`, `verify`,
+/// `diff`, `restore`): a malformed location is usage (2), a run or store that cannot be read is
+/// fatal (1); either way one line that says what to fix.
+pub fn fail_read(command: &str, error: &crate::archive::ReadError) -> i32 {
+    let code = if error.is_usage() { exit::USAGE } else { exit::FATAL };
+    fail(command, error, code)
 }
 
 /// Exit codes, by who is at fault (documented in the README).
@@ -36,6 +46,8 @@ pub mod exit {
     /// Incomplete: some flows failed, or the listing could not be proven complete; the archive and
     /// manifest were still written and the manifest says why.
     pub const INCOMPLETE: i32 = 3;
+    /// `verify`: every byte holds, but the run's manifest says it is incomplete.
+    pub const VERIFIED_INCOMPLETE: i32 = 4;
     /// `--max-duration` elapsed; the manifest says `"complete": false`.
     pub const TIMED_OUT: i32 = 124;
     /// Interrupted by SIGINT.

@@ -48,11 +48,11 @@ pub async fn run(args: &RestoreArgs) -> i32 {
     };
     let run = match archive::locate(&args.run.run, latest_of(&args.run), &store).await {
         Ok(r) => r,
-        Err(e) => return super::fail("restore", e, exit::FATAL),
+        Err(e) => return super::fail_read("restore", &e),
     };
     let manifest = match run.manifest().await {
         Ok(m) => m,
-        Err(e) => return super::fail("restore", e, exit::FATAL),
+        Err(e) => return super::fail_read("restore", &e),
     };
     let client = match GenesysClient::connect(connection.client) {
         Ok(c) => Arc::new(c),

@@ -17,7 +17,7 @@ pub async fn run(args: &RunsArgs) -> i32 {
     };
     let destination = match Destination::parse(&args.destination) {
         Ok(d) => d,
-        Err(e) => return super::fail("runs", e, exit::USAGE),
+        Err(e) => return super::fail_read("runs", &e.into()),
     };
     let runs = match open_reader(&destination, &options).await {
         Ok(reader) => archive::list_runs(&reader).await,
@@ -25,7 +25,7 @@ pub async fn run(args: &RunsArgs) -> i32 {
     };
     let runs = match runs {
         Ok(r) => r,
-        Err(e) => return super::fail("runs", e, exit::FATAL),
+        Err(e) => return super::fail_read("runs", &e),
     };
     let mut out = std::io::stdout().lock();
     let written = if args.json {
@@ -56,10 +56,10 @@ fn print_table(out: &mut impl Write, runs: &[RunSummary]) -> std::io::Result<()>
         "SIZE"
     )?;
     for r in runs {
-        let status = match (r.complete, &r.problem) {
-            (Some(true), _) => "complete",
-            (Some(false), _) => "INCOMPLETE",
-            (None, _) => "UNREADABLE",
+        let status = match r.complete {
+            Some(true) => "complete",
+            Some(false) => "INCOMPLETE",
+            None => "UNREADABLE",
         };
         let t = r.totals.clone().unwrap_or_default();
         writeln!(

@@ -1,5 +1,6 @@
 //! `flowvault verify RUN`: proves a run against its manifest. Exit 0 when everything holds, 3
-//! when something does not (each problem one line), 1 when the run cannot be read, 2 usage.
+//! when something does not (each problem one line), 4 when every byte holds but the run is
+//! incomplete, 1 when the run cannot be read, 2 usage.
 
 use std::io::Write;
 
@@ -32,7 +33,7 @@ pub async fn run(args: &VerifyArgs) -> i32 {
     }
     let run = match archive::locate(&args.run.run, latest_of(&args.run), &options).await {
         Ok(r) => r,
-        Err(e) => return super::fail("verify", e, exit::FATAL),
+        Err(e) => return super::fail_read("verify", &e),
     };
     if args.quick && run.has_archive {
         return super::fail(
@@ -43,7 +44,7 @@ pub async fn run(args: &VerifyArgs) -> i32 {
     }
     let report = match verify::verify(&run, args.quick).await {
         Ok(r) => r,
-        Err(e) => return super::fail("verify", e, exit::FATAL),
+        Err(e) => return super::fail_read("verify", &e),
     };
     let mut out = std::io::stdout().lock();
     let printed = if args.json {
@@ -54,7 +55,11 @@ pub async fn run(args: &VerifyArgs) -> i32 {
     if let Err(e) = printed {
         return super::fail("verify", e, exit::FATAL);
     }
-    if report.ok() { exit::COMPLETE } else { exit::INCOMPLETE }
+    match (report.ok(), &report.incomplete) {
+        (false, _) => exit::INCOMPLETE,
+        (true, Some(_)) => exit::VERIFIED_INCOMPLETE,
+        (true, None) => exit::COMPLETE,
+    }
 }
 
 fn print(out: &mut impl Write, r: &verify::VerifyReport) -> std::io::Result<()> {
@@ -66,10 +71,18 @@ fn print(out: &mut impl Write, r: &verify::VerifyReport) -> std::io::Result<()> 
     } else {
         "every byte read"
     };
+    if let Some(why) = &r.incomplete {
+        writeln!(out, "incomplete: {why}")?;
+    }
     if r.ok() {
+        let whole = if r.incomplete.is_some() {
+            "; the run itself is incomplete, see above"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "verified: {} documents of {} match the manifest ({mode}, {} bytes)",
+            "verified: {} documents of {} match the manifest ({mode}, {} bytes){whole}",
             r.documents_verified, r.location, r.bytes_read
         )
     } else {

@@ -253,7 +253,8 @@ fn since(r: &Reader<'_>) -> Result<Option<(String, Duration)>, ConfigError> {
         return err("--since is empty; give a previous run (DEST/RUN or s3://bucket/prefix/RUN) or `latest`");
     }
     if spec != "latest" {
-        crate::sink::Destination::parse(&spec).map_err(|e| ConfigError(format!("--since: {e}")))?;
+        // The same parser as every command that takes a run.
+        crate::archive::RunSpec::parse(&spec, None).map_err(|e| ConfigError(format!("--since: {e}")))?;
     }
     Ok(Some((spec, full_every)))
 }

@@ -34,6 +34,12 @@ pub trait StoreReader: Send + Sync {
     async fn list(&self, dir: &str) -> Result<Vec<Entry>, SinkError>;
     /// One whole object (`Ok(None)` when it does not exist).
     async fn read(&self, name: &str) -> Result<Option<Bytes>, SinkError>;
+    /// One object from byte `offset` to its end (`Ok(None)` when it does not exist): how `runs`
+    /// reads a manifest's last bytes without its rows.
+    async fn read_from(&self, name: &str, offset: u64) -> Result<Option<Bytes>, SinkError> {
+        let whole = self.read(name).await?;
+        Ok(whole.map(|b| b.slice((offset as usize).min(b.len())..)))
+    }
     /// A stream of one object (`Ok(None)` when it does not exist).
     async fn open(&self, name: &str) -> Result<Option<Box<dyn AsyncRead + Send + Unpin>>, SinkError>;
     /// The SHA-256 the store itself recorded for an object (base64), when it keeps one.
@@ -132,6 +138,24 @@ impl StoreReader for LocalReader {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("read", &path, e)),
         }
+    }
+
+    async fn read_from(&self, name: &str, offset: u64) -> Result<Option<Bytes>, SinkError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.root.join(name);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("open", &path, e)),
+        };
+        let mut out = Vec::new();
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| io_error("read", &path, e))?;
+        file.read_to_end(&mut out)
+            .await
+            .map_err(|e| io_error("read", &path, e))?;
+        Ok(Some(Bytes::from(out)))
     }
 
     async fn open(&self, name: &str) -> Result<Option<Box<dyn AsyncRead + Send + Unpin>>, SinkError> {
@@ -316,6 +340,32 @@ impl StoreReader for S3Reader {
             }
             Err(e) => Err(self.request_error("get", name, &e)),
         }
+    }
+
+    async fn read_from(&self, name: &str, offset: u64) -> Result<Option<Bytes>, SinkError> {
+        if offset == 0 {
+            return self.read(name).await;
+        }
+        let got = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(name))
+            .range(format!("bytes={offset}-"))
+            .send()
+            .await;
+        let out = match got {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.request_error("get", name, &e)),
+        };
+        let body = out.body.collect().await.map_err(|e| SinkError::Store {
+            message: format!("read s3://{}/{}: {e}", self.bucket, self.key(name)),
+            retryable: true,
+        })?;
+        Ok(Some(body.into_bytes()))
     }
 
     fn copy_source(&self, name: &str) -> Option<super::CopySource> {

@@ -117,12 +117,49 @@ where
             match (err.code(), err.message()) {
                 (Some(c), Some(m)) => format!("{c}: {m}"),
                 (Some(c), None) => c.to_string(),
-                _ => format!("{}", DisplayErrorContext(e)),
+                _ => condensed(e),
             }
         }
-        SdkError::DispatchFailure(_) => format!("could not reach the S3 endpoint ({})", DisplayErrorContext(e)),
-        SdkError::TimeoutError(_) => "the S3 request timed out".to_string(),
-        _ => format!("{}", DisplayErrorContext(e)),
+        _ => condensed(e),
+    }
+}
+
+/// A request that got no answer, condensed to its cause (credentials missing, endpoint
+/// unreachable, timed out) on one line; the SDK's full text only at `--log-level debug`.
+fn condensed<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let full = format!("{}", DisplayErrorContext(e));
+    tracing::debug!(error = %full, "S3 request failed");
+    let lower = full.to_ascii_lowercase();
+    if lower.contains("credential") || lower.contains("nomatchingauthscheme") {
+        return "no AWS credentials were found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                AWS_PROFILE, or a role (add --log-level debug for the SDK's account)"
+            .to_string();
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let cause = cause
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(160)
+        .collect::<String>();
+    match e {
+        SdkError::TimeoutError(_) => "the S3 request timed out; check --s3-endpoint and the network".to_string(),
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            "the S3 endpoint did not answer in time; check --s3-endpoint and the network".to_string()
+        }
+        SdkError::DispatchFailure(_) => {
+            format!("could not reach the S3 endpoint ({cause}); check --s3-endpoint and the network")
+        }
+        _ => format!("the S3 request failed: {cause} (add --log-level debug for the SDK's account)"),
     }
 }
 
