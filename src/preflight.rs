@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::export::ContentMode;
-use crate::genesys::{ApiError, FlowSummary, GenesysClient};
+use crate::genesys::GenesysClient;
+use crate::genesys::pages::{self, ListError, PageSize, Source};
 use crate::sink::s3::{S3Options, S3Store};
 use crate::sink::{self, Destination, Format, SinkError};
 
@@ -26,34 +27,28 @@ pub struct OrgCensus {
     pub pages: u64,
 }
 
-/// Lists every flow once (the types given, or all), page by page, and counts them.
-pub async fn census(client: &GenesysClient, types: &[String], page_size: u64) -> Result<OrgCensus, ApiError> {
+/// Lists every flow once (the types given, or all) through the lister's paging rules (a refused
+/// page size falls back as in a run) and counts them.
+pub async fn census(client: &GenesysClient, types: &[String], page_size: u64) -> Result<OrgCensus, ListError> {
     let mut c = OrgCensus::default();
-    let filters: Vec<Option<&str>> = if types.is_empty() {
+    let filters: Vec<Option<String>> = if types.is_empty() {
         vec![None]
     } else {
-        types.iter().map(|t| Some(t.as_str())).collect()
+        types.iter().cloned().map(Some).collect()
     };
+    let mut size = PageSize::new(page_size);
     for filter in filters {
-        for page_number in 1.. {
-            let page = client.list_flows_page(page_number, page_size, filter).await?;
-            c.pages += 1;
-            let rows = page.entities.unwrap_or_default();
-            let served = rows.len() as u64;
-            for raw in rows {
-                let Ok(f) = FlowSummary::from_raw(raw) else { continue };
-                c.flows += 1;
-                *c.per_type.entry(f.flow_type.clone()).or_default() += 1;
-                match (&f.published_version, &f.saved_version) {
-                    (None, _) => c.never_published += 1,
-                    (Some(p), Some(s)) if p != s => c.drafts += 1,
-                    _ => {}
-                }
+        let walked = pages::walk(client, &Source::Flows(filter), &mut size, |f| {
+            c.flows += 1;
+            match (&f.published_version, &f.saved_version) {
+                (None, _) => c.never_published += 1,
+                (Some(p), Some(s)) if p != s => c.drafts += 1,
+                _ => {}
             }
-            if served == 0 || served < page.page_size.unwrap_or(page_size).min(page_size) {
-                break;
-            }
-        }
+            *c.per_type.entry(f.flow_type).or_default() += 1;
+        })
+        .await?;
+        c.pages += walked.pages;
     }
     Ok(c)
 }
