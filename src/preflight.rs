@@ -62,22 +62,23 @@ pub struct Estimate {
     pub seconds_at_rate: Option<f64>,
 }
 
-/// Requests and time for a run over `c`: three listing passes, one request per flow (two for a
+/// Requests and time for a run over `c`: two listing passes (the list and the final one; a
+/// confirming pass only when the org changes while it is listed), one request per flow (two for a
 /// draft with `--content both`), the org and divisionviews, and about four per export job.
 pub fn estimate(c: &OrgCensus, content: ContentMode, yaml_batch: Option<usize>, rate: Option<f64>) -> Estimate {
     let configurations = match content {
         ContentMode::Both => c.flows + c.drafts,
         _ => c.flows,
     };
-    let listing = c.pages * 3;
-    let views = c.flows.div_ceil(100) + 1;
+    let listing = c.pages * 2;
+    let views = c.flows.div_ceil(500) + 1;
     let yaml = yaml_batch.map_or(0, |b| (c.flows - c.never_published).div_ceil(b.max(1) as u64) * 4);
     let requests = listing + configurations + views + 2 + yaml;
     Estimate {
         requests,
         seconds_at_rate: rate
             .filter(|r| *r > 0.0)
-            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::HEADROOM)),
+            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::WINDOW_HEADROOM)),
     }
 }
 

@@ -15,8 +15,8 @@ use crate::genesys::pages::{self, ListError, PageSize, Source};
 use crate::genesys::{ApiError, GenesysClient};
 use crate::manifest::{Unseen, UnseenFlow};
 
-/// The page size asked for first (as CX as Code lists Architect objects).
-const PAGE_SIZE: u64 = 100;
+/// The page size asked for first (the flow listing's default; a refused size falls back as there).
+const PAGE_SIZE: u64 = 500;
 
 /// The ids the views name (of the listed types, when filtered): all that is kept while the run
 /// goes on, so a large org costs little memory; details are read again only for unseen flows.

@@ -26,6 +26,9 @@ use super::pages::{PageRules, PageSize, Served, Source, Step};
 /// already handed on are being taken up (so pages do not pile up in memory): a pass over flows
 /// already known (the final pass, an incremental run) then costs half the round trips.
 const PAGES_AHEAD: u64 = 2;
+/// The final pass starts when at most this many flows are still being fetched, so its round
+/// trips overlap the last fetches instead of following them.
+const FINAL_PASS_OVERLAP: u64 = 32;
 
 /// A page asked for ahead.
 struct Ahead {
@@ -175,6 +178,8 @@ struct FilterPass {
     pages: u64,
     ids: IdSet,
     api_total: Option<u64>,
+    /// Pages reported different totals (the org changed while it was paged).
+    totals_varied: bool,
 }
 
 impl FlowLister {
@@ -208,7 +213,9 @@ impl FlowLister {
         let mut sent = 0u64;
         for phase in ["initial", "final"] {
             if phase == "final" {
-                let target = sent;
+                // Started while the last fetches are still answering: it only looks for flows
+                // created meanwhile, and any it finds are fetched like the others.
+                let target = sent.saturating_sub(FINAL_PASS_OVERLAP);
                 if handled.wait_for(|h| *h >= target).await.is_err() {
                     return Ok(());
                 }
@@ -216,11 +223,17 @@ impl FlowLister {
             let mut passes = 0u32;
             loop {
                 passes += 1;
-                let Some(record) = self.pass(phase, &out, &mut sent).await? else {
+                let Some((record, consistent)) = self.pass(phase, &out, &mut sent).await? else {
                     return Ok(()); // the receiver is gone: the run stopped
                 };
                 let first_ever = record.pass == 1;
                 let new = record.new_flows;
+                if first_ever && consistent {
+                    info!(
+                        "listing pass 1 served every flow the API counted, on pages that agreed; the final pass confirms it"
+                    );
+                    break;
+                }
                 if !first_ever && new == 0 {
                     break;
                 }
@@ -255,13 +268,16 @@ impl FlowLister {
         }
     }
 
-    /// One pass over every filter. `Ok(None)` when the receiver is gone.
+    /// One pass over every filter, and whether it was consistent: every page of each filter
+    /// reported the same `total`, and the pass served exactly that many distinct rows (so no row
+    /// moved across a page boundary while it paged, and a confirming pass cannot change the
+    /// answer before the final one). `Ok(None)` when the receiver is gone.
     async fn pass(
         &mut self,
         phase: &str,
         out: &mpsc::Sender<Listed>,
         sent: &mut u64,
-    ) -> Result<Option<PassRecord>, ListError> {
+    ) -> Result<Option<(PassRecord, bool)>, ListError> {
         let filters: Vec<Option<String>> = if self.options.type_filter.is_empty() {
             vec![None]
         } else {
@@ -272,6 +288,7 @@ impl FlowLister {
             phase: phase.to_string(),
             ..PassRecord::default()
         };
+        let mut consistent = true;
         for filter in filters {
             let Some(fp) = self
                 .page_through(filter.as_deref(), out, sent, &mut record.new_flows)
@@ -280,6 +297,7 @@ impl FlowLister {
                 return Ok(None);
             };
             record.pages += fp.pages;
+            consistent &= !fp.totals_varied && fp.api_total == Some(fp.ids.len() as u64);
             // Type filters are disjoint, so the per-filter counts add up to the pass's.
             record.flows += fp.ids.len() as u64;
             if let Some(t) = fp.api_total {
@@ -298,7 +316,7 @@ impl FlowLister {
             record.pass
         );
         self.report.passes.push(record.clone());
-        Ok(Some(record))
+        Ok(Some((record, consistent && self.report.malformed == 0)))
     }
 
     /// Pages through one filter by the rules of [`super::pages`]. `Ok(None)` when the receiver is gone.
@@ -356,6 +374,7 @@ impl FlowLister {
         new_flows: &mut u64,
     ) -> Option<Served> {
         if page.total.is_some() {
+            fp.totals_varied |= fp.api_total.is_some() && fp.api_total != page.total;
             fp.api_total = page.total;
         }
         let entities = page.entities.take().unwrap_or_default();
