@@ -4,7 +4,9 @@
 //! `cargo bench --bench export` runs the standard scenarios; `-- --quick` a short subset.
 //! Each scenario starts the simulated org in this process with a sliding-window limit L
 //! (429 + Retry-After beyond it) and latency D, runs the release `flowvault export` binary as a
-//! child process, and reads its peak RSS from `wait4`.
+//! child process, and reads its peak RSS from `wait4`. `-- --fidelity` runs issue 27's scenario
+//! (1,000 flows with no drafts, 50/s sliding window, 100 ms) told the limit and not told, to
+//! local disk and to SeaweedFS, with the org's request timeline.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -98,6 +100,10 @@ fn main() {
         .build()
         .expect("runtime");
     let incremental_only = args.iter().any(|a| a == "--incremental");
+    if args.iter().any(|a| a == "--fidelity") {
+        fidelity(&runtime);
+        return;
+    }
     println!(
         "flowvault export benchmark ({} scenarios); machine: {}",
         scenarios.len(),
@@ -446,4 +452,180 @@ async fn incremental_runs(target: Target) {
         );
     }
     sim.shutdown().await;
+}
+
+/// What one run of the fidelity scenario came to, read from the org's request timeline.
+struct Timeline {
+    requests: u64,
+    throttled: u64,
+    wall: f64,
+    /// (one listing pass's pages + flows) ÷ wall ÷ L.
+    useful: f64,
+    /// Accepted requests ÷ wall ÷ L.
+    sent: f64,
+    /// Process start → first accepted request, s.
+    start_idle: f64,
+    /// Last accepted request → exit, s.
+    end_idle: f64,
+    first_second: usize,
+    last_two_seconds: usize,
+    /// Accepted ÷ L between the first second and the last two.
+    steady: f64,
+    peak_rss_mib: f64,
+}
+
+const FIDELITY_FLOWS: usize = 1000;
+const FIDELITY_LIMIT: u32 = 50;
+
+/// Issue 27's scenario: told the limit and not (local tar-gz), and told to SeaweedFS (tar-gz)
+/// for the memory comparison.
+fn fidelity(runtime: &tokio::runtime::Runtime) {
+    println!(
+        "Fidelity scenario: {FIDELITY_FLOWS} flows (no drafts: one request each), L = {FIDELITY_LIMIT}/s sliding 1 s window, D = 100 ms"
+    );
+    println!();
+    println!(
+        "| run | destination | requests | 429s | wall | ÷ L (one listing + one per flow) | ÷ L (requests sent) | idle before the first request | accepted in the first second | accepted in the last 2 s | steady ÷ L | idle after the last request | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    runtime.block_on(async {
+        let s3 = support::s3::S3Server::seaweedfs().await;
+        for (told, on_s3) in [(true, false), (false, false), (true, true)] {
+            let t = fidelity_run(told, on_s3.then_some(&s3)).await;
+            println!(
+                "| {} | {} | {} | {} | {:.2} s | **{:.3}** | {:.3} | {:.2} s | {} | {} | {:.3} | {:.2} s | {:.1} MiB |",
+                if told {
+                    "told (`--rate-limit 50/s`)"
+                } else {
+                    "not told (`--rate-limit off`)"
+                },
+                if on_s3 { "SeaweedFS tar-gz" } else { "local tar-gz" },
+                t.requests,
+                t.throttled,
+                t.wall,
+                t.useful,
+                t.sent,
+                t.start_idle,
+                t.first_second,
+                t.last_two_seconds,
+                t.steady,
+                t.end_idle,
+                t.peak_rss_mib
+            );
+        }
+    });
+}
+
+/// The scenario's org: generated flows whose saved version is the published one (or never
+/// published), so each flow costs one configuration request, as in the independent harness.
+fn fidelity_org() -> SimConfig {
+    let mut config = SimConfig::generated(FIDELITY_FLOWS, 2026, CLIENT_ID, CLIENT_SECRET);
+    for f in &mut config.flows {
+        if f.published.take().is_some() {
+            f.meta["savedVersion"] = f.meta["publishedVersion"].clone();
+        }
+    }
+    config.latency = Duration::from_millis(100);
+    config.rate_limit = Some(SimRateLimit {
+        requests: FIDELITY_LIMIT,
+        window: Duration::from_secs(1),
+    });
+    config
+}
+
+async fn fidelity_run(told: bool, s3: Option<&support::s3::S3Server>) -> Timeline {
+    let sim = SimServer::start(fidelity_org(), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
+        .await
+        .expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rate = if told {
+        format!("{FIDELITY_LIMIT}/s")
+    } else {
+        "off".into()
+    };
+    let run_id = if told { "told" } else { "off" };
+    let to = match s3 {
+        Some(_) => format!("s3://{}/fidelity", support::s3::BUCKET),
+        None => dir.path().to_string_lossy().into_owned(),
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowvault"));
+    cmd.args([
+        "export",
+        "--run-id",
+        run_id,
+        "--rate-limit",
+        &rate,
+        "--log-level",
+        "warn",
+        "--to",
+        &to,
+    ])
+    .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
+    .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
+    .env("FLOWVAULT_API_URL", sim.url())
+    .envs(s3.map(|s| s.env()).unwrap_or_default())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let started = Instant::now();
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().expect("spawn flowvault");
+    let pid = child.id() as libc::pid_t;
+    let (code, maxrss_kib) = tokio::task::spawn_blocking(move || wait4(pid)).await.expect("wait");
+    let ended = Instant::now();
+    assert_eq!(code, 0, "flowvault exited with {code}");
+    let manifest_bytes = match s3 {
+        Some(s) => s.get(&format!("fidelity/{run_id}/manifest.json")).await,
+        None => std::fs::read(dir.path().join(run_id).join("manifest.json")).expect("manifest"),
+    };
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).expect("parse");
+    assert_eq!(manifest.totals.exported as usize, FIDELITY_FLOWS);
+    let one_listing = manifest.listing.passes.first().map_or(0, |p| p.pages);
+    let requests = sim.stats().api_requests.load(Ordering::Relaxed);
+    let throttled = sim.stats().throttled.load(Ordering::Relaxed);
+    let accepted: Vec<Instant> = sim
+        .stats()
+        .limited
+        .lock()
+        .expect("timeline")
+        .0
+        .iter()
+        .map(|t| t.into_std())
+        .collect();
+    sim.shutdown().await;
+    timeline(started, ended, &accepted, requests, throttled, one_listing, maxrss_kib)
+}
+
+fn timeline(
+    started: Instant,
+    ended: Instant,
+    accepted: &[Instant],
+    requests: u64,
+    throttled: u64,
+    one_listing: u64,
+    maxrss_kib: i64,
+) -> Timeline {
+    let l = f64::from(FIDELITY_LIMIT);
+    let wall = (ended - started).as_secs_f64();
+    let first = accepted.iter().min().copied().unwrap_or(started);
+    let last = accepted.iter().max().copied().unwrap_or(ended);
+    let within = |from: Instant, to: Instant| accepted.iter().filter(|t| **t >= from && **t < to).count();
+    let one = Duration::from_secs(1);
+    let steady_span = (last - first).as_secs_f64() - 3.0;
+    let steady_n = within(first + one, last.checked_sub(2 * one).unwrap_or(last));
+    Timeline {
+        requests,
+        throttled,
+        wall,
+        useful: (one_listing + FIDELITY_FLOWS as u64) as f64 / wall / l,
+        sent: accepted.len() as f64 / wall / l,
+        start_idle: (first - started).as_secs_f64(),
+        end_idle: (ended - last).as_secs_f64(),
+        first_second: within(first, first + one),
+        last_two_seconds: within(
+            last.checked_sub(2 * one).unwrap_or(first),
+            last + Duration::from_millis(1),
+        ),
+        steady: steady_n as f64 / steady_span.max(0.001) / l,
+        peak_rss_mib: maxrss_kib as f64 / 1024.0,
+    }
 }

@@ -380,6 +380,9 @@ pub struct SimArgs {
     /// Publishes end in FAILURE with this error code.
     #[arg(long, value_name = "CODE")]
     pub fail_publish: Option<String>,
+    /// Every Kth flow is deleted right after its configuration is served (gone for export jobs).
+    #[arg(long)]
+    pub deleted_after_fetch_every: Option<usize>,
 }
 
 /// Flags of `flowvault demo`.

@@ -100,18 +100,7 @@ async fn run(cli: Cli) -> i32 {
             match commands::demo::run(&args, stop).await {
                 Ok(report) => {
                     let code = commands::export::summary(&report, false);
-                    println!(
-                        "next:     flowvault verify {}     # prove every byte against the manifest",
-                        report.location
-                    );
-                    println!(
-                        "          flowvault runs {}              # the runs there, newest first",
-                        args.to
-                    );
-                    println!(
-                        "          flowvault diff {} {}/RUN   # after a second demo run",
-                        report.location, args.to
-                    );
+                    println!("{}", commands::demo::next_steps(&report.location, &args.to));
                     code
                 }
                 Err(e) => {

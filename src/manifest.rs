@@ -382,8 +382,29 @@ pub struct Manifest {
     /// of the chain of runs it carried from (`--full-every` counts from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_full_run: Option<RunRef>,
-    /// One row per listed flow, sorted by type then id.
+    /// How the YAML phase's export jobs ran (with `--yaml`): sizes and throttling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yaml_jobs: Option<YamlJobs>,
+    /// One row per listed flow, sorted by type then id (the last field: manifests are streamed).
     pub flows: Vec<FlowRecord>,
+}
+
+/// The YAML phase's export jobs: the sizes it started with, the sizes the backend's throttling
+/// (Archy exit code 107) left it at, and how often that happened.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct YamlJobs {
+    /// Flows per job at the start.
+    pub batch_size: usize,
+    /// Jobs in flight at the start.
+    pub jobs_in_flight: usize,
+    /// Flows per job at the end (halved by each exit-code-107 answer, down to 1).
+    pub final_batch_size: usize,
+    /// Jobs in flight at the end (halved likewise).
+    pub final_jobs_in_flight: usize,
+    /// Export jobs registered.
+    pub jobs: u64,
+    /// Jobs that failed with exit code 107 (throttling).
+    pub throttled: u64,
 }
 
 fn v1_content() -> String {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::export::ContentMode;
-use crate::genesys::{ApiError, FlowSummary, GenesysClient};
+use crate::genesys::GenesysClient;
+use crate::genesys::pages::{self, ListError, PageSize, Source};
 use crate::sink::s3::{S3Options, S3Store};
 use crate::sink::{self, Destination, Format, SinkError};
 
@@ -26,34 +27,28 @@ pub struct OrgCensus {
     pub pages: u64,
 }
 
-/// Lists every flow once (the types given, or all), page by page, and counts them.
-pub async fn census(client: &GenesysClient, types: &[String], page_size: u64) -> Result<OrgCensus, ApiError> {
+/// Lists every flow once (the types given, or all) through the lister's paging rules (a refused
+/// page size falls back as in a run) and counts them.
+pub async fn census(client: &GenesysClient, types: &[String], page_size: u64) -> Result<OrgCensus, ListError> {
     let mut c = OrgCensus::default();
-    let filters: Vec<Option<&str>> = if types.is_empty() {
+    let filters: Vec<Option<String>> = if types.is_empty() {
         vec![None]
     } else {
-        types.iter().map(|t| Some(t.as_str())).collect()
+        types.iter().cloned().map(Some).collect()
     };
+    let mut size = PageSize::new(page_size);
     for filter in filters {
-        for page_number in 1.. {
-            let page = client.list_flows_page(page_number, page_size, filter).await?;
-            c.pages += 1;
-            let rows = page.entities.unwrap_or_default();
-            let served = rows.len() as u64;
-            for raw in rows {
-                let Ok(f) = FlowSummary::from_raw(raw) else { continue };
-                c.flows += 1;
-                *c.per_type.entry(f.flow_type.clone()).or_default() += 1;
-                match (&f.published_version, &f.saved_version) {
-                    (None, _) => c.never_published += 1,
-                    (Some(p), Some(s)) if p != s => c.drafts += 1,
-                    _ => {}
-                }
+        let walked = pages::walk(client, &Source::Flows(filter), &mut size, |f| {
+            c.flows += 1;
+            match (&f.published_version, &f.saved_version) {
+                (None, _) => c.never_published += 1,
+                (Some(p), Some(s)) if p != s => c.drafts += 1,
+                _ => {}
             }
-            if served == 0 || served < page.page_size.unwrap_or(page_size).min(page_size) {
-                break;
-            }
-        }
+            *c.per_type.entry(f.flow_type).or_default() += 1;
+        })
+        .await?;
+        c.pages += walked.pages;
     }
     Ok(c)
 }
@@ -67,22 +62,23 @@ pub struct Estimate {
     pub seconds_at_rate: Option<f64>,
 }
 
-/// Requests and time for a run over `c`: three listing passes, one request per flow (two for a
+/// Requests and time for a run over `c`: two listing passes (the list and the final one; a
+/// confirming pass only when the org changes while it is listed), one request per flow (two for a
 /// draft with `--content both`), the org and divisionviews, and about four per export job.
 pub fn estimate(c: &OrgCensus, content: ContentMode, yaml_batch: Option<usize>, rate: Option<f64>) -> Estimate {
     let configurations = match content {
         ContentMode::Both => c.flows + c.drafts,
         _ => c.flows,
     };
-    let listing = c.pages * 3;
-    let views = c.flows.div_ceil(100) + 1;
+    let listing = c.pages * 2;
+    let views = c.flows.div_ceil(500) + 1;
     let yaml = yaml_batch.map_or(0, |b| (c.flows - c.never_published).div_ceil(b.max(1) as u64) * 4);
     let requests = listing + configurations + views + 2 + yaml;
     Estimate {
         requests,
         seconds_at_rate: rate
             .filter(|r| *r > 0.0)
-            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::HEADROOM)),
+            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::WINDOW_HEADROOM)),
     }
 }
 

@@ -58,3 +58,67 @@ pub async fn run(args: &DemoArgs, stop: StopSignal) -> anyhow::Result<ExportRepo
     server.shutdown().await;
     Ok(report)
 }
+
+/// The "next:" lines after a demo run, spelled the way the user started flowvault.
+pub fn next_steps(location: &str, to: &str) -> String {
+    let me = invocation(
+        std::env::args_os().next().as_deref(),
+        std::env::var_os("CARGO").is_some(),
+    );
+    format!(
+        "next:     {me} verify {location}     # prove every byte against the manifest\n          \
+         {me} runs {to}              # the runs there, newest first\n          \
+         {me} diff {location} {to}/RUN   # after a second demo run"
+    )
+}
+
+/// How to run flowvault again as it was run now: `cargo run --release --` under `cargo run`
+/// (cargo sets `CARGO` for what it runs; the profile shows in the binary's path), the path
+/// given when started by path (`./flowvault`), else `flowvault` (found on `PATH`).
+fn invocation(argv0: Option<&std::ffi::OsStr>, under_cargo: bool) -> String {
+    let Some(argv0) = argv0.map(std::path::Path::new) else {
+        return "flowvault".into();
+    };
+    let in_target = |profile: &str| {
+        let parts: Vec<_> = argv0
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        parts.windows(2).any(|w| w[0] == "target" && w[1] == profile)
+    };
+    if under_cargo && in_target("release") {
+        return "cargo run --release --".into();
+    }
+    if under_cargo && in_target("debug") {
+        return "cargo run --".into();
+    }
+    if argv0.components().count() > 1 {
+        return argv0.display().to_string();
+    }
+    "flowvault".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn under_cargo_run_the_next_commands_are_cargo_run() {
+        let release = invocation(Some(OsStr::new("target/release/flowvault")), true);
+        assert_eq!(release, "cargo run --release --");
+        let debug = invocation(Some(OsStr::new("/w/target/debug/flowvault")), true);
+        assert_eq!(debug, "cargo run --");
+        assert!(next_steps("d/r", "d").contains(" verify d/r"));
+    }
+
+    #[test]
+    fn installed_or_started_by_path_the_next_commands_say_so() {
+        assert_eq!(invocation(Some(OsStr::new("flowvault")), false), "flowvault");
+        assert_eq!(invocation(Some(OsStr::new("./flowvault")), false), "./flowvault");
+        assert_eq!(
+            invocation(Some(OsStr::new("target/release/flowvault")), false),
+            "target/release/flowvault"
+        );
+    }
+}

@@ -69,6 +69,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     config.flaky = flaky;
     config.flaky_status = args.flaky_status;
     config.deleted_after_listing = deleted;
+    config.deleted_after_fetch = every(args.deleted_after_fetch_every).into_iter().collect();
     config.forbidden = forbidden;
     apply_listing_knobs(&mut config, args);
     Ok(config)

@@ -47,6 +47,8 @@ pub(super) struct Base {
     pub run_id: String,
     /// The full run it rests on.
     pub last_full: RunRef,
+    /// The page size its listing ended with (what the API accepted), to start this run's at.
+    pub page_size: Option<u64>,
     /// The previous run's carryable rows, on disk, and where each flow's is.
     rows: RowLog,
     index: HashMap<FlowId, usize>,
@@ -156,6 +158,7 @@ async fn try_open(
     Ok(Base {
         run_id: run.run_id.clone(),
         last_full,
+        page_size: m.listing.passes.last().map(|p| p.page_size).filter(|s| *s > 0),
         rows,
         index,
         archive: run.has_archive.then(OnceCell::new),

@@ -78,7 +78,15 @@ pub(super) async fn collect(
     let (tx, mut rx) = mpsc::channel::<Listed>(LISTED_AHEAD);
     let (handled_tx, handled_rx) = watch::channel(0u64);
     let cancel = CancellationToken::new();
-    let lister = spawn_lister(client.clone(), options, tx, handled_rx, cancel.clone());
+    let previous_page_size = base.as_ref().and_then(|b| b.page_size);
+    let lister = spawn_lister(
+        client.clone(),
+        options,
+        previous_page_size,
+        tx,
+        handled_rx,
+        cancel.clone(),
+    );
     let rows: Rows = Mutex::new(RowLog::new());
     let fetcher = Arc::new(Fetcher {
         client: client.clone(),
@@ -122,13 +130,14 @@ fn lock(rows: &Rows) -> std::sync::MutexGuard<'_, RowLog> {
 fn spawn_lister(
     client: Arc<GenesysClient>,
     options: &ExportOptions,
+    previous_page_size: Option<u64>,
     tx: mpsc::Sender<Listed>,
     handled: watch::Receiver<u64>,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<(ListingReport, Result<(), ListError>)> {
     let list_options = ListOptions {
         type_filter: options.type_filter.clone(),
-        page_size: options.page_size,
+        page_size: crate::genesys::flows::starting_page_size(options.page_size, previous_page_size),
         max_passes: options.max_list_passes,
     };
     tokio::spawn(
@@ -461,9 +470,9 @@ fn wanted(summary: &FlowSummary, content: ContentMode, paths: &FlowPaths) -> Vec
     }
 }
 
-/// Fetches the documents a flow should have. A 404 on `latestconfiguration` means the flow was
-/// deleted; a 404 on a version asks `latestconfiguration` to tell a deleted flow from a missing
-/// version. Any other failure keeps what was fetched and says what is missing.
+/// Fetches the documents a flow should have. A 404 on a configuration is confirmed against the
+/// flow itself (`GET /api/v2/flows/{id}`): gone → `not_found`; still there → a failure that says
+/// so. Any other failure keeps what was fetched and says what is missing.
 async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Wanted]) -> FetchOutcome {
     let mut documents = Vec::with_capacity(wanted.len());
     let mut attempts = 0;
@@ -472,17 +481,17 @@ async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Want
             None => client.latest_configuration(&summary.id).await,
             Some(v) => client.version_configuration(&summary.id, v).await,
         };
+        let result = match result {
+            Err(e @ ApiError::NotFound { .. }) => match client.confirm_deleted(&summary.id, e).await {
+                Ok(()) => return FetchOutcome::NotFound,
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
         match result {
             Ok(fetched) => {
                 attempts += fetched.attempts;
                 documents.push(stored_document(summary, want, &fetched));
-            }
-            Err(ApiError::NotFound { .. }) if flow_is_gone(client, summary, want).await => {
-                info!(
-                    "flow {} was deleted after it was listed; recording it as not_found",
-                    summary.id
-                );
-                return FetchOutcome::NotFound;
             }
             Err(e) => {
                 warn!(
@@ -503,17 +512,6 @@ async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Want
         documents,
         attempts,
         failure: None,
-    }
-}
-
-/// After a 404: true when the flow itself is gone (not only the version asked for).
-async fn flow_is_gone(client: &GenesysClient, summary: &FlowSummary, want: &Wanted) -> bool {
-    match want.from_version {
-        None => true,
-        Some(_) => matches!(
-            client.latest_configuration(&summary.id).await,
-            Err(ApiError::NotFound { .. })
-        ),
     }
 }
 

@@ -174,13 +174,16 @@ pub async fn run(
         span.in_scope(|| b.log_summary());
     }
     let (mut rows, mut error) = (collected.rows, collected.error);
-    let mut unseen = None;
+    let (mut unseen, mut yaml_jobs) = (None, None);
     if error.is_none() && stop.cause().is_none() {
         if let Some(yaml_options) = &options.yaml {
-            error = yaml::export_yaml(&client, &mut *sink, &mut rows, yaml_options, &stop)
+            match yaml::export_yaml(&client, &mut *sink, &mut rows, yaml_options, &stop)
                 .instrument(span.clone())
                 .await
-                .err();
+            {
+                Ok(jobs) => yaml_jobs = Some(jobs),
+                Err(e) => error = Some(e),
+            }
         }
         unseen = Some(
             unseen::finish(views, rows.ids().cloned().collect())
@@ -197,6 +200,7 @@ pub async fn run(
         totals,
         unseen,
         since_note,
+        yaml_jobs,
         ..head(&options, &client, started_at, base.as_deref())
     };
     let ending = seal(&mut *sink, &mut m, &mut rows, ending, &mut stored_bytes)
@@ -253,6 +257,7 @@ fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, bas
         since: base.map(|b| b.run_id.clone()),
         since_note: None,
         last_full_run: Some(last_full_run),
+        yaml_jobs: None,
         flows: Vec::new(),
     }
 }

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, warn};
 
-use crate::genesys::{ApiError, FlowSummary, GenesysClient};
+use crate::genesys::pages::{self, ListError, PageSize, Source};
+use crate::genesys::{ApiError, GenesysClient};
 use crate::manifest::{Unseen, UnseenFlow};
 
-const PAGE_SIZE: u64 = 100;
-/// Pages read at most (a guard against a server that never serves a short page).
-const MAX_PAGES: u64 = 10_000;
+/// The page size asked for first (the flow listing's default; a refused size falls back as there).
+const PAGE_SIZE: u64 = 500;
 
 /// The ids the views name (of the listed types, when filtered): all that is kept while the run
 /// goes on, so a large org costs little memory; details are read again only for unseen flows.
@@ -112,43 +112,46 @@ fn report(unseen: Result<Vec<UnseenFlow>, ApiError>) -> Unseen {
     }
 }
 
-/// Pages through the views: every id (of the listed types), and the details of the flows in
-/// `details_of`.
+/// Pages through the views (the lister's paging rules): every id (of the listed types), and the
+/// details of the flows in `details_of`.
 async fn read_views(
     client: &GenesysClient,
     type_filter: &[String],
     details_of: Option<&ViewIds>,
 ) -> Result<(ViewIds, Vec<UnseenFlow>), ApiError> {
     let (mut ids, mut found) = (ViewIds::new(), Vec::new());
-    for page_number in 1..=MAX_PAGES {
-        let page = client.divisionviews_page(page_number, PAGE_SIZE).await?;
-        let entities = page.entities.unwrap_or_default();
-        let short = (entities.len() as u64) < page.page_size.unwrap_or(PAGE_SIZE).max(1);
-        let empty = entities.is_empty();
-        // A view row has the listing row's id, name, type and division: read it the same way.
-        for view in entities.into_iter().filter_map(|raw| FlowSummary::from_raw(raw).ok()) {
-            let wanted = type_filter.is_empty() || type_filter.contains(&view.flow_type.to_ascii_lowercase());
-            if !wanted || view.id.is_empty() {
-                continue;
-            }
-            match details_of {
-                None => {
-                    ids.insert(&view.id);
-                }
-                Some(of) if of.contains(view.id.as_str()) && ids.insert(&view.id) => {
-                    found.push(UnseenFlow {
-                        id: view.id,
-                        name: view.name,
-                        flow_type: view.flow_type,
-                        division: view.division,
-                    });
-                }
-                Some(_) => {}
-            }
+    let mut size = PageSize::new(PAGE_SIZE);
+    // A view row has the listing row's id, name, type and division: read it the same way.
+    let walked = pages::walk(client, &Source::DivisionViews, &mut size, |view| {
+        let wanted = type_filter.is_empty() || type_filter.contains(&view.flow_type.to_ascii_lowercase());
+        if !wanted {
+            return;
         }
-        if empty || short {
-            break;
+        match details_of {
+            None => {
+                ids.insert(&view.id);
+            }
+            Some(of) if of.contains(view.id.as_str()) && ids.insert(&view.id) => {
+                found.push(UnseenFlow {
+                    id: view.id,
+                    name: view.name,
+                    flow_type: view.flow_type,
+                    division: view.division,
+                });
+            }
+            Some(_) => {}
         }
+    })
+    .await;
+    if let Err(e) = walked {
+        return Err(match e {
+            ListError::Page { source, .. } => source,
+            other => ApiError::Exhausted {
+                url: "/api/v2/flows/divisionviews".into(),
+                attempts: 1,
+                last: other.to_string(),
+            },
+        });
     }
     found.sort_by(|a, b| (&a.flow_type, &a.id).cmp(&(&b.flow_type, &b.id)));
     Ok((ids, found))

@@ -1,35 +1,43 @@
 //! The YAML phase: Archy YAML of every exported flow's published version, through export jobs
 //! in batches, each flow's YAML stored beside its JSON with its own manifest entry.
 //!
-//! Export jobs report throttling as "could not find the flow with id … exit code 107". A batch
-//! that fails so is retried after growing waits (`retry_wait` × attempt); a batch of several
-//! flows that keeps failing is split (the flow a message names first, else in halves) down to
-//! single flows, which get five attempts before the flow is recorded as failed. A zip whose
-//! entries cannot be matched one-to-one to the batch's flows is split the same way.
+//! Each job entry names its file by the flow id (`fileName`), so a zip's entries are matched to
+//! flows exactly; names are only a fallback for a server that ignores `fileName`. Export jobs
+//! report throttling as a failure whose message ends "Setting the Archy exit code to 107" (and
+//! says it could not find the flow): each such answer halves the jobs in flight and the flows
+//! per job for the rest of the phase (as CX as Code, down to one flow per job), and the batch is
+//! retried after growing waits (`retry_wait` × attempt). A message saying a flow could not be
+//! found is checked against the flow itself first: a flow that is really gone is not retried.
+//! A batch that keeps failing is split (the flow a message names first, else in halves) down to
+//! single flows, which get five attempts before the flow is recorded as failed. The pace the
+//! phase started and ended at is recorded in the manifest's YAML section.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::naming::FlowPaths;
 use super::rows::RowLog;
 use super::{RunError, StopSignal};
-use crate::genesys::export_jobs::{JobEnd, unpack};
+use crate::genesys::export_jobs::{JobEnd, file_name_for, names_a_missing_flow, unpack};
 use crate::genesys::{ApiError, GenesysClient};
-use crate::manifest::{Content, Document, FlowRecord, Outcome};
+use crate::manifest::{Content, Document, FlowRecord, Outcome, YamlJobs};
 use crate::sink::Sink;
 
 /// How the YAML phase batches and retries.
 #[derive(Debug, Clone)]
 pub struct YamlOptions {
-    /// Flows per export job.
+    /// Flows per export job (at first: halved by each exit-code-107 answer).
     pub batch_size: usize,
     /// The first wait after a throttled job; the n-th retry waits n times this.
     pub retry_wait: Duration,
-    /// Jobs in flight at once.
+    /// Jobs in flight at once (at first: halved by each exit-code-107 answer).
     pub jobs_in_flight: usize,
 }
 
@@ -57,20 +65,128 @@ struct Item {
     path: String,
 }
 
-type Outcomes = Vec<(usize, Result<Vec<u8>, String>)>;
+/// A flow's YAML, or why there is none.
+#[derive(Debug, PartialEq)]
+enum YamlOutcome {
+    Yaml(Vec<u8>),
+    Failed(String),
+    /// The flow was deleted before its YAML could be exported.
+    Gone,
+}
+
+type Outcomes = Vec<(usize, YamlOutcome)>;
+
+/// The phase's job sizes, lowered by the backend's exit-code-107 answers.
+struct JobPace {
+    record: Mutex<YamlJobs>,
+}
+
+impl JobPace {
+    fn new(options: &YamlOptions) -> Self {
+        let (batch, jobs) = (options.batch_size.max(1), options.jobs_in_flight.max(1));
+        JobPace {
+            record: Mutex::new(YamlJobs {
+                batch_size: batch,
+                jobs_in_flight: jobs,
+                final_batch_size: batch,
+                final_jobs_in_flight: jobs,
+                ..YamlJobs::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, YamlJobs> {
+        self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// (flows per job, jobs in flight) now.
+    fn now(&self) -> (usize, usize) {
+        let r = self.lock();
+        (r.final_batch_size, r.final_jobs_in_flight)
+    }
+
+    fn job_sent(&self) {
+        self.lock().jobs += 1;
+    }
+
+    /// An exit-code-107 answer: fewer, smaller jobs from now on.
+    fn throttled(&self) {
+        let mut r = self.lock();
+        r.throttled += 1;
+        let (batch, jobs) = ((r.final_batch_size / 2).max(1), (r.final_jobs_in_flight / 2).max(1));
+        if (batch, jobs) != (r.final_batch_size, r.final_jobs_in_flight) {
+            info!(
+                "export jobs are being throttled (exit code 107): {jobs} jobs of at most {batch} flows at a time from now on"
+            );
+        }
+        (r.final_batch_size, r.final_jobs_in_flight) = (batch, jobs);
+    }
+}
 
 /// Exports YAML for every exported, published flow in `rows` and stores it through `sink`.
 /// Rows whose YAML could not be had become `failed` (their JSON documents stay). An `Err` is a
-/// run-level failure (credentials, destination).
+/// run-level failure (credentials, destination); otherwise the pace the jobs ran at.
 pub(super) async fn export_yaml(
     client: &GenesysClient,
     sink: &mut dyn Sink,
     rows: &mut RowLog,
     options: &YamlOptions,
     stop: &StopSignal,
-) -> Result<(), RunError> {
-    let items: Vec<Item> = rows
-        .iter()
+) -> Result<YamlJobs, RunError> {
+    let items = wanted_items(rows);
+    info!(
+        flows = items.len(),
+        "exporting Archy YAML of {} published flows",
+        items.len()
+    );
+    let pace = JobPace::new(options);
+    let by_row: std::collections::HashMap<usize, &Item> = items.iter().map(|i| (i.row, i)).collect();
+    let mut done = vec![false; rows.len()];
+    let mut queue: VecDeque<Item> = items.iter().cloned().collect();
+    let mut running = FuturesUnordered::new();
+    // Results are stored in the order their batches were formed, so an unchanged org gives
+    // identical archives whatever order the jobs end in.
+    let (mut next_seq, mut formed, mut ready) = (0u64, 0u64, BTreeMap::new());
+    loop {
+        let (batch_size, jobs) = pace.now();
+        while running.len() < jobs && !queue.is_empty() {
+            let batch: Vec<Item> = queue.drain(..batch_size.min(queue.len())).collect();
+            let seq = formed;
+            formed += 1;
+            let job = export_batch(client, batch, options, &pace);
+            running.push(async move { (seq, job.await) });
+        }
+        let next = tokio::select! {
+            n = running.next() => n,
+            _ = stop.stopped() => None,
+        };
+        let Some((seq, outcomes)) = next else { break };
+        ready.insert(seq, outcomes?);
+        while let Some(outcomes) = ready.remove(&next_seq) {
+            next_seq += 1;
+            for (row, outcome) in outcomes {
+                done[row] = true;
+                if let (Some(item), Some(mut record)) = (by_row.get(&row), rows.get(row)) {
+                    let stored = store(sink, &mut record, outcome, item).await;
+                    rows.update(row, |r| *r = record);
+                    stored?;
+                }
+            }
+        }
+    }
+    for item in items.iter().filter(|i| !done[i.row]) {
+        rows.update(item.row, |r| {
+            let attempts = r.attempts;
+            r.failed("the run stopped before its YAML was exported".into(), attempts);
+        });
+    }
+    let record = pace.lock().clone();
+    Ok(record)
+}
+
+/// The flows whose YAML is wanted: exported and published, without YAML carried already.
+fn wanted_items(rows: &RowLog) -> Vec<Item> {
+    rows.iter()
         // Carried rows may have their YAML already.
         .filter(|(_, r)| r.outcome == Outcome::Exported && r.document(Content::Yaml).is_none())
         .filter_map(|(i, r)| {
@@ -84,47 +200,12 @@ pub(super) async fn export_yaml(
                 path: base.yaml(),
             })
         })
-        .collect();
-    info!(
-        flows = items.len(),
-        "exporting Archy YAML of {} published flows",
-        items.len()
-    );
-    let batches: Vec<Vec<Item>> = items.chunks(options.batch_size.max(1)).map(<[Item]>::to_vec).collect();
-    let results = futures::stream::iter(batches)
-        .map(|batch| export_batch(client, batch, options))
-        .buffered(options.jobs_in_flight.max(1))
-        .take_until(stop.stopped());
-    let mut results = std::pin::pin!(results);
-    let by_row: std::collections::HashMap<usize, &Item> = items.iter().map(|i| (i.row, i)).collect();
-    let mut done = vec![false; rows.len()];
-    while let Some(outcomes) = results.next().await {
-        for (row, outcome) in outcomes? {
-            done[row] = true;
-            if let (Some(item), Some(mut record)) = (by_row.get(&row), rows.get(row)) {
-                let stored = store(sink, &mut record, outcome, item).await;
-                rows.update(row, |r| *r = record);
-                stored?;
-            }
-        }
-    }
-    for item in items.iter().filter(|i| !done[i.row]) {
-        rows.update(item.row, |r| {
-            let attempts = r.attempts;
-            r.failed("the run stopped before its YAML was exported".into(), attempts);
-        });
-    }
-    Ok(())
+        .collect()
 }
 
-async fn store(
-    sink: &mut dyn Sink,
-    row: &mut FlowRecord,
-    outcome: Result<Vec<u8>, String>,
-    item: &Item,
-) -> Result<(), RunError> {
+async fn store(sink: &mut dyn Sink, row: &mut FlowRecord, outcome: YamlOutcome, item: &Item) -> Result<(), RunError> {
     match outcome {
-        Ok(yaml) => {
+        YamlOutcome::Yaml(yaml) => {
             let doc = Document {
                 contents: vec![Content::Yaml],
                 version: Some(item.version.clone()),
@@ -143,7 +224,14 @@ async fn store(
             }
             row.documents.push(doc);
         }
-        Err(why) => {
+        YamlOutcome::Gone => {
+            info!(
+                "flow {} ({}) was deleted before its Archy YAML was exported; its JSON documents are kept",
+                row.id, row.name
+            );
+            row.error = Some("deleted before its Archy YAML was exported (HTTP 404/410)".into());
+        }
+        YamlOutcome::Failed(why) => {
             warn!("no YAML for flow {} ({}): {why}", row.id, row.name);
             row.failed(format!("its Archy YAML could not be exported: {why}"), row.attempts);
         }
@@ -151,14 +239,21 @@ async fn store(
     Ok(())
 }
 
+/// How one attempt at a job ended, for the retry loop.
+enum Attempt {
+    Done(Outcomes),
+    Retry,
+    GiveUp(String),
+}
+
 /// Exports one batch, retrying and splitting as the module says.
 fn export_batch<'a>(
     client: &'a GenesysClient,
     batch: Vec<Item>,
     options: &'a YamlOptions,
+    pace: &'a JobPace,
 ) -> futures::future::BoxFuture<'a, Result<Outcomes, RunError>> {
     Box::pin(async move {
-        let pairs: Vec<(String, String)> = batch.iter().map(|i| (i.id.clone(), i.version.clone())).collect();
         let max_attempts = if batch.len() > 1 {
             BATCH_ATTEMPTS
         } else {
@@ -167,37 +262,116 @@ fn export_batch<'a>(
         let mut attempt = 0;
         let why = loop {
             attempt += 1;
-            match client.run_export_job(&pairs).await {
-                Ok(JobEnd::Success(result)) => match assign(&batch, &result) {
-                    Ok(files) => return Ok(files),
-                    Err(why) => break why,
-                },
-                Ok(JobEnd::Failure { message, throttled }) if throttled && attempt < max_attempts => {
+            match try_job(client, &batch, pace).await? {
+                Attempt::Done(out) => return Ok(out),
+                Attempt::Retry if attempt < max_attempts => {
+                    // Smaller jobs now: the rest of this batch goes at the lowered size.
+                    let (size, _) = pace.now();
+                    if batch.len() > size {
+                        return export_chunks(client, batch, options, pace, size).await;
+                    }
                     let wait = options.retry_wait * attempt;
                     warn!(
                         flows = batch.len(),
                         attempt,
                         wait_s = wait.as_secs_f64(),
-                        "export job failed with what is likely throttling ({message}); retrying"
+                        "export job throttled (exit code 107); retrying"
                     );
                     tokio::time::sleep(wait).await;
                 }
-                Ok(JobEnd::Failure { message, .. }) => break message,
-                Err(e) if e.is_fatal_for_run() => return Err(RunError::Credentials(e)),
-                Err(e @ ApiError::Forbidden { .. }) if batch.len() == 1 => {
-                    break format!("{e} (export jobs need architect:jobExport:create and architect:jobExport:view)");
-                }
-                Err(e) => break e.to_string(),
+                Attempt::Retry => break "the export job was still throttled (exit code 107) after every retry".into(),
+                Attempt::GiveUp(why) => break why,
             }
         };
         if batch.len() == 1 {
-            return Ok(vec![(batch[0].row, Err(why))]);
+            return Ok(vec![(batch[0].row, YamlOutcome::Failed(why))]);
         }
         let (a, b) = split(batch, &why);
-        let mut out = export_batch(client, a, options).await?;
-        out.extend(export_batch(client, b, options).await?);
+        let mut out = export_batch(client, a, options, pace).await?;
+        out.extend(export_batch(client, b, options, pace).await?);
         Ok(out)
     })
+}
+
+/// Exports `batch` as jobs of at most `size` flows, one after the other.
+async fn export_chunks(
+    client: &GenesysClient,
+    batch: Vec<Item>,
+    options: &YamlOptions,
+    pace: &JobPace,
+    size: usize,
+) -> Result<Outcomes, RunError> {
+    let mut out = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(size.max(1)) {
+        out.extend(export_batch(client, chunk.to_vec(), options, pace).await?);
+    }
+    Ok(out)
+}
+
+/// Runs one job for `batch`. A failure naming a flow that is really gone settles that flow (no
+/// retries are spent on it) and sends the rest again at once.
+async fn try_job(client: &GenesysClient, batch: &[Item], pace: &JobPace) -> Result<Attempt, RunError> {
+    let pairs: Vec<(String, String)> = batch.iter().map(|i| (i.id.clone(), i.version.clone())).collect();
+    pace.job_sent();
+    let (message, throttled) = match client.run_export_job(&pairs).await {
+        Ok(JobEnd::Success(result)) => {
+            return Ok(match assign(batch, &result) {
+                Ok(files) => Attempt::Done(files),
+                Err(why) => Attempt::GiveUp(why),
+            });
+        }
+        Ok(JobEnd::Failure { message, throttled }) => (message, throttled),
+        Err(e) if e.is_fatal_for_run() => return Err(RunError::Credentials(e)),
+        Err(e @ ApiError::Forbidden { .. }) if batch.len() == 1 => {
+            let why = format!("{e} (export jobs need architect:jobExport:create and architect:jobExport:view)");
+            return Ok(Attempt::GiveUp(why));
+        }
+        Err(e) => return Ok(Attempt::GiveUp(e.to_string())),
+    };
+    if names_a_missing_flow(&message) {
+        let named = batch.iter().position(|i| message.contains(&i.id));
+        let suspects: Vec<&Item> = match named {
+            Some(i) => vec![&batch[i]],
+            None if batch.len() == 1 => vec![&batch[0]],
+            None => Vec::new(),
+        };
+        for suspect in suspects {
+            if let Ok(false) = client.flow_exists(&suspect.id).await {
+                let mut out = vec![(suspect.row, YamlOutcome::Gone)];
+                let rest: Vec<Item> = batch.iter().filter(|i| i.row != suspect.row).cloned().collect();
+                if !rest.is_empty() {
+                    out.extend(Box::pin(try_job_until_done(client, rest, pace)).await?);
+                }
+                return Ok(Attempt::Done(out));
+            }
+        }
+    }
+    if throttled {
+        pace.throttled();
+        return Ok(Attempt::Retry);
+    }
+    if names_a_missing_flow(&message) {
+        // The flow exists: the message is throttling without the 107.
+        return Ok(Attempt::Retry);
+    }
+    Ok(Attempt::GiveUp(message))
+}
+
+/// The rest of a batch after a gone flow was taken out: one more job, whatever it ends in.
+async fn try_job_until_done(client: &GenesysClient, rest: Vec<Item>, pace: &JobPace) -> Result<Outcomes, RunError> {
+    match try_job(client, &rest, pace).await? {
+        Attempt::Done(out) => Ok(out),
+        Attempt::Retry => Ok(rest
+            .iter()
+            .map(|i| {
+                (
+                    i.row,
+                    YamlOutcome::Failed("the export job was throttled (exit code 107)".into()),
+                )
+            })
+            .collect()),
+        Attempt::GiveUp(why) => Ok(rest.iter().map(|i| (i.row, YamlOutcome::Failed(why.clone()))).collect()),
+    }
 }
 
 /// The flow a failure message names goes alone; otherwise the batch is halved.
@@ -210,12 +384,13 @@ fn split(mut batch: Vec<Item>, why: &str) -> (Vec<Item>, Vec<Item>) {
     (batch, rest)
 }
 
-/// Matches a job's files to its flows: by id in the file name, else by the flow's name starting
-/// the file name. Only a one-to-one match is accepted.
+/// Matches a job's files to its flows: by the `fileName` each entry was given (the flow id), else
+/// by id in the file name, else by the flow's name starting the file name. Only a one-to-one
+/// match is accepted.
 fn assign(batch: &[Item], result: &[u8]) -> Result<Outcomes, String> {
     let files = unpack(result)?;
     if let ([item], [(_, yaml)]) = (batch, files.as_slice()) {
-        return Ok(vec![(item.row, Ok(yaml.clone()))]);
+        return Ok(vec![(item.row, YamlOutcome::Yaml(yaml.clone()))]);
     }
     if files.len() != batch.len() {
         return Err(format!(
@@ -227,19 +402,10 @@ fn assign(batch: &[Item], result: &[u8]) -> Result<Outcomes, String> {
     let mut taken = vec![false; batch.len()];
     let mut out = Vec::with_capacity(batch.len());
     for (name, yaml) in files {
-        let stem = normalize(name.rsplit('/').next().unwrap_or(&name));
-        let by_id: Vec<usize> = (0..batch.len()).filter(|&i| name.contains(&batch[i].id)).collect();
-        let candidates = if by_id.is_empty() {
-            (0..batch.len())
-                .filter(|&i| !normalize(&batch[i].name).is_empty() && stem.starts_with(&normalize(&batch[i].name)))
-                .collect()
-        } else {
-            by_id
-        };
-        match candidates.as_slice() {
+        match candidates(batch, &name).as_slice() {
             [i] if !taken[*i] => {
                 taken[*i] = true;
-                out.push((batch[*i].row, Ok(yaml)));
+                out.push((batch[*i].row, YamlOutcome::Yaml(yaml)));
             }
             _ => {
                 return Err(format!(
@@ -249,6 +415,26 @@ fn assign(batch: &[Item], result: &[u8]) -> Result<Outcomes, String> {
         }
     }
     Ok(out)
+}
+
+/// The flows of `batch` a file of that name may belong to, best rule first.
+fn candidates(batch: &[Item], name: &str) -> Vec<usize> {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let stem = base.split_once('.').map_or(base, |(s, _)| s);
+    let by_file_name: Vec<usize> = (0..batch.len())
+        .filter(|&i| file_name_for(&batch[i].id) == stem)
+        .collect();
+    if !by_file_name.is_empty() {
+        return by_file_name;
+    }
+    let by_id: Vec<usize> = (0..batch.len()).filter(|&i| name.contains(&batch[i].id)).collect();
+    if !by_id.is_empty() {
+        return by_id;
+    }
+    let stem = normalize(base);
+    (0..batch.len())
+        .filter(|&i| !normalize(&batch[i].name).is_empty() && stem.starts_with(&normalize(&batch[i].name)))
+        .collect()
 }
 
 fn normalize(s: &str) -> String {
@@ -286,7 +472,26 @@ mod tests {
     fn zip_entries_are_matched_by_id_or_by_name() {
         let batch = [item(0, "id-a", "Main IVR"), item(1, "id-b", "After Hours")];
         let out = assign(&batch, &zip(&[("After Hours_v1-0.yaml", "b"), ("x/id-a.yaml", "a")])).unwrap();
-        assert_eq!(out, vec![(1, Ok(b"b".to_vec())), (0, Ok(b"a".to_vec()))]);
+        assert_eq!(
+            out,
+            vec![
+                (1, YamlOutcome::Yaml(b"b".to_vec())),
+                (0, YamlOutcome::Yaml(b"a".to_vec()))
+            ]
+        );
+    }
+
+    #[test]
+    fn entries_named_by_file_name_are_matched_exactly_even_when_one_id_holds_another() {
+        let batch = [item(0, "f1", "Same"), item(1, "f1-2", "Same")];
+        let out = assign(&batch, &zip(&[("f1-2.yaml", "b"), ("f1.yaml", "a")])).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                (1, YamlOutcome::Yaml(b"b".to_vec())),
+                (0, YamlOutcome::Yaml(b"a".to_vec()))
+            ]
+        );
     }
 
     #[test]

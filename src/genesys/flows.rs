@@ -20,15 +20,15 @@ use tracing::{Instrument, info, warn};
 use super::client::{ApiError, FlowPage, GenesysClient};
 use super::flow::FlowSummary;
 use super::flow_id::IdSet;
-
-/// Page sizes tried in turn when the API refuses a larger one with 400.
-const PAGE_SIZE_FALLBACKS: [u64; 8] = [500, 250, 100, 50, 25, 10, 5, 1];
-/// How often a page that comes back empty while the counters say more remain is asked for again.
-const EMPTY_PAGE_RETRIES: u32 = 2;
+pub use super::pages::ListError;
+use super::pages::{PageRules, PageSize, Served, Source, Step};
 /// Pages asked for ahead of the one being read, while `pageCount` says they exist and the flows
 /// already handed on are being taken up (so pages do not pile up in memory): a pass over flows
 /// already known (the final pass, an incremental run) then costs half the round trips.
 const PAGES_AHEAD: u64 = 2;
+/// The final pass starts when at most this many flows are still being fetched, so its round
+/// trips overlap the last fetches instead of following them.
+const FINAL_PASS_OVERLAP: u64 = 32;
 
 /// A page asked for ahead.
 struct Ahead {
@@ -60,7 +60,7 @@ impl PagesAhead {
     }
 
     /// Asks for pages `from..=to` at `size` that are not asked for yet.
-    fn ask(&mut self, client: &Arc<GenesysClient>, filter: Option<&str>, from: u64, to: u64, size: u64) {
+    fn ask(&mut self, client: &Arc<GenesysClient>, source: &Source, from: u64, to: u64, size: u64) {
         let next = self
             .0
             .back()
@@ -68,10 +68,8 @@ impl PagesAhead {
             .map_or(from, |a| (a.page + 1).max(from));
         for page in next..=to {
             let client = client.clone();
-            let filter = filter.map(str::to_string);
-            let task = tokio::spawn(
-                async move { client.list_flows_page(page, size, filter.as_deref()).await }.in_current_span(),
-            );
+            let source = source.clone();
+            let task = tokio::spawn(async move { source.page(&client, page, size).await }.in_current_span());
             self.0.push_back(Ahead { page, size, task });
         }
     }
@@ -103,6 +101,18 @@ impl Default for ListOptions {
             page_size: 500,
             max_passes: 5,
         }
+    }
+}
+
+/// The page size to start a listing at: the configured one, or the smaller size the previous
+/// run's listing settled on (the API refused larger ones then), which saves asking again.
+pub fn starting_page_size(configured: u64, previous: Option<u64>) -> u64 {
+    match previous {
+        Some(p) if p >= 1 && p < configured => {
+            info!("listing {p} flows per page, the size the previous run's listing settled on");
+            p
+        }
+        _ => configured,
     }
 }
 
@@ -152,46 +162,11 @@ pub struct ListingReport {
     pub unverified: Option<String>,
 }
 
-/// Why the listing could not go on.
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    /// A page request failed after its retries.
-    #[error("page {page}{}: {source}", filter_note(.filter))]
-    Page {
-        /// The page number.
-        page: u64,
-        /// The type filter, if any.
-        filter: Option<String>,
-        /// What failed.
-        source: ApiError,
-    },
-    /// The API refused even the smallest page size.
-    #[error("the API refused the flow listing (HTTP 400: {message})")]
-    Refused {
-        /// The API's message.
-        message: String,
-    },
-    /// The listing task itself failed.
-    #[error("the listing task failed: {0}")]
-    Task(String),
-}
-
-impl ListError {
-    /// True when the failure concerns the whole run (credentials).
-    pub fn is_credential_failure(&self) -> bool {
-        matches!(self, ListError::Page { source, .. } if source.is_fatal_for_run())
-    }
-}
-
-fn filter_note(filter: &Option<String>) -> String {
-    filter.as_deref().map(|f| format!(" (type {f})")).unwrap_or_default()
-}
-
 /// Lists every flow, more than once, and hands each new one on exactly once.
 pub struct FlowLister {
     client: Arc<GenesysClient>,
     options: ListOptions,
-    page_size: u64,
+    page_size: PageSize,
     seen: IdSet,
     malformed_seen: HashSet<String>,
     report: ListingReport,
@@ -203,13 +178,15 @@ struct FilterPass {
     pages: u64,
     ids: IdSet,
     api_total: Option<u64>,
+    /// Pages reported different totals (the org changed while it was paged).
+    totals_varied: bool,
 }
 
 impl FlowLister {
     /// A lister over `client`.
     pub fn new(client: Arc<GenesysClient>, options: ListOptions) -> Self {
         FlowLister {
-            page_size: options.page_size.max(1),
+            page_size: PageSize::new(options.page_size),
             client,
             options,
             seen: IdSet::new(),
@@ -236,7 +213,9 @@ impl FlowLister {
         let mut sent = 0u64;
         for phase in ["initial", "final"] {
             if phase == "final" {
-                let target = sent;
+                // Started while the last fetches are still answering: it only looks for flows
+                // created meanwhile, and any it finds are fetched like the others.
+                let target = sent.saturating_sub(FINAL_PASS_OVERLAP);
                 if handled.wait_for(|h| *h >= target).await.is_err() {
                     return Ok(());
                 }
@@ -244,11 +223,17 @@ impl FlowLister {
             let mut passes = 0u32;
             loop {
                 passes += 1;
-                let Some(record) = self.pass(phase, &out, &mut sent).await? else {
+                let Some((record, consistent)) = self.pass(phase, &out, &mut sent).await? else {
                     return Ok(()); // the receiver is gone: the run stopped
                 };
                 let first_ever = record.pass == 1;
                 let new = record.new_flows;
+                if first_ever && consistent {
+                    info!(
+                        "listing pass 1 served every flow the API counted, on pages that agreed; the final pass confirms it"
+                    );
+                    break;
+                }
                 if !first_ever && new == 0 {
                     break;
                 }
@@ -283,13 +268,16 @@ impl FlowLister {
         }
     }
 
-    /// One pass over every filter. `Ok(None)` when the receiver is gone.
+    /// One pass over every filter, and whether it was consistent: every page of each filter
+    /// reported the same `total`, and the pass served exactly that many distinct rows (so no row
+    /// moved across a page boundary while it paged, and a confirming pass cannot change the
+    /// answer before the final one). `Ok(None)` when the receiver is gone.
     async fn pass(
         &mut self,
         phase: &str,
         out: &mpsc::Sender<Listed>,
         sent: &mut u64,
-    ) -> Result<Option<PassRecord>, ListError> {
+    ) -> Result<Option<(PassRecord, bool)>, ListError> {
         let filters: Vec<Option<String>> = if self.options.type_filter.is_empty() {
             vec![None]
         } else {
@@ -300,6 +288,7 @@ impl FlowLister {
             phase: phase.to_string(),
             ..PassRecord::default()
         };
+        let mut consistent = true;
         for filter in filters {
             let Some(fp) = self
                 .page_through(filter.as_deref(), out, sent, &mut record.new_flows)
@@ -308,13 +297,14 @@ impl FlowLister {
                 return Ok(None);
             };
             record.pages += fp.pages;
+            consistent &= !fp.totals_varied && fp.api_total == Some(fp.ids.len() as u64);
             // Type filters are disjoint, so the per-filter counts add up to the pass's.
             record.flows += fp.ids.len() as u64;
             if let Some(t) = fp.api_total {
                 record.api_total = Some(record.api_total.unwrap_or(0) + t);
             }
         }
-        record.page_size = self.page_size;
+        record.page_size = self.page_size.get();
         self.report.listed = self.seen.len() as u64;
         info!(
             pass = record.pass,
@@ -326,10 +316,10 @@ impl FlowLister {
             record.pass
         );
         self.report.passes.push(record.clone());
-        Ok(Some(record))
+        Ok(Some((record, consistent && self.report.malformed == 0)))
     }
 
-    /// Pages through one filter until a page is short or empty. `Ok(None)` when the receiver is gone.
+    /// Pages through one filter by the rules of [`super::pages`]. `Ok(None)` when the receiver is gone.
     async fn page_through(
         &mut self,
         filter: Option<&str>,
@@ -337,118 +327,70 @@ impl FlowLister {
         sent: &mut u64,
         new_flows: &mut u64,
     ) -> Result<Option<FilterPass>, ListError> {
+        let source = Source::Flows(filter.map(str::to_string));
         let mut fp = FilterPass::default();
         let mut page_number = 1u64;
-        let mut empty_retries = 0u32;
+        let mut rules = PageRules::default();
         let mut ahead = PagesAhead::default();
         loop {
-            let prefetched = ahead.take(page_number, self.page_size).await;
-            let Some(page) = self.fetch_page(page_number, filter, &mut fp, prefetched).await? else {
+            let prefetched = ahead.take(page_number, self.page_size.get()).await;
+            fp.pages += 1;
+            let fetched = super::pages::fetch(&self.client, &source, page_number, &mut self.page_size, prefetched);
+            let Some(mut page) = fetched.await? else {
                 // The page size was lowered: start the filter over so offsets stay consistent.
-                page_number = 1;
+                (page_number, rules) = (1, PageRules::default());
                 continue;
             };
-            fp.pages += 1;
-            if page.total.is_some() {
-                fp.api_total = page.total;
+            let Some(served) = self
+                .hand_on_page(&mut page, page_number, &mut fp, out, sent, new_flows)
+                .await
+            else {
+                return Ok(None);
+            };
+            match rules.after(&page, served, &mut self.page_size) {
+                Step::Again => continue,
+                Step::Done => return Ok(Some(fp)),
+                Step::Next(n) => page_number = n,
             }
-            let asked = self.page_size;
-            // Trust the page size the server reports using, when it is smaller than asked.
-            let effective = page.page_size.filter(|s| *s > 0 && *s < asked).unwrap_or(asked);
-            let entities = page.entities.unwrap_or_default();
-            let rows = entities.len() as u64;
-            let known_before = fp.ids.len();
-            for raw in entities {
-                if !self.hand_on(raw, &mut fp, out, sent, new_flows).await {
-                    return Ok(None);
-                }
-            }
-            let more_by_counters =
-                page.page_count.is_some_and(|c| page_number < c) || page.total.is_some_and(|t| t > fp.ids.len() as u64);
-            if rows == 0 {
-                if more_by_counters && empty_retries < EMPTY_PAGE_RETRIES {
-                    empty_retries += 1;
-                    warn!(
-                        page_number,
-                        page_count = page.page_count,
-                        "page {page_number} came back empty before pageCount; asking for it again"
-                    );
-                    continue;
-                }
-                return Ok(Some(fp));
-            }
-            empty_retries = 0;
-            if page_number > 1 && fp.ids.len() == known_before {
-                warn!(
-                    page_number,
-                    "page {page_number} only repeated flows already served; ending this pass"
-                );
-                return Ok(Some(fp));
-            }
-            let mut next_size = effective;
-            if rows < effective {
-                if page_number > 1 || !more_by_counters {
-                    return Ok(Some(fp)); // a short page ends the pass
-                }
-                // A short first page, yet more flows: the server silently serves smaller pages
-                // than it reports. Page 1 is in hand; go on at the size it really serves.
-                warn!(
-                    asked = effective,
-                    served = rows,
-                    "the API served {rows} flows on a page of {effective} while reporting more; paging by {rows} from now on"
-                );
-                next_size = rows;
-            }
-            self.page_size = next_size;
-            page_number += 1;
             // Ahead only while the flows handed on are being taken up: behind a busy consumer
             // (the fetchers of a full run) pages would only pile up in memory.
             if out.capacity() * 2 >= out.max_capacity()
                 && let Some(count) = page.page_count
             {
                 let last = count.min(page_number + PAGES_AHEAD - 1);
-                ahead.ask(&self.client, filter, page_number, last, self.page_size);
+                ahead.ask(&self.client, &source, page_number, last, self.page_size.get());
             }
         }
     }
 
-    /// One page (or the answer to it asked for ahead), with the page-size fallback. `Ok(None)`
-    /// when the size was lowered.
-    async fn fetch_page(
+    /// Hands on one page's rows; what it served, or `None` when the receiver is gone.
+    async fn hand_on_page(
         &mut self,
+        page: &mut FlowPage,
         page_number: u64,
-        filter: Option<&str>,
         fp: &mut FilterPass,
-        prefetched: Option<Result<FlowPage, ApiError>>,
-    ) -> Result<Option<FlowPage>, ListError> {
-        let answer = match prefetched {
-            Some(answer) => answer,
-            None => self.client.list_flows_page(page_number, self.page_size, filter).await,
-        };
-        match answer {
-            Ok(p) => Ok(Some(p)),
-            Err(ApiError::Rejected {
-                status: 400, message, ..
-            }) => match PAGE_SIZE_FALLBACKS.iter().find(|s| **s < self.page_size) {
-                Some(smaller) => {
-                    warn!(
-                        page_size = self.page_size,
-                        smaller,
-                        "the API refused page size {} on page {page_number} ({message}); retrying with {smaller}",
-                        self.page_size
-                    );
-                    self.page_size = *smaller;
-                    fp.pages += 1;
-                    Ok(None)
-                }
-                None => Err(ListError::Refused { message }),
-            },
-            Err(source) => Err(ListError::Page {
-                page: page_number,
-                filter: filter.map(str::to_string),
-                source,
-            }),
+        out: &mpsc::Sender<Listed>,
+        sent: &mut u64,
+        new_flows: &mut u64,
+    ) -> Option<Served> {
+        if page.total.is_some() {
+            fp.totals_varied |= fp.api_total.is_some() && fp.api_total != page.total;
+            fp.api_total = page.total;
         }
+        let entities = page.entities.take().unwrap_or_default();
+        let rows = entities.len() as u64;
+        let known_before = fp.ids.len();
+        for raw in entities {
+            if !self.hand_on(raw, fp, out, sent, new_flows).await {
+                return None;
+            }
+        }
+        Some(Served {
+            page_number,
+            rows,
+            new_rows: (fp.ids.len() - known_before) as u64,
+            distinct: fp.ids.len() as u64,
+        })
     }
 
     /// Records one row and sends it on if it is new. False when the receiver is gone.

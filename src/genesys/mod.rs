@@ -8,6 +8,7 @@ pub mod flow;
 pub mod flow_id;
 pub mod flows;
 pub mod org;
+pub mod pages;
 pub mod ratelimit;
 pub mod region;
 pub mod retry;

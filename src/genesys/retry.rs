@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rand::Rng;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Caps and delays for retrying Genesys requests.
 #[derive(Debug, Clone)]
@@ -133,6 +133,10 @@ impl Pace for Unpaced {
 
 /// How often one request may be re-sent with a replaced credential.
 const MAX_REAUTHORIZATIONS: u32 = 3;
+/// Retries of one request logged at info: a fault that passes after one or two retries is the
+/// API's ordinary weather, and the run handles it; one that persists is worth a warning. Every
+/// retry is counted in the metrics either way.
+const QUIET_RETRIES: u32 = 2;
 
 /// The retry driver: caps, waits and the jitter they use.
 #[derive(Clone)]
@@ -219,7 +223,11 @@ impl Retrier {
                     let wait = self.honour(retry_after, self.backoff(counts.throttled).max(Duration::from_secs(1)));
                     counts.throttled += 1;
                     pace.throttled(wait, retry_after);
-                    warn!(url = %what, wait_ms = wait.as_millis() as u64, retry = counts.throttled, "{reason}; waiting as the API asked before retrying");
+                    if counts.throttled > QUIET_RETRIES {
+                        warn!(url = %what, wait_ms = wait.as_millis() as u64, retry = counts.throttled, "{reason}; waiting as the API asked before retrying");
+                    } else {
+                        info!(url = %what, wait_ms = wait.as_millis() as u64, retry = counts.throttled, "{reason}; waiting as the API asked before retrying");
+                    }
                     (wait, reason)
                 }
                 Attempt::Transient { retry_after, reason } => {
@@ -234,7 +242,11 @@ impl Retrier {
                     } else {
                         "backing off"
                     };
-                    warn!(url = %what, wait_ms = wait.as_millis() as u64, retry = counts.transient, "{reason}; {how} before retrying");
+                    if counts.transient > QUIET_RETRIES {
+                        warn!(url = %what, wait_ms = wait.as_millis() as u64, retry = counts.transient, "{reason}; {how} before retrying");
+                    } else {
+                        info!(url = %what, wait_ms = wait.as_millis() as u64, retry = counts.transient, "{reason}; {how} before retrying");
+                    }
                     (wait, reason)
                 }
             };

@@ -1,9 +1,10 @@
 //! Architect export jobs, as the simulated org serves them: `POST /api/v2/flows/export/jobs`
 //! registers a job for flow versions, `GET …/export/jobs/{id}` reports Started a few times, then
-//! Success with a signed `downloadUrl` (YAML for one flow, a zip for several, entries named by flow
-//! name only, as a person would name them) or Failure. The knob `export_jobs_throttled` makes the
-//! first jobs fail the way the real backend reports throttling: "could not find the flow … exit
-//! code 107".
+//! Success with a signed `downloadUrl` (YAML for one flow, a zip for several, each entry named by
+//! the `fileName` its request entry gave — letters, digits, `_`, `-` — or else by flow name only,
+//! as a person would name them) or Failure. The knob `export_jobs_throttled` makes the first jobs
+//! fail the way the real backend reports throttling, with the words it uses for a flow that is
+//! really gone: "Could not find the flow with id '…' … Setting the Archy exit code to 107".
 
 use std::io::Write;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use super::{SimFlow, SimState, admit, error_response, json_response};
 pub(super) struct Job {
     /// (flow id, version) pairs.
     flows: Vec<(String, String)>,
+    /// The `fileName` of each entry, if given.
+    file_names: Vec<Option<String>>,
     /// Polls still answered `Started`.
     polls_left: u32,
     /// Fails with the exit-code-107 disguise.
@@ -37,8 +40,15 @@ pub(super) async fn register(State(s): State<Arc<SimState>>, headers: HeaderMap,
     let Ok(body) = serde_json::from_str::<Value>(&body) else {
         return bad("The request body is not JSON");
     };
-    let mut flows = Vec::new();
+    let (mut flows, mut file_names) = (Vec::new(), Vec::new());
     for item in body.get("flows").and_then(Value::as_array).into_iter().flatten() {
+        let file_name = item.get("fileName").and_then(Value::as_str);
+        if file_name
+            .is_some_and(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            return bad("fileName may only contain letters, digits, '_' and '-'");
+        }
+        file_names.push(file_name.map(str::to_string));
         let flow = item.get("flow").unwrap_or(item);
         let id = flow.get("id").and_then(Value::as_str);
         let version = flow
@@ -56,6 +66,7 @@ pub(super) async fn register(State(s): State<Arc<SimState>>, headers: HeaderMap,
     let n = s.stats.export_jobs.fetch_add(1, Ordering::Relaxed);
     let job = Job {
         flows,
+        file_names,
         polls_left: s.config.export_job_polls,
         throttled: n < u64::from(s.config.export_jobs_throttled),
     };
@@ -89,16 +100,16 @@ pub(super) async fn status(State(s): State<Arc<SimState>>, headers: HeaderMap, P
         body["status"] = "Started".into();
         return json_response(body.to_string());
     }
+    let not_found = |(fid, v): &(String, String)| {
+        format!("Could not find the flow with id '{fid}' and version '{v}'. Setting the Archy exit code to 107")
+    };
     let failure = if job.throttled {
-        Some(format!(
-            "Could not find the flow with id {} and version {}. Exit code 107.",
-            job.flows[0].0, job.flows[0].1
-        ))
+        Some(not_found(&job.flows[0]))
     } else {
         job.flows
             .iter()
             .find(|(fid, v)| lookup(&s, fid).and_then(|f| f.version_configuration(v)).is_none())
-            .map(|(fid, v)| format!("Could not find the flow with id {fid} and version {v}. Exit code 107."))
+            .map(not_found)
     };
     match failure {
         Some(text) => {
@@ -142,7 +153,12 @@ pub(super) async fn download(State(s): State<Arc<SimState>>, headers: HeaderMap,
     let files: Vec<(String, String)> = job
         .flows
         .iter()
-        .filter_map(|(fid, v)| lookup(&s, fid).map(|f| (file_name(&f, v), archy_yaml(&f, v))))
+        .zip(&job.file_names)
+        .filter_map(|((fid, v), given)| {
+            let f = lookup(&s, fid)?;
+            let name = given.as_ref().map_or_else(|| file_name(&f, v), |n| format!("{n}.yaml"));
+            Some((name, archy_yaml(&f, v)))
+        })
         .collect();
     let (bytes, content_type) = if let [(_, yaml)] = files.as_slice() {
         (yaml.clone().into_bytes(), "application/x-yaml")

@@ -172,6 +172,9 @@ pub struct SimConfig {
     pub fail_checkin: Option<String>,
     /// Publishes end in FAILURE with this error code.
     pub fail_publish: Option<String>,
+    /// Flows (by id) deleted right after their first configuration is served (gone by the time
+    /// the YAML phase asks for them).
+    pub deleted_after_fetch: HashSet<String>,
 }
 
 impl SimConfig {
@@ -216,6 +219,7 @@ impl SimConfig {
             operation_delay: Duration::from_millis(100),
             fail_checkin: None,
             fail_publish: None,
+            deleted_after_fetch: HashSet::new(),
         }
     }
 }
@@ -944,6 +948,9 @@ async fn configuration_of(s: &SimState, id: &str, version: Option<&str>) -> Resp
         .lock()
         .ok()
         .and_then(|mut q| q.get_mut(id).and_then(VecDeque::pop_front));
+    if s.config.deleted_after_fetch.contains(id) {
+        s.org().delete(id);
+    }
     match fault {
         None => json_response(body),
         Some(fault) => faulted(s, fault, body).await,
