@@ -102,7 +102,7 @@ resource "aws_sqs_queue_policy" "undelivered" {
 
 # The scheduler gave up on a schedule (its retries exhausted, or no dead-letter delivery either).
 resource "aws_cloudwatch_metric_alarm" "schedule_dropped" {
-  for_each = toset(["InvocationDroppedCount", "InvocationsFailedToBeSentToDeadLetterCount", "TargetErrorCount"])
+  for_each = toset(["InvocationDroppedCount", "InvocationsFailedToBeSentToDeadLetterCount"])
 
   alarm_name          = "${var.name}-scheduler-${each.key}"
   alarm_description   = "EventBridge Scheduler could not start a flowvault task (${each.key}): that night has no backup."
