@@ -95,7 +95,10 @@ fn assert_no_lock_left(sim: &SimServer) {
 fn assert_no_duplicate(sim: &SimServer) {
     let mut seen = std::collections::HashSet::new();
     for f in sim.flows() {
-        let key = (f.flow_type().to_string(), f.meta["name"].as_str().unwrap_or("").to_lowercase());
+        let key = (
+            f.flow_type().to_string(),
+            f.meta["name"].as_str().unwrap_or("").to_lowercase(),
+        );
         assert!(seen.insert(key.clone()), "duplicate flow {key:?}");
     }
 }
@@ -140,7 +143,10 @@ async fn a_create_that_happened_then_answered_500_is_found_by_name_not_resent() 
     let (sim, id, code, report) = restore_through_fault(WriteStep::Create, WriteAnswer::Error500).await;
     assert_recovered(&sim, &id, code, &report);
     let new_id = entry(&report, &id)["new_id"].as_str().unwrap().to_string();
-    assert!(sim.flows().iter().any(|f| f.id() == new_id), "the new id names the created flow");
+    assert!(
+        sim.flows().iter().any(|f| f.id() == new_id),
+        "the new id names the created flow"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,11 +216,18 @@ async fn restore_edited(tweak: impl FnOnce(&mut SimConfig), extra: &[&str]) -> (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_save_fails_the_flow_and_gives_its_lock_back() {
-    let (sim, id, code, report) = restore_edited(|c| c.refuse_save = Some("architect.flow.validate.failed".into()), &[]).await;
+    let (sim, id, code, report) =
+        restore_edited(|c| c.refuse_save = Some("architect.flow.validate.failed".into()), &[]).await;
     let e = entry(&report, &id);
     assert_eq!(e["outcome"], "failed");
-    assert!(e["error"].as_str().unwrap().contains("architect.flow.validate.failed"), "{e}");
-    assert!(e["versions_after"].is_object(), "versions_after read after a failure: {e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("architect.flow.validate.failed"),
+        "{e}"
+    );
+    assert!(
+        e["versions_after"].is_object(),
+        "versions_after read after a failure: {e}"
+    );
     assert_eq!(code, Some(3));
     assert_no_lock_left(&sim);
 }
@@ -252,7 +265,8 @@ async fn an_operation_that_outlives_its_timeout_fails_the_flow_and_gives_its_loc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_current_operation_replaced_by_a_validate_is_judged_by_the_versions() {
-    let (sim, id, code, report) = restore_edited(|c| c.validate_after_operation = true, &["--operation-timeout", "5s"]).await;
+    let (sim, id, code, report) =
+        restore_edited(|c| c.validate_after_operation = true, &["--operation-timeout", "5s"]).await;
     assert_eq!(entry(&report, &id)["outcome"], "done", "{report}");
     assert_eq!(code, Some(0));
     assert_no_lock_left(&sim);
@@ -260,7 +274,8 @@ async fn a_current_operation_replaced_by_a_validate_is_judged_by_the_versions() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_that_succeeds_without_moving_the_published_version_is_not_done() {
-    let (sim, id, code, report) = restore_edited(|c| c.publish_without_version = true, &["--operation-timeout", "2s"]).await;
+    let (sim, id, code, report) =
+        restore_edited(|c| c.publish_without_version = true, &["--operation-timeout", "2s"]).await;
     let e = entry(&report, &id);
     assert_eq!(e["outcome"], "failed");
     assert!(e["error"].as_str().unwrap().contains("did not move"), "{e}");
@@ -278,11 +293,24 @@ async fn a_never_published_flow_stays_unpublished_under_publish() {
     let archive = export(&sim, &scratch.runs(), "r", "objects", &[]).await;
     let id = sim.flows()[1].id().to_string();
     edit(&sim, &id);
-    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--flow", &id, "--apply", "--publish", "--content", "latest"])).await;
+    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args([
+        "--flow",
+        &id,
+        "--apply",
+        "--publish",
+        "--content",
+        "latest",
+    ]))
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
     let flow = sim.flows().into_iter().find(|f| f.id() == id).unwrap();
     assert_eq!(flow.published_version(), None, "an unfinished draft never goes live");
-    assert!(entry(&scratch.read_report(), &id)["notes"][0].as_str().unwrap().contains("never published"));
+    assert!(
+        entry(&scratch.read_report(), &id)["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("never published")
+    );
 }
 
 /// Runs `--all --apply --publish` over 10 edited flows and sends `signal` once the first flow's
@@ -356,8 +384,15 @@ async fn with_org_failing(status: u16) {
     let out = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--all", "--apply", "--publish"])).await;
     assert_ne!(out.status.code(), Some(0), "{}", all_output(&out));
     let text = all_output(&out);
-    assert!(text.contains("target org is unknown") && text.contains("--to-other-org"), "{text}");
-    assert_eq!(sim.stats().write_requests.load(Ordering::Relaxed), 0, "zero write requests");
+    assert!(
+        text.contains("target org is unknown") && text.contains("--to-other-org"),
+        "{text}"
+    );
+    assert_eq!(
+        sim.stats().write_requests.load(Ordering::Relaxed),
+        0,
+        "zero write requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +427,14 @@ async fn a_flow_id_the_archive_does_not_hold_is_named_with_exit_2() {
     let scratch = Scratch::new();
     let archive = export(&sim, &scratch.runs(), "r", "objects", &[]).await;
     let known = sim.flows()[0].id().to_string();
-    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--flow", &known, "--flow", "no-such-flow-id", "--apply"])).await;
+    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args([
+        "--flow",
+        &known,
+        "--flow",
+        "no-such-flow-id",
+        "--apply",
+    ]))
+    .await;
     assert_eq!(out.status.code(), Some(2), "{}", all_output(&out));
     assert!(all_output(&out).contains("no-such-flow-id"), "{}", all_output(&out));
     assert_eq!(sim.stats().write_requests.load(Ordering::Relaxed), 0);
@@ -461,7 +503,9 @@ async fn refused_archive(s3: Option<&S3Server>, tamper: impl FnOnce(Vec<u8>) -> 
         None => scratch.runs(),
     };
     let archive = export(&sim, &to, "r", "tar-gz", &env).await;
-    let key = archive.strip_prefix(&format!("s3://{BUCKET}/")).map(|k| format!("{k}/flows.tar.gz"));
+    let key = archive
+        .strip_prefix(&format!("s3://{BUCKET}/"))
+        .map(|k| format!("{k}/flows.tar.gz"));
     match (s3, &key) {
         (Some(s), Some(key)) => {
             let tampered = tamper(s.get(key).await);
@@ -475,7 +519,10 @@ async fn refused_archive(s3: Option<&S3Server>, tamper: impl FnOnce(Vec<u8>) -> 
     for f in sim.flows() {
         edit(&sim, f.id());
     }
-    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--all", "--apply"]).envs(env)).await;
+    let out = run(restore_cmd(&sim, &archive, &scratch.report())
+        .args(["--all", "--apply"])
+        .envs(env))
+    .await;
     assert_eq!(out.status.code(), Some(3), "{}", all_output(&out));
     assert!(all_output(&out).contains(expect), "{}", all_output(&out));
     assert_eq!(sim.stats().write_requests.load(Ordering::Relaxed), 0);
@@ -515,10 +562,18 @@ async fn a_sidecar_manifest_that_differs_from_the_archives_own_is_refused_on_s3(
     let archive = export(&sim, &format!("s3://{BUCKET}/sidecar"), "r", "tar-gz", &env).await;
     let mut m: Value = serde_json::from_slice(&s3.get("sidecar/r/manifest.json").await).unwrap();
     m["flows"][0]["name"] = "renamed in the sidecar".into();
-    s3.put("sidecar/r/manifest.json", serde_json::to_vec_pretty(&m).unwrap()).await;
-    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--all", "--apply"]).envs(env)).await;
+    s3.put("sidecar/r/manifest.json", serde_json::to_vec_pretty(&m).unwrap())
+        .await;
+    let out = run(restore_cmd(&sim, &archive, &scratch.report())
+        .args(["--all", "--apply"])
+        .envs(env))
+    .await;
     assert_eq!(out.status.code(), Some(3), "{}", all_output(&out));
-    assert!(all_output(&out).contains("differs from the archive"), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("differs from the archive"),
+        "{}",
+        all_output(&out)
+    );
     assert_eq!(sim.stats().write_requests.load(Ordering::Relaxed), 0);
 }
 
@@ -532,12 +587,18 @@ async fn one_damaged_document_among_30_on_s3_refuses_that_flow_and_restores_the_
     let m: Value = serde_json::from_slice(&s3.get("thirty/r/manifest.json").await).unwrap();
     let damaged = m["flows"][7]["id"].as_str().unwrap().to_string();
     let path = m["flows"][7]["documents"][0]["path"].as_str().unwrap().to_string();
-    s3.put(&format!("thirty/r/{path}"), br#"{"flow":{},"configuration":{"tampered":true}}"#.to_vec())
-        .await;
+    s3.put(
+        &format!("thirty/r/{path}"),
+        br#"{"flow":{},"configuration":{"tampered":true}}"#.to_vec(),
+    )
+    .await;
     for f in sim.flows() {
         edit(&sim, f.id());
     }
-    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--all", "--apply", "--publish"]).envs(env)).await;
+    let out = run(restore_cmd(&sim, &archive, &scratch.report())
+        .args(["--all", "--apply", "--publish"])
+        .envs(env))
+    .await;
     assert_eq!(out.status.code(), Some(3), "{}", all_output(&out));
     let report = scratch.read_report();
     let flows = report["flows"].as_array().unwrap();
@@ -558,11 +619,19 @@ async fn a_newer_draft_in_the_org_shows_as_drift_and_content_latest_restores_ove
     });
     let plan = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--flow", &id])).await;
     let text = String::from_utf8_lossy(&plan.stdout).into_owned();
-    assert!(text.contains("unchanged") && text.contains("drift: the org holds a newer draft"), "{text}");
-    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--flow", &id, "--apply", "--content", "latest"])).await;
+    assert!(
+        text.contains("unchanged") && text.contains("drift: the org holds a newer draft"),
+        "{text}"
+    );
+    let out =
+        run(restore_cmd(&sim, &archive, &scratch.report()).args(["--flow", &id, "--apply", "--content", "latest"]))
+            .await;
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
     let flow = sim.flows().into_iter().find(|f| f.id() == id).unwrap();
-    assert!(!flow.configuration_json().contains("newer than the archive"), "the draft was restored over");
+    assert!(
+        !flow.configuration_json().contains("newer than the archive"),
+        "the draft was restored over"
+    );
     assert_no_lock_left(&sim);
 }
 
@@ -586,7 +655,10 @@ async fn the_name_check_before_a_create_reads_every_page() {
     }
     let plan = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--flow", gone.id()])).await;
     let text = String::from_utf8_lossy(&plan.stdout).into_owned();
-    assert!(text.lines().any(|l| l.starts_with("conflict") && l.contains("twin")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("conflict") && l.contains("twin")),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -621,4 +693,43 @@ async fn the_sim_matches_action_paths_without_case() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(sim.locks(), vec![(id, format!("client {CLIENT_ID}"))]);
+}
+
+/// `flowvault doctor --restore --publish` against `sim`; exit code and stdout.
+async fn doctor_for_restore(sim: &SimServer) -> (Option<i32>, String) {
+    let scratch = Scratch::new();
+    let out = run(flowvault()
+        .args(["doctor", "--restore", "--publish", "--to", &scratch.runs()])
+        .env("FLOWVAULT_API_URL", sim.url())
+        .env("FLOWVAULT_ALLOW_INSECURE_HTTP", "true")
+        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
+        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET))
+    .await;
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_permissions_the_chosen_restore_needs() {
+    let sim = start_sim(org(2)).await;
+    let (code, text) = doctor_for_restore(&sim).await;
+    assert_eq!(code, Some(0), "{text}");
+    for permission in ["architect:flow:edit", "architect:flow:unlock", "architect:flow:publish"] {
+        assert!(
+            text.lines().any(|l| l.starts_with("ok") && l.contains(permission)),
+            "{permission}: {text}"
+        );
+    }
+    let flows_before = sim.flows().len();
+    let mut config = org(2);
+    config.unlock_denied = true;
+    let denied = start_sim(config).await;
+    let (code, text) = doctor_for_restore(&denied).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("architect:flow:unlock")),
+        "{text}"
+    );
+    assert_eq!(sim.flows().len(), flows_before, "the probes change nothing");
+    assert_no_lock_left(&denied);
 }

@@ -235,11 +235,19 @@ impl GenesysClient {
                     .append_pair("type", &flow_type.to_ascii_lowercase());
             }
             let page = body_of(self.get_json(url).await?);
-            let rows = page.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
+            let rows = page
+                .get("entities")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let text = |f: &Value, k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            found.extend(rows.iter().filter(|f| {
-                text(f, "name").eq_ignore_ascii_case(name) && text(f, "type").eq_ignore_ascii_case(flow_type)
-            }).cloned());
+            found.extend(
+                rows.iter()
+                    .filter(|f| {
+                        text(f, "name").eq_ignore_ascii_case(name) && text(f, "type").eq_ignore_ascii_case(flow_type)
+                    })
+                    .cloned(),
+            );
             let count = page.get("pageCount").and_then(Value::as_u64).unwrap_or(0);
             if rows.is_empty() || page_number >= count {
                 break;
@@ -305,10 +313,7 @@ impl GenesysClient {
             if goal(&state) {
                 return Ok(Settled::Done(state));
             }
-            let ours = state
-                .operation
-                .clone()
-                .filter(|o| tracked.matches(action, o));
+            let ours = state.operation.clone().filter(|o| tracked.matches(action, o));
             if let Some(op) = ours.clone().filter(Operation::failed) {
                 return Ok(Settled::Failed(op, state));
             }

@@ -148,17 +148,17 @@ async fn steps(
     if options.publish && f.publishable {
         operate(client, &id, FlowAction::Publish, &saved, options.operation_timeout).await?;
     } else if options.publish {
-        f.notes.push(
-            "not published: the archive holds it as never published (or restores only its draft)".into(),
-        );
+        f.notes
+            .push("not published: the archive holds it as never published (or restores only its draft)".into());
     }
     if let Some(draft) = f.draft.clone() {
         let now = client.flow_state(&id).await?;
         take_lock(client, f, &id, &now, hand).await?;
         let saved = save(client, &id, draft, now.saved.as_deref()).await?;
         operate(client, &id, FlowAction::Checkin, &saved, options.operation_timeout).await?;
-        f.notes
-            .push(format!("the archived draft was saved over it as version {saved} (not published)"));
+        f.notes.push(format!(
+            "the archived draft was saved over it as version {saved} (not published)"
+        ));
     }
     Ok(Ended::Done)
 }
@@ -181,7 +181,10 @@ async fn create(client: &GenesysClient, f: &mut FlowRestore) -> Result<String, S
     for wait in [0u64, 1, 2, 4] {
         tokio::time::sleep(Duration::from_secs(wait)).await;
         let found = client.flows_named(&f.name, &f.flow_type).await?;
-        let ids: Vec<&str> = found.iter().filter_map(|v| v.get("id").and_then(Value::as_str)).collect();
+        let ids: Vec<&str> = found
+            .iter()
+            .filter_map(|v| v.get("id").and_then(Value::as_str))
+            .collect();
         match ids.as_slice() {
             [] => continue,
             [id] => {

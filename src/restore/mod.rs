@@ -350,7 +350,9 @@ pub enum RestoreError {
     )]
     OtherOrg { archive: String, target: String },
     /// The archive's or the target's org is unknown: writing could hit the wrong org.
-    #[error("{what}, so it cannot be told whether this is the archive's org; nothing was written — pass --to-other-org if you are sure")]
+    #[error(
+        "{what}, so it cannot be told whether this is the archive's org; nothing was written — pass --to-other-org if you are sure"
+    )]
     OrgUnknown { what: String },
     /// The org cannot be read.
     #[error(transparent)]

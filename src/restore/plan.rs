@@ -114,7 +114,10 @@ async fn plan_one(
     let Some(((configuration, archived_flow), draft)) = parsed else {
         return Err(RestoreError::Unverified {
             location: l.doc.path.clone(),
-            problems: vec![format!("flow {}: not a {{\"flow\", \"configuration\"}} document", row.id)],
+            problems: vec![format!(
+                "flow {}: not a {{\"flow\", \"configuration\"}} document",
+                row.id
+            )],
         });
     };
     let text = |k: &str| archived_flow.get(k).and_then(Value::as_str).map(str::to_string);

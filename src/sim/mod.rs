@@ -224,7 +224,9 @@ impl std::str::FromStr for WriteFault {
     type Err = String;
     /// `STEP:ANSWER`, e.g. `create:500`, `checkin:timeout`, `create:no-id`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (step, answer) = s.split_once(':').ok_or_else(|| format!("`{s}`: expected STEP:ANSWER"))?;
+        let (step, answer) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected STEP:ANSWER"))?;
         let step = match step {
             "create" => WriteStep::Create,
             "save" => WriteStep::Save,

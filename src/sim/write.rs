@@ -103,15 +103,33 @@ pub(super) async fn lock_table(State(s): State<Arc<SimState>>) -> Response {
 /// routing matches them case-insensitively as the API does; ids are left alone.
 pub(super) fn lowercase_known_segments(mut req: axum::extract::Request) -> axum::extract::Request {
     const KNOWN: &[&str] = &[
-        "api", "v2", "flows", "actions", "checkout", "unlock", "checkin", "publish", "versions",
-        "configuration", "latestconfiguration", "organizations", "me", "divisionviews", "export", "jobs",
+        "api",
+        "v2",
+        "flows",
+        "actions",
+        "checkout",
+        "unlock",
+        "checkin",
+        "publish",
+        "versions",
+        "configuration",
+        "latestconfiguration",
+        "organizations",
+        "me",
+        "divisionviews",
+        "export",
+        "jobs",
     ];
     let path = req.uri().path();
     let lowered: Vec<String> = path
         .split('/')
         .map(|seg| {
             let low = seg.to_ascii_lowercase();
-            if KNOWN.contains(&low.as_str()) { low } else { seg.to_string() }
+            if KNOWN.contains(&low.as_str()) {
+                low
+            } else {
+                seg.to_string()
+            }
         })
         .collect();
     let lowered = lowered.join("/");
