@@ -733,3 +733,29 @@ async fn doctor_checks_the_permissions_the_chosen_restore_needs() {
     assert_eq!(sim.flows().len(), flows_before, "the probes change nothing");
     assert_no_lock_left(&denied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_name_check_for_a_type_the_filter_refuses_still_finds_a_twin() {
+    let mut flows = flowvault::sim::generate_org(2, 42, false);
+    flows[0].meta["type"] = "BUSINESSPROCESS".into();
+    let sim = start_sim(SimConfig::with_flows(flows, CLIENT_ID, CLIENT_SECRET)).await;
+    let scratch = Scratch::new();
+    let archive = export(&sim, &scratch.runs(), "r", "objects", &[]).await;
+    let gone = sim.flows()[0].clone();
+    assert!(sim.delete_flow(gone.id()));
+    let mut twin = gone.clone();
+    twin.meta["id"] = "00000000-0000-4000-a000-00000000twin".into();
+    sim.create_flow(twin);
+    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args(["--flow", gone.id(), "--apply"])).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.lines().any(|l| l.starts_with("conflict") && l.contains("twin")),
+        "{text}"
+    );
+    assert_eq!(
+        sim.stats().write_requests.load(Ordering::Relaxed),
+        0,
+        "no create was sent"
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
