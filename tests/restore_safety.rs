@@ -759,3 +759,44 @@ async fn the_name_check_for_a_type_the_filter_refuses_still_finds_a_twin() {
     );
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_both_publishes_the_archived_published_configuration_then_saves_its_draft_unpublished() {
+    let mut flows = flowvault::sim::generate_org(2, 42, false);
+    flows[0] = flows[0]
+        .clone()
+        .with_draft(ConfigSource::Literal(r#"{"draft":"archived"}"#.into()));
+    let sim = start_sim(SimConfig::with_flows(flows, CLIENT_ID, CLIENT_SECRET)).await;
+    let scratch = Scratch::new();
+    let archive = export(&sim, &scratch.runs(), "r", "objects", &[]).await;
+    let original = sim.flows()[0].clone();
+    let published_before = original
+        .version_configuration(original.published_version().unwrap())
+        .unwrap();
+    let id = original.id().to_string();
+    edit(&sim, &id);
+    let out = run(restore_cmd(&sim, &archive, &scratch.report()).args([
+        "--flow",
+        &id,
+        "--apply",
+        "--publish",
+        "--content",
+        "both",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let flow = sim.flows().into_iter().find(|f| f.id() == id).unwrap();
+    assert_eq!(
+        flow.configuration_json(),
+        r#"{"draft":"archived"}"#,
+        "the draft is the latest again"
+    );
+    let published = flow.version_configuration(flow.published_version().unwrap()).unwrap();
+    assert_eq!(published, published_before, "the archived published configuration runs");
+    assert_ne!(
+        flow.published_version(),
+        flow.saved_version(),
+        "the draft is not published"
+    );
+    assert_no_lock_left(&sim);
+}
