@@ -239,13 +239,14 @@ pub struct RestoreArgs {
     /// Write to the org; without it only the plan is printed and nothing is written.
     #[arg(long)]
     pub apply: bool,
-    /// Publish each restored flow after checking it in.
+    /// Publish each restored flow after checking it in (only flows the archive holds as
+    /// published: a never-published flow stays unpublished).
     #[arg(long)]
     pub publish: bool,
     /// Unlock flows locked by someone else (their unsaved work there is lost).
     #[arg(long)]
     pub force_unlock: bool,
-    /// Allow restoring into an org other than the archive's.
+    /// Allow restoring into an org other than the archive's, or when either org is unknown.
     #[arg(long)]
     pub to_other_org: bool,
     /// Where to write the restore report (default: beside a local run, else the current directory).
