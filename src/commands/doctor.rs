@@ -23,7 +23,7 @@ pub async fn run(flags: &Flags) -> i32 {
             checks.push(Check::pass("settings", "every setting is valid"));
             genesys_checks(&settings, &mut checks).await;
             checks.push(preflight::check_destination(&settings.destination, &settings.s3).await);
-            checks.push(preflight::check_scratch());
+            checks.push(preflight::check_scratch(settings.export_options().since.as_ref()).await);
         }
     }
     let mut out = std::io::stdout().lock();

@@ -30,6 +30,8 @@ impl std::fmt::Display for StopCause {
 pub struct StopSignal {
     token: CancellationToken,
     cause: Arc<Mutex<Option<StopCause>>>,
+    /// When the first stop came.
+    at: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl StopSignal {
@@ -38,8 +40,17 @@ impl StopSignal {
         let mut c = self.cause.lock().unwrap_or_else(|e| e.into_inner());
         if c.is_none() {
             *c = Some(cause);
+            *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokio::time::Instant::now());
         }
         self.token.cancel();
+    }
+
+    /// Resolves `grace` after a stop was requested (never, without one): what the run does for
+    /// the destination after that is cut, so a frozen store cannot hold a stopped run.
+    pub async fn grace_over(&self, grace: Duration) {
+        self.stopped().await;
+        let at = *self.at.lock().unwrap_or_else(|e| e.into_inner());
+        tokio::time::sleep_until(at.unwrap_or_else(tokio::time::Instant::now) + grace).await;
     }
 
     /// The cause, once stopped.

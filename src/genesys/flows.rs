@@ -150,6 +150,8 @@ pub struct ListingReport {
     pub malformed: u64,
     /// Why the listing cannot prove it saw every flow; `None` when it can.
     pub unverified: Option<String>,
+    /// The flows the last finished pass served: what an incremental run confirms carried flows by.
+    pub last_pass_ids: Option<Arc<IdSet>>,
 }
 
 /// Why the listing could not go on.
@@ -300,6 +302,7 @@ impl FlowLister {
             phase: phase.to_string(),
             ..PassRecord::default()
         };
+        let mut pass_ids = IdSet::new();
         for filter in filters {
             let Some(fp) = self
                 .page_through(filter.as_deref(), out, sent, &mut record.new_flows)
@@ -308,6 +311,9 @@ impl FlowLister {
                 return Ok(None);
             };
             record.pages += fp.pages;
+            for id in fp.ids.iter() {
+                pass_ids.insert(&id.to_string());
+            }
             // Type filters are disjoint, so the per-filter counts add up to the pass's.
             record.flows += fp.ids.len() as u64;
             if let Some(t) = fp.api_total {
@@ -326,6 +332,7 @@ impl FlowLister {
             record.pass
         );
         self.report.passes.push(record.clone());
+        self.report.last_pass_ids = Some(Arc::new(pass_ids));
         Ok(Some(record))
     }
 

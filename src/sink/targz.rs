@@ -199,6 +199,10 @@ impl Sink for TarGzSink {
         self.store.set_org(org_id);
     }
 
+    async fn release(&mut self) {
+        self.store.release().await;
+    }
+
     fn keeps_documents_on_abort(&self) -> bool {
         false
     }
