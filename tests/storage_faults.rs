@@ -136,6 +136,10 @@ impl RunStore for Refusing {
         self.inner.create_upload(name, content_type).await
     }
 
+    async fn remove(&self, name: &str) -> Result<(), SinkError> {
+        self.inner.remove(name).await
+    }
+
     async fn copy(&self, name: &str, from: &CopySource, sha256: &str) -> Result<(), SinkError> {
         self.inner.copy(name, from, sha256).await
     }
@@ -166,13 +170,11 @@ fn assert_documents_on_disk(run_dir: &Path, m: &Manifest) {
 // ---------------------------------------------------------------------------------------------
 // A full disk
 
-/// Runs an export of a 2 MB org onto a 1 MiB filesystem and checks that nothing claims more than
+/// Exports `sim` onto `disk`, which cannot take it all, and checks that nothing claims more than
 /// the disk took: never exit 0, every document a row names on disk as the manifest says, a
 /// manifest path printed only when one was written, and `runs` and `verify` agreeing.
-async fn a_full_disk_is_never_a_complete_run(format: &str) {
-    let disk = small_disk("1m");
-    let sim = start_sim(incompressible_org(40, 50_000)).await;
-    let out = run(export_cmd(&sim, disk.path(), "full").args(["--format", format])).await;
+async fn a_full_disk_is_never_a_complete_run(format: &str, sim: &SimServer, disk: &Tmpfs) {
+    let out = run(export_cmd(sim, disk.path(), "full").args(["--format", format])).await;
     let text = text_of(&out);
     assert!(matches!(out.status.code(), Some(1 | 3)), "{format}: {text}");
     assert!(
@@ -222,12 +224,22 @@ async fn a_full_disk_is_never_a_complete_run(format: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_on_a_full_disk_never_exit_0_and_every_row_matches_the_disk() {
-    a_full_disk_is_never_a_complete_run("objects").await;
+    // 2 MB of flows onto 1 MiB.
+    let sim = start_sim(incompressible_org(40, 50_000)).await;
+    a_full_disk_is_never_a_complete_run("objects", &sim, &small_disk("1m")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tar_gz_on_a_full_disk_never_exits_0_and_the_manifest_claims_only_what_was_sealed() {
-    a_full_disk_is_never_a_complete_run("tar-gz").await;
+async fn tar_gz_on_a_disk_that_takes_the_archive_but_not_its_manifest_never_exits_0() {
+    // The same run measured on a roomy disk: the archive fits the small one, its manifest does not.
+    let sim = start_sim(org(400)).await;
+    let roomy = tempfile::tempdir().unwrap();
+    let out = run(&mut export_cmd(&sim, roomy.path(), "probe")).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+    let size = |name: &str| std::fs::metadata(roomy.path().join("probe").join(name)).unwrap().len();
+    let (archive, manifest) = (size("flows.tar.gz"), size("manifest.json"));
+    let disk = small_disk(&format!("{}k", (archive + manifest / 2) / 1024 + 1));
+    a_full_disk_is_never_a_complete_run("tar-gz", &sim, &disk).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,6 +497,23 @@ async fn a_previous_archive_too_big_for_tmpdir_is_fetched_with_one_warning_namin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_run_with_a_64_kib_tmpdir_completes_with_its_spools_in_memory() {
+    let scratch = small_disk("64k");
+    let sim = start_sim(org(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(export_cmd(&sim, dir.path(), "r").env("TMPDIR", scratch.path())).await;
+    let text = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let m = read_manifest(&dir.path().join("r"));
+    assert!(m.complete);
+    assert_eq!(m.totals.exported, 200);
+    assert!(
+        text.contains(&scratch.path().display().to_string()),
+        "the warning names TMPDIR: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_credentials_during_an_incremental_run_still_carry_every_unchanged_flow() {
     let dir = tempfile::tempdir().unwrap();
     let first = start_sim(org(60)).await;
@@ -639,4 +668,19 @@ async fn a_panicking_write_task_marks_its_own_flow() {
     assert!(row.error.as_deref().unwrap().contains("panic"), "{row:?}");
     assert_eq!(m.totals.failed, 1);
     assert_documents_on_disk(&dir.path().join("r"), &m);
+}
+
+#[test]
+fn listing_pass_phases_are_typed_and_serialized_as_before() {
+    use flowvault::genesys::PassRecord;
+    use flowvault::genesys::flows::Phase;
+    let pass = PassRecord {
+        phase: Phase::Final,
+        ..PassRecord::default()
+    };
+    let json = serde_json::to_value(&pass).unwrap();
+    assert_eq!(json["phase"], "final");
+    assert_eq!(serde_json::to_value(PassRecord::default()).unwrap()["phase"], "initial");
+    let back: PassRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(back.phase, Phase::Final);
 }

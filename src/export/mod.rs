@@ -214,17 +214,7 @@ pub async fn run(
     let (ending, manifest_written) = seal(&mut *sink, &mut m, &mut rows, ending, &mut stored_bytes, &limit)
         .instrument(span.clone())
         .await;
-    let _g = span.enter();
-    info!(
-        listed = m.totals.listed,
-        exported = m.totals.exported,
-        not_found = m.totals.not_found,
-        failed = m.totals.failed,
-        skipped = m.totals.skipped,
-        complete = m.complete,
-        "run finished at {}",
-        sink.location()
-    );
+    span.in_scope(|| log_end(&m, &sink.location()));
     ExportReport {
         manifest: m,
         stored_bytes,
@@ -235,11 +225,26 @@ pub async fn run(
     }
 }
 
+fn log_end(m: &Manifest, location: &str) {
+    info!(
+        listed = m.totals.listed,
+        exported = m.totals.exported,
+        not_found = m.totals.not_found,
+        failed = m.totals.failed,
+        skipped = m.totals.skipped,
+        complete = m.complete,
+        "run finished at {location}"
+    );
+}
+
 /// Carried flows the final listing did not serve are fetched to confirm, as a full run would
 /// have fetched them: one that answers 404 was deleted during the run and is `not_found` (its
 /// carried copy stays named in the row, since the archive holds it; restore skips such rows).
 async fn confirm_carried(client: &GenesysClient, rows: &mut RowLog, listing: &ListingReport) {
-    let finished = listing.passes.last().is_some_and(|p| p.phase == "final");
+    let finished = listing
+        .passes
+        .last()
+        .is_some_and(|p| p.phase == crate::genesys::flows::Phase::Final);
     let Some(last) = listing.last_pass_ids.as_ref().filter(|_| finished) else {
         return;
     };

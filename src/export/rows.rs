@@ -193,7 +193,10 @@ impl RowLog {
                 self.in_memory.remove(&index);
             }
             Err(e) => {
-                warn!("cannot write manifest rows to the temporary file ({e}); keeping them in memory from now on");
+                warn!(
+                    "cannot write manifest rows to the temporary file in TMPDIR {} ({e}); keeping them in memory from now on",
+                    std::env::temp_dir().display()
+                );
                 self.writable = false;
                 self.in_memory.insert(index, row);
             }

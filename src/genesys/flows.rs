@@ -120,13 +120,33 @@ pub enum Listed {
     },
 }
 
+/// When a listing pass ran (serialized `initial` / `final`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Before and while the run fetches: lists until a pass finds nothing new.
+    #[default]
+    Initial,
+    /// After the run fetched what was listed: catches flows created meanwhile.
+    Final,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Initial => "initial",
+            Phase::Final => "final",
+        })
+    }
+}
+
 /// One pass over the listing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PassRecord {
     /// 1-based, across both phases.
     pub pass: u32,
-    /// `initial` (before and while fetching) or `final` (after fetching).
-    pub phase: String,
+    /// Before and while fetching, or after.
+    pub phase: Phase,
     /// Pages requested.
     pub pages: u64,
     /// Distinct flows this pass served (rows that were not flows included, as the API counts them).
@@ -236,8 +256,8 @@ impl FlowLister {
     /// [`FlowLister::report`] has what was learned, whatever the result.
     pub async fn run(&mut self, out: mpsc::Sender<Listed>, mut handled: watch::Receiver<u64>) -> Result<(), ListError> {
         let mut sent = 0u64;
-        for phase in ["initial", "final"] {
-            if phase == "final" {
+        for phase in [Phase::Initial, Phase::Final] {
+            if phase == Phase::Final {
                 let target = sent;
                 if handled.wait_for(|h| *h >= target).await.is_err() {
                     return Ok(());
@@ -288,7 +308,7 @@ impl FlowLister {
     /// One pass over every filter. `Ok(None)` when the receiver is gone.
     async fn pass(
         &mut self,
-        phase: &str,
+        phase: Phase,
         out: &mpsc::Sender<Listed>,
         sent: &mut u64,
     ) -> Result<Option<PassRecord>, ListError> {
@@ -299,7 +319,7 @@ impl FlowLister {
         };
         let mut record = PassRecord {
             pass: self.report.passes.len() as u32 + 1,
-            phase: phase.to_string(),
+            phase,
             ..PassRecord::default()
         };
         let mut pass_ids = IdSet::new();
@@ -324,7 +344,7 @@ impl FlowLister {
         self.report.listed = self.seen.len() as u64;
         info!(
             pass = record.pass,
-            phase,
+            phase = %phase,
             flows = record.flows,
             new_flows = record.new_flows,
             pages = record.pages,

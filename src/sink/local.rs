@@ -162,6 +162,11 @@ impl RunStore for LocalStore {
         self.dir.display().to_string()
     }
 
+    async fn remove(&self, name: &str) -> Result<(), SinkError> {
+        let path = self.dir.join(name);
+        fs::remove_file(&path).await.map_err(io_err("remove", &path))
+    }
+
     async fn release(&self) {
         if self.claim.is_some() && !self.wrote.load(Ordering::Relaxed) {
             let _ = fs::remove_dir(&self.dir).await;

@@ -224,7 +224,7 @@ pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is a valid C string and `stat` a valid out-pointer for the call's duration.
     let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
-    (rc == 0).then(|| u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    (rc == 0).then_some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// A document that could not be stored.
@@ -247,6 +247,10 @@ pub trait RunStore: Send + Sync {
 
     /// Gives back the claim of the run id when nothing was written (see [`Sink::release`]).
     async fn release(&self) {}
+
+    /// Removes an object this run completed (an archive whose manifest could not be written
+    /// beside it must not look whole).
+    async fn remove(&self, name: &str) -> Result<(), SinkError>;
 
     /// Writes one whole object, replacing nothing that a reader could see half-written.
     async fn put(&self, name: &str, bytes: Bytes, content_type: &str) -> Result<(), SinkError>;

@@ -331,6 +331,18 @@ impl RunStore for S3Store {
         self.release_claim().await;
     }
 
+    async fn remove(&self, name: &str) -> Result<(), SinkError> {
+        let key = self.key(name);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.store_error("cannot delete", &key, &e))
+    }
+
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.run_prefix.trim_end_matches('/'))
     }

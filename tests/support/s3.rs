@@ -354,7 +354,9 @@ impl FaultyS3 {
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_default();
                 let is_part = parts.method == axum::http::Method::PUT && path_q.contains("partNumber=");
-                let is_put = parts.method == axum::http::Method::PUT && !is_part;
+                // A run's claim of its run id is not one of its objects.
+                let is_claim = path_q.contains("/.flowvault-claims/");
+                let is_put = parts.method == axum::http::Method::PUT && !is_part && !is_claim;
                 let error = |status: u16, code: &str| {
                     Response::builder()
                         .status(status)
