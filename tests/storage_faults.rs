@@ -385,23 +385,26 @@ async fn sigterm_while_the_store_is_frozen_is_honoured_within_the_shutdown_grace
     let s3 = S3Server::seaweedfs().await;
     let pid = s3.pid().expect("a SeaweedFS this test started");
     let sim = start_sim(incompressible_org(16, 1_000_000)).await;
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = s3_export(&sim, &s3, &s3.endpoint, &format!("s3://{BUCKET}/term"), "r");
     cmd.args(["--part-size", "5MiB", "--shutdown-grace", "3s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap());
+    let mut child = cmd.spawn().unwrap();
     s3.wait_for_multipart_upload().await;
     let frozen = Frozen::stop(pid);
     tokio::time::sleep(Duration::from_millis(500)).await;
     signal(&child, "TERM");
     // --shutdown-grace (3 s) + 5 s.
-    let out = tokio::time::timeout(Duration::from_secs(8), child.wait_with_output())
-        .await
-        .expect("SIGTERM is honoured within --shutdown-grace + 5 s while the store is frozen")
-        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(8), child.wait()).await;
     drop(frozen);
-    let text = text_of(&out);
-    assert!(matches!(out.status.code(), Some(1 | 143)), "{text}");
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let status = status
+        .unwrap_or_else(|_| {
+            panic!("SIGTERM is honoured within --shutdown-grace + 5 s while the store is frozen: {text}")
+        })
+        .unwrap();
+    assert!(matches!(status.code(), Some(1 | 143)), "{text}");
 }
 
 // ---------------------------------------------------------------------------------------------

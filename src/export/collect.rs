@@ -99,7 +99,7 @@ pub(super) async fn collect(
     let location = sink.location();
     let settled = tokio::select! {
         settled = sink.settle() => settled.map_err(RunError::Settle),
-        _ = stop.grace_over(options.shutdown_grace) => Err(RunError::Stalled { location }),
+        _ = stop.store_given_up(options.shutdown_grace) => Err(RunError::Stalled { location }),
     };
     match settled {
         Ok(failures) => lock(&rows).mark_store_failures(failures),
@@ -240,7 +240,7 @@ async fn write_loop(
         // A stopped run does not wait on a destination that stopped answering.
         let recorded = tokio::select! {
             recorded = record(sink, rows, fetched, base.as_deref()) => recorded,
-            _ = stop.grace_over(options.shutdown_grace) => Err(RunError::Stalled { location: location.clone() }),
+            _ = stop.store_given_up(options.shutdown_grace) => Err(RunError::Stalled { location: location.clone() }),
         };
         match recorded {
             Ok(()) => {}

@@ -296,8 +296,12 @@ impl<'a> Limit<'a> {
     ) -> Result<T, SinkError> {
         tokio::select! {
             done = op => done,
-            _ = self.stop.grace_over(self.grace + extra) => Err(SinkError::Store {
-                message: format!("{} did not answer within the shutdown grace period after the stop", self.location),
+            _ = self.stop.store_given_up(self.grace + extra) => Err(SinkError::Store {
+                message: format!(
+                    "{} stopped answering: nothing for {}s after the stop's grace period",
+                    self.location,
+                    stop::STORE_SILENCE.as_secs()
+                ),
                 retryable: true,
             }),
         }
@@ -305,8 +309,8 @@ impl<'a> Limit<'a> {
 }
 
 /// Extra time sealing gets after the grace period, and aborting after that.
-const SEAL_EXTRA: Duration = Duration::from_secs(2);
-const ABORT_EXTRA: Duration = Duration::from_secs(4);
+const SEAL_EXTRA: Duration = Duration::from_secs(1);
+const ABORT_EXTRA: Duration = Duration::from_secs(2);
 
 /// The manifest's fields known from the run's settings (rows come from the row log at sealing).
 fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, base: Option<&base::Base>) -> Manifest {

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+/// How long no store may have answered before a stopped run stops waiting for it.
+pub const STORE_SILENCE: Duration = Duration::from_secs(5);
+
 /// Why a run ended early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopCause {
@@ -61,6 +64,20 @@ impl StopSignal {
     /// Resolves when a stop is requested.
     pub async fn stopped(&self) {
         self.token.cancelled().await
+    }
+
+    /// Resolves once a stop's `grace` is over *and* no store has answered for [`STORE_SILENCE`]:
+    /// when a stopped run stops waiting for its destination. A slow store that keeps answering
+    /// is waited for; a frozen one is not.
+    pub async fn store_given_up(&self, grace: Duration) {
+        self.grace_over(grace).await;
+        loop {
+            let silent = crate::sink::silent_for();
+            if silent >= STORE_SILENCE {
+                return;
+            }
+            tokio::time::sleep((STORE_SILENCE - silent).max(Duration::from_millis(50))).await;
+        }
     }
 
     /// Stops the run with [`StopCause::MaxDuration`] once `limit` has passed.

@@ -31,6 +31,7 @@ async fn write_atomically(path: &Path, bytes: Bytes) -> Result<(), SinkError> {
         let tmp = path.with_extension("partial");
         let written = write_synced(&tmp, &bytes)
             .and_then(|()| std::fs::rename(&tmp, &path).map_err(io_err("rename into place", &path)));
+        super::note_answer();
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -204,7 +205,9 @@ impl Upload for LocalUpload {
         // tokio's file hands a write to the blocking pool and reports its error to a later call:
         // the flush waits for it, so a full disk fails this write, not a later one (or none).
         file.write_all(&bytes).await.map_err(io_err("write", &self.partial))?;
-        file.flush().await.map_err(io_err("write", &self.partial))
+        let flushed = file.flush().await.map_err(io_err("write", &self.partial));
+        super::note_answer();
+        flushed
     }
 
     async fn complete(&mut self) -> Result<(), SinkError> {

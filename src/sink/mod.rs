@@ -217,6 +217,27 @@ impl From<Vec<u8>> for Spooled {
     }
 }
 
+/// When a destination last answered (milliseconds after [`ANSWER_EPOCH`]), over every store of
+/// the process: how a stopped run tells a store that stopped answering from one that is slow.
+static LAST_ANSWER_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ANSWER_EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn since_epoch() -> u64 {
+    let epoch = ANSWER_EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Notes that a store answered a request (any answer, an error too).
+pub fn note_answer() {
+    LAST_ANSWER_MS.store(since_epoch(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long no store has answered.
+pub fn silent_for() -> std::time::Duration {
+    let last = LAST_ANSWER_MS.load(std::sync::atomic::Ordering::Relaxed);
+    std::time::Duration::from_millis(since_epoch().saturating_sub(last))
+}
+
 /// Bytes free for an unprivileged writer on the filesystem holding `dir` (`None` when unknown).
 pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;

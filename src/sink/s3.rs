@@ -28,8 +28,6 @@ use tracing::{info, warn};
 
 use super::{CopySource, RunStore, SinkError, Upload};
 
-mod claim;
-
 /// S3 allows at most this many parts in one multipart upload.
 const MAX_PARTS: i32 = 10_000;
 /// Smallest multipart part S3 accepts (except the last).
@@ -219,7 +217,28 @@ pub async fn build_client(settings: &S3Options) -> Client {
     if settings.checksum_when_required {
         builder = builder.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
     }
-    Client::from_conf(builder.build())
+    Client::from_conf(builder.interceptor(NoteAnswers).build())
+}
+
+/// Notes every answer the store gives ([`super::note_answer`]), so a stopped run can tell a
+/// frozen store from a slow one.
+#[derive(Debug)]
+struct NoteAnswers;
+
+impl aws_sdk_s3::config::Intercept for NoteAnswers {
+    fn name(&self) -> &'static str {
+        "NoteAnswers"
+    }
+
+    fn read_after_transmit(
+        &self,
+        _context: &aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        super::note_answer();
+        Ok(())
+    }
 }
 
 impl S3Store {
@@ -624,3 +643,6 @@ impl Upload for S3Upload {
         }
     }
 }
+
+// After `with_run_options!`, which the claim's request uses too.
+mod claim;

@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, MultipartUpload};
+use aws_sdk_s3::types::{ChecksumAlgorithm, MultipartUpload, ServerSideEncryption, StorageClass};
 use bytes::Bytes;
 use tracing::{info, warn};
 
@@ -26,6 +26,22 @@ const CLAIM_SETTLE: Duration = Duration::from_secs(2);
 enum Created {
     Yes,
     AlreadyThere,
+}
+
+/// Whether `key` is an archive or manifest of a run under `prefix` (`PREFIX/RUN/NAME`).
+fn is_run_object(key: &str, prefix: &str) -> bool {
+    let rest = match prefix {
+        "" => Some(key),
+        p => key.strip_prefix(p).and_then(|r| r.strip_prefix('/')),
+    };
+    match rest.and_then(|r| r.split_once('/')) {
+        Some((run, name)) => {
+            !run.is_empty()
+                && !run.starts_with('.')
+                && matches!(name, crate::sink::ARCHIVE_NAME | crate::sink::MANIFEST_NAME)
+        }
+        None => false,
+    }
 }
 
 impl S3Store {
@@ -80,7 +96,7 @@ impl S3Store {
     /// PutObject with `If-None-Match: *`.
     async fn create(&self, key: &str, body: &str) -> Result<Created, SinkError> {
         let body = Bytes::from(body.to_string());
-        let sent = self
+        let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
@@ -89,9 +105,9 @@ impl S3Store {
             .content_type("application/json")
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(b64_sha256(&body))
-            .body(ByteStream::from(body))
-            .send()
-            .await;
+            .body(ByteStream::from(body));
+        // Encryption and storage class as for the run's objects (a bucket policy may require them).
+        let sent = with_run_options!(req, self).send().await;
         match sent {
             Ok(_) => Ok(Created::Yes),
             Err(e) if matches!(status_of(&e), Some(412 | 409)) => Ok(Created::AlreadyThere),
@@ -179,6 +195,9 @@ impl S3Store {
         let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
             return;
         };
+        if !is_run_object(key, &self.prefix) {
+            return; // not flowvault's: a shared bucket's other uploads are none of its business
+        }
         let age = upload
             .initiated()
             .and_then(|t| SystemTime::try_from(*t).ok())
@@ -219,5 +238,20 @@ impl S3Store {
                 describe(&e)
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_run_object;
+
+    #[test]
+    fn only_a_runs_archive_or_manifest_under_the_prefix_is_swept() {
+        assert!(is_run_object("p/q/20261128T210812Z/flows.tar.gz", "p/q"));
+        assert!(is_run_object("r1/manifest.json", ""));
+        assert!(!is_run_object("p/q/r1/flows/bot/x.json", "p/q"));
+        assert!(!is_run_object("other/r1/flows.tar.gz", "p/q"));
+        assert!(!is_run_object("p/q/.flowvault-claims/flows.tar.gz", "p/q"));
+        assert!(!is_run_object("p/qx/r1/flows.tar.gz", "p/q"));
     }
 }
