@@ -387,7 +387,7 @@ async fn sigterm_while_the_store_is_frozen_is_honoured_within_the_shutdown_grace
     let sim = start_sim(incompressible_org(16, 1_000_000)).await;
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = s3_export(&sim, &s3, &s3.endpoint, &format!("s3://{BUCKET}/term"), "r");
-    cmd.args(["--part-size", "5MiB", "--shutdown-grace", "3s"])
+    cmd.args(["--part-size", "5MiB", "--shutdown-grace", "10s"])
         .stdout(Stdio::null())
         .stderr(log.reopen().unwrap());
     let mut child = cmd.spawn().unwrap();
@@ -395,8 +395,8 @@ async fn sigterm_while_the_store_is_frozen_is_honoured_within_the_shutdown_grace
     let frozen = Frozen::stop(pid);
     tokio::time::sleep(Duration::from_millis(500)).await;
     signal(&child, "TERM");
-    // --shutdown-grace (3 s) + 5 s.
-    let status = tokio::time::timeout(Duration::from_secs(8), child.wait()).await;
+    // --shutdown-grace (10 s) + 5 s.
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
     drop(frozen);
     let text = std::fs::read_to_string(log.path()).unwrap();
     let status = status

@@ -30,7 +30,7 @@ pub enum RunError {
     Seal(SinkError),
     /// The run was stopped and the destination did not answer within the shutdown grace period.
     #[error(
-        "the destination {location} stopped answering after the stop (nothing for 5s past the shutdown grace period); what it had not taken is lost"
+        "the destination {location} stopped answering after the stop (nothing for 10s, past the shutdown grace period); what it had not taken is lost"
     )]
     Stalled {
         /// Where the run was being written.

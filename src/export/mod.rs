@@ -199,7 +199,7 @@ pub async fn run(
     }
     // Every phase's writes settle here, before the manifest is built from the rows.
     let limit = Limit::new(&stop, options.shutdown_grace, sink.location());
-    if let Err(e) = limit.bounded(Duration::ZERO, rows.settle_writes(&mut *sink)).await {
+    if let Err(e) = limit.bounded(rows.settle_writes(&mut *sink)).await {
         error = error.or(Some(RunError::Settle(e)));
     }
     let (totals, mut stored_bytes) = rows.tally();
@@ -276,8 +276,8 @@ async fn confirm_carried(client: &GenesysClient, rows: &mut RowLog, listing: &Li
     }
 }
 
-/// Cuts destination operations off once a stop's grace period is over, so a store that stopped
-/// answering cannot hold a stopped run (sealing gets a little longer than fetching).
+/// Cuts destination operations off once a stop's grace period is over and the store has stopped
+/// answering, so a frozen store cannot hold a stopped run.
 struct Limit<'a> {
     stop: &'a StopSignal,
     grace: Duration,
@@ -289,14 +289,12 @@ impl<'a> Limit<'a> {
         Limit { stop, grace, location }
     }
 
-    async fn bounded<T>(
-        &self,
-        extra: Duration,
-        op: impl std::future::Future<Output = Result<T, SinkError>>,
-    ) -> Result<T, SinkError> {
+    /// Runs `op`, cut once the stop's grace period is over and the store has stopped answering
+    /// (a store that keeps answering is waited for, so what was fetched is sealed).
+    async fn bounded<T>(&self, op: impl std::future::Future<Output = Result<T, SinkError>>) -> Result<T, SinkError> {
         tokio::select! {
             done = op => done,
-            _ = self.stop.store_given_up(self.grace + extra) => Err(SinkError::Store {
+            _ = self.stop.store_given_up(self.grace) => Err(SinkError::Store {
                 message: format!(
                     "{} stopped answering: nothing for {}s after the stop's grace period",
                     self.location,
@@ -307,10 +305,6 @@ impl<'a> Limit<'a> {
         }
     }
 }
-
-/// Extra time sealing gets after the grace period, and aborting after that.
-const SEAL_EXTRA: Duration = Duration::from_secs(1);
-const ABORT_EXTRA: Duration = Duration::from_secs(2);
 
 /// The manifest's fields known from the run's settings (rows come from the row log at sealing).
 fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, base: Option<&base::Base>) -> Manifest {
@@ -399,7 +393,7 @@ async fn seal(
     m.incomplete_reason = ending.reason();
     m.finished_at = manifest::now_rfc3339();
     let sealed = match spool(m, rows) {
-        Ok(spooled) => limit.bounded(SEAL_EXTRA, sink.finish(&spooled)).await,
+        Ok(spooled) => limit.bounded(sink.finish(&spooled)).await,
         Err(e) => Err(e),
     };
     match sealed {
@@ -457,7 +451,7 @@ async fn discard(
     let (totals, stored) = rows.tally();
     m.totals = totals;
     let aborted = match spool(m, rows) {
-        Ok(spooled) => limit.bounded(ABORT_EXTRA, sink.abort(&spooled)).await,
+        Ok(spooled) => limit.bounded(sink.abort(&spooled)).await,
         Err(e) => Err(e),
     };
     if let Err(e) = &aborted {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How long no store may have answered before a stopped run stops waiting for it.
-pub const STORE_SILENCE: Duration = Duration::from_secs(5);
+/// Long enough that a store slowed by load (a busy CI machine, big parts) is not taken for frozen.
+pub const STORE_SILENCE: Duration = Duration::from_secs(10);
 
 /// Why a run ended early.
 #[derive(Debug, Clone, PartialEq, Eq)]

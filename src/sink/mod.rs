@@ -512,6 +512,17 @@ pub async fn open(
     Ok(with_format(store, format, in_flight))
 }
 
+/// Checks `destination` as [`open`] does (writable, the run id free) without claiming the run id
+/// or writing anything (`plan`); returns where the run would go.
+pub async fn check(destination: &Destination, run_id: &str, s3_options: &s3::S3Options) -> Result<String, SinkError> {
+    match destination {
+        Destination::Local(root) => Ok(local::LocalStore::open(root, run_id).await?.location()),
+        Destination::S3 { bucket, prefix } => {
+            Ok(s3::S3Store::open(bucket, prefix, run_id, s3_options).await?.location())
+        }
+    }
+}
+
 /// The sink for `format` over an already checked store.
 pub fn with_format(store: Arc<dyn RunStore>, format: Format, in_flight: usize) -> Box<dyn Sink> {
     match format {
