@@ -13,8 +13,8 @@ use crate::sink;
 
 /// Prints the plan; the exit code.
 pub async fn run(settings: &ExportSettings) -> i32 {
-    let destination = match sink::open(&settings.destination, &settings.run_id, settings.format, &settings.s3).await {
-        Ok(s) => format!("{} is usable ({})", s.location(), settings.format),
+    let destination = match sink::check(&settings.destination, &settings.run_id, &settings.s3).await {
+        Ok(location) => format!("{location} is usable ({})", settings.format),
         Err(e) => return super::fail("plan", format!("destination check failed: {e}"), exit::FATAL),
     };
     let client = match GenesysClient::connect(settings.client.clone()) {
