@@ -78,7 +78,7 @@ pub fn estimate(c: &OrgCensus, content: ContentMode, yaml_batch: Option<usize>, 
         requests,
         seconds_at_rate: rate
             .filter(|r| *r > 0.0)
-            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::WINDOW_HEADROOM)),
+            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::HEADROOM)),
     }
 }
 
