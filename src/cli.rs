@@ -377,6 +377,14 @@ pub struct SimArgs {
     /// Publishes end in FAILURE with this error code.
     #[arg(long, value_name = "CODE")]
     pub fail_publish: Option<String>,
+    /// Hold the org's queues, data actions, prompts, data tables, users, outcomes and milestones
+    /// under new ids (same names), as an org rebuilt from scratch does.
+    #[arg(long)]
+    pub rebuilt_objects: bool,
+    /// Leave this object out of the org, e.g. `queue:Sales` (repeatable): publishing a flow that
+    /// references it fails with missing dependencies.
+    #[arg(long, value_name = "KIND:NAME")]
+    pub drop_object: Vec<String>,
 }
 
 /// Flags of `flowvault demo`.

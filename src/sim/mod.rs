@@ -6,8 +6,11 @@
 //!
 //! It serves the login host and the API host on one address. `GET /sim/stats` reports request counts.
 
+mod configuration;
 pub mod data;
+mod dependencies;
 mod export_jobs;
+pub mod objects;
 mod org_views;
 mod write;
 
@@ -31,8 +34,10 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use data::{AWKWARD_NAMES, ConfigSource, FLOW_TYPES, SimFlow, generate_org};
+pub use data::{AWKWARD_NAMES, ConfigSource, FLOW_TYPES, FlowRef, SimFlow, generate_org};
+pub use dependencies::MISSING_DEPENDENCIES;
 pub use export_jobs::archy_yaml;
+pub use objects::{ObjectKind, SimObject, SimObjects};
 pub use org_views::default_organization;
 
 /// What to do with a `pageSize` above the maximum (the real API's behaviour is unconfirmed).
@@ -172,6 +177,10 @@ pub struct SimConfig {
     pub fail_checkin: Option<String>,
     /// Publishes end in FAILURE with this error code.
     pub fail_publish: Option<String>,
+    /// The org's non-flow objects (queues, data actions, prompts, data tables, users, outcomes,
+    /// milestones); [`SimObjects::rebuilt`] holds them under new ids, [`SimObjects::without`]
+    /// drops one. Publishing a flow that references an id not here fails.
+    pub objects: SimObjects,
 }
 
 impl SimConfig {
@@ -216,6 +225,7 @@ impl SimConfig {
             operation_delay: Duration::from_millis(100),
             fail_checkin: None,
             fail_publish: None,
+            objects: SimObjects::standard(),
         }
     }
 }
@@ -421,6 +431,7 @@ impl SimServer {
                 get(version_configuration),
             )
             .route("/sim/stats", get(stats))
+            .merge(objects::routes())
             .fallback(not_found)
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -237,7 +237,7 @@ fn operation(s: Arc<SimState>, id: &str, action: &'static str, version: Option<S
         tokio::time::sleep(delay).await;
         let failure = match action {
             "CHECKIN" => s.config.fail_checkin.clone(),
-            _ => s.config.fail_publish.clone(),
+            _ => (s.config.fail_publish.clone()).or_else(|| super::dependencies::publish_problem(&s, &flow_id)),
         };
         let mut org = s.org();
         let Some(i) = org.by_id.get(&flow_id).copied() else {
