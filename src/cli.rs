@@ -217,9 +217,10 @@ pub struct RestoreArgs {
     /// Restore every exported flow of the run.
     #[arg(long)]
     pub all: bool,
-    /// Which configuration to restore: the published one where archived (default), or the latest draft.
-    #[arg(long, value_parser = ["published", "latest"])]
-    pub content: Option<String>,
+    /// Which configuration to restore: the published one where archived (default), the latest
+    /// draft, or both (the published one, then the archived draft saved over it unpublished).
+    #[arg(long, value_enum, default_value_t = RestoreContent::Published)]
+    pub content: RestoreContent,
     /// Write to the org; without it only the plan is printed and nothing is written.
     #[arg(long)]
     pub apply: bool,
@@ -235,14 +236,28 @@ pub struct RestoreArgs {
     /// Where to write the restore report (default: beside a local run, else the current directory).
     #[arg(long, value_name = "PATH")]
     pub report: Option<std::path::PathBuf>,
-    /// `text` lines, or the report as JSON on stdout.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    pub output: String,
+    /// Print the report as JSON on stdout instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Older spelling of --json (`--output json`).
+    #[arg(long, hide = true, value_parser = ["text", "json"])]
+    pub output: Option<String>,
     /// How long a check-in or publish may run before the flow is reported failed.
     #[arg(long, default_value = "5m")]
     pub operation_timeout: String,
     #[command(flatten)]
     pub settings: SettingArgs<RestoreSettingList>,
+}
+
+/// `restore --content`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreContent {
+    /// The published configuration where archived, else the latest.
+    Published,
+    /// The latest saved configuration (the draft).
+    Latest,
+    /// The published configuration, then the archived draft over it (unpublished).
+    Both,
 }
 
 /// Flags of `flowvault diff`.
@@ -385,6 +400,25 @@ pub struct SimArgs {
     /// references it fails with missing dependencies.
     #[arg(long, value_name = "KIND:NAME")]
     pub drop_object: Vec<String>,
+    /// A write that happens and then answers badly, spent once: STEP:ANSWER with STEP create,
+    /// save, checkin or publish and ANSWER 500, timeout or no-id; repeatable.
+    #[arg(long = "write-fault", value_name = "STEP:ANSWER")]
+    pub write_faults: Vec<String>,
+    /// Saves are refused (400) with this error code.
+    #[arg(long, value_name = "CODE")]
+    pub refuse_save: Option<String>,
+    /// Publishes end in SUCCESS without moving publishedVersion.
+    #[arg(long)]
+    pub publish_without_version: bool,
+    /// A VALIDATE operation replaces a completed check-in or publish in currentOperation.
+    #[arg(long)]
+    pub validate_after_operation: bool,
+    /// GET /api/v2/organizations/me answers this status (403, 503) instead of the org.
+    #[arg(long, value_name = "STATUS")]
+    pub organization_status: Option<u16>,
+    /// The client lacks architect:flow:unlock: unlocking answers 403.
+    #[arg(long)]
+    pub deny_unlock: bool,
 }
 
 /// Flags of `flowvault demo`.

@@ -296,11 +296,17 @@ fn unsafe_member(name: &str, kind: tar::EntryType) -> Option<String> {
     if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
         return Some(format!("not a regular file (tar type {:?})", kind));
     }
-    if name.starts_with('/') || name.contains('\\') || name.split('/').any(|s| s == ".." || s.is_empty()) {
-        return Some("unsafe member name (absolute, `..`, `\\` or an empty segment)".into());
+    path_outside_run(name).map(|why| format!("unsafe member name ({why})"))
+}
+
+/// Why a path (a tar member, or a document the manifest names) is not safely inside the run,
+/// if it is not: absolute, `..`, `\\`, an empty segment or control characters.
+pub fn path_outside_run(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') || path.contains('\\') || path.split('/').any(|s| s == ".." || s.is_empty()) {
+        return Some("absolute, `..`, `\\` or an empty segment");
     }
-    if name.chars().any(char::is_control) {
-        return Some("unsafe member name (control characters)".into());
+    if path.chars().any(char::is_control) {
+        return Some("control characters");
     }
     None
 }
@@ -318,6 +324,11 @@ fn compare(manifest: &Manifest, stored: &BTreeMap<String, Seen>, report: &mut Ve
         }
         for doc in &row.documents {
             named.insert(doc.path.as_str());
+            if let Some(why) = path_outside_run(&doc.path) {
+                let problem = format!("the manifest names a path outside the run ({why}); it is not read");
+                report.problems.push(Problem::at(&doc.path, problem));
+                continue;
+            }
             match stored.get(&doc.path) {
                 None => report.problems.push(Problem::of(row, doc, "the document is missing")),
                 Some(seen) => check(row, doc, seen, report),

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use super::exit;
 use super::verify::latest_of;
 use crate::archive;
-use crate::cli::RestoreArgs;
+use crate::cli::{RestoreArgs, RestoreContent};
+use crate::export::{StopCause, StopSignal};
 use crate::genesys::GenesysClient;
-use crate::manifest::Content;
-use crate::restore::{self, RestoreError, RestoreOptions, RestoreReport, Selection};
+use crate::restore::{self, ContentChoice, FlowOutcome, RestoreError, RestoreOptions, RestoreReport, Selection};
 use crate::settings::{ConnectionSettings, parse_duration, process_env, read_options};
 use crate::sink::Destination;
 
@@ -28,12 +28,30 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
     }
     Ok(RestoreOptions {
         selection,
-        content: (args.content.as_deref() == Some("latest")).then_some(Content::Latest),
+        content: match args.content {
+            RestoreContent::Published => ContentChoice::Published,
+            RestoreContent::Latest => ContentChoice::Latest,
+            RestoreContent::Both => ContentChoice::Both,
+        },
         publish: args.publish,
         force_unlock: args.force_unlock,
         to_other_org: args.to_other_org,
         operation_timeout: parse_duration(&args.operation_timeout, "--operation-timeout").map_err(|e| e.to_string())?,
+        concurrency: 1,
     })
+}
+
+/// The exit code of a restore that could not be planned.
+fn plan_failure(e: RestoreError) -> i32 {
+    let code = match &e {
+        RestoreError::OtherOrg { .. }
+        | RestoreError::NothingSelected
+        | RestoreError::NoSuchFlow(_)
+        | RestoreError::OrgUnknown { .. } => exit::USAGE,
+        RestoreError::Unverified { .. } => exit::INCOMPLETE,
+        _ => exit::FATAL,
+    };
+    super::fail("restore", e, code)
 }
 
 /// Plans (and with `--apply` runs) the restore; the exit code.
@@ -43,9 +61,18 @@ pub async fn run(args: &RestoreArgs) -> i32 {
         ConnectionSettings::resolve(&args.settings.flags, &process_env).map_err(|e| e.to_string()),
         read_options(&args.settings.flags, &process_env).map_err(|e| e.to_string()),
     ) {
-        (Ok(o), Ok(c), Ok(s)) => (o, c, s),
+        (Ok(o), Ok(c), Ok(s)) => (
+            RestoreOptions {
+                concurrency: c.client.concurrency.max(1),
+                ..o
+            },
+            c,
+            s,
+        ),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return super::fail("restore", e, exit::USAGE),
     };
+    let stop = StopSignal::default();
+    watch_signals(&stop);
     let run = match archive::locate(&args.run.run, latest_of(&args.run), &store).await {
         Ok(r) => r,
         Err(e) => return super::fail("restore", e, exit::FATAL),
@@ -63,28 +90,64 @@ pub async fn run(args: &RestoreArgs) -> i32 {
     }
     let mut report = match restore::plan(&client, &run, &manifest, &options).await {
         Ok(r) => r,
-        Err(e @ (RestoreError::OtherOrg { .. } | RestoreError::NothingSelected)) => {
-            return super::fail("restore", e, exit::USAGE);
-        }
-        Err(e) => return super::fail("restore", e, exit::FATAL),
+        Err(e) => return plan_failure(e),
     };
-    let json = args.output == "json";
+    let json = args.json || args.output.as_deref() == Some("json");
     if !json {
         print_plan(&report, args.apply);
     }
     let mut fatal = None;
     if args.apply
-        && let Err(e) = restore::apply(&client, &mut report, &options).await
+        && let Err(e) = restore::apply(&client, &mut report, &options, &stop).await
     {
         fatal = Some(e);
     }
-    let path = report_path(args, &run.location, &run.run_id);
-    let written = std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default());
+    let written = write_report(args, &run.location, &run.run_id, &report);
     if json {
-        let _ = super::print_json(&report);
+        if let Err(e) = super::print_json(&report) {
+            eprintln!("flowvault restore: could not print the report: {e}");
+        }
     } else if args.apply {
         print_outcomes(&report);
     }
+    if let Some(e) = fatal {
+        return super::fail("restore", e, exit::FATAL);
+    }
+    match (stop.cause(), args.apply, report.all_good() && written) {
+        (Some(StopCause::Signal(2)), true, _) => exit::SIGINT,
+        (Some(StopCause::Signal(n)), true, _) => 128 + n,
+        (_, false, _) => exit::COMPLETE,
+        (_, true, true) => exit::COMPLETE,
+        _ => exit::INCOMPLETE,
+    }
+}
+
+/// Turns SIGINT and SIGTERM into a stop: the flow in hand is finished or its lock given back,
+/// and the report is still written.
+fn watch_signals(stop: &StopSignal) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        for (kind, n) in [(SignalKind::interrupt(), 2), (SignalKind::terminate(), 15)] {
+            if let Ok(mut s) = signal(kind) {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    if s.recv().await.is_some() {
+                        eprintln!("flowvault restore: signal {n}: finishing the flow in hand, then writing the report");
+                        stop.stop(StopCause::Signal(n));
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Writes the report; true when it was written.
+fn write_report(args: &RestoreArgs, location: &str, run_id: &str, report: &RestoreReport) -> bool {
+    let path = report_path(args, location, run_id);
+    let written = serde_json::to_vec_pretty(report)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&path, bytes));
     match &written {
         Ok(()) => eprintln!("flowvault restore: report written to {}", path.display()),
         Err(e) => eprintln!(
@@ -92,14 +155,7 @@ pub async fn run(args: &RestoreArgs) -> i32 {
             path.display()
         ),
     }
-    if let Some(e) = fatal {
-        return super::fail("restore", e, exit::FATAL);
-    }
-    match (args.apply, report.all_good()) {
-        (false, _) => exit::COMPLETE,
-        (true, true) if written.is_ok() => exit::COMPLETE,
-        _ => exit::INCOMPLETE,
-    }
+    written.is_ok()
 }
 
 /// `--report`, or beside a local run (`DEST/RUN-restore-STAMP.json`), or the current directory.
@@ -128,13 +184,19 @@ fn org_line(report: &RestoreReport) -> String {
     )
 }
 
-fn print_plan(report: &RestoreReport, apply: bool) {
+/// Prints `text` on stdout; a closed stdout is said on stderr.
+fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "restore plan for {}: {}", report.run, org_line(report));
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        eprintln!("flowvault restore: could not print to stdout: {e}");
+    }
+}
+
+fn print_plan(report: &RestoreReport, apply: bool) {
+    let mut text = format!("restore plan for {}: {}\n", report.run, org_line(report));
     for f in &report.flows {
-        let _ = writeln!(
-            out,
-            "{:<9} {} {} {:?} [{} {}]{}",
+        text.push_str(&format!(
+            "{:<9} {} {} {:?} [{} {}]{}\n",
             f.action.as_str(),
             f.id,
             f.flow_type,
@@ -142,26 +204,32 @@ fn print_plan(report: &RestoreReport, apply: bool) {
             f.content.as_str(),
             f.archived_version.as_deref().unwrap_or("-"),
             f.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-        );
+        ));
+        if let Some(drift) = &f.drift {
+            text.push_str(&format!("          drift: {drift}\n"));
+        }
         for d in &f.dependencies {
-            let _ = writeln!(out, "          needs {d}");
+            text.push_str(&format!("          needs {d}\n"));
+        }
+        for p in &f.repointed {
+            text.push_str(&format!("          re-point {}\n", p.describe()));
         }
     }
-    if !apply {
-        let _ = writeln!(
-            out,
-            "nothing was written; run again with --apply (and --publish to publish) to restore"
-        );
+    if let Some(expected) = &report.expected {
+        text.push_str(&format!("{expected}\n"));
     }
+    if !apply {
+        text.push_str("nothing was written; run again with --apply (and --publish to publish) to restore\n");
+    }
+    emit(&text);
 }
 
 fn print_outcomes(report: &RestoreReport) {
-    let mut out = std::io::stdout().lock();
-    for f in report.flows.iter().filter(|f| f.outcome != "unchanged") {
-        let _ = writeln!(
-            out,
-            "{:<9} {} {:?}{}{}",
-            f.outcome,
+    let mut text = String::new();
+    for f in report.flows.iter().filter(|f| f.outcome != FlowOutcome::Unchanged) {
+        text.push_str(&format!(
+            "{:<13} {} {:?}{}{}\n",
+            f.outcome.as_str(),
             f.id,
             f.name,
             f.new_id
@@ -169,15 +237,27 @@ fn print_outcomes(report: &RestoreReport) {
                 .map(|n| format!(" → new id {n}"))
                 .unwrap_or_default(),
             f.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-        );
+        ));
+        for p in f.repointed.iter().filter(|p| p.places > 0) {
+            text.push_str(&format!("              re-pointed {}\n", p.describe()));
+        }
+        for note in &f.notes {
+            text.push_str(&format!("              {note}\n"));
+        }
     }
-    let count = |o: &str| report.flows.iter().filter(|f| f.outcome == o).count();
-    let _ = writeln!(
-        out,
-        "restored: {} done, {} unchanged, {} failed, {} in conflict",
-        count("done"),
-        count("unchanged"),
-        count("failed"),
-        count("conflict")
-    );
+    if let Some(why) = &report.interrupted {
+        text.push_str(&format!(
+            "interrupted ({why}): flows after the one in hand were not attempted\n"
+        ));
+    }
+    text.push_str(&format!(
+        "restored: {} done, {} unchanged, {} failed, {} in conflict, {} refused, {} not attempted\n",
+        report.count(FlowOutcome::Done),
+        report.count(FlowOutcome::Unchanged),
+        report.count(FlowOutcome::Failed),
+        report.count(FlowOutcome::Conflict),
+        report.count(FlowOutcome::Refused),
+        report.count(FlowOutcome::NotAttempted)
+    ));
+    emit(&text);
 }

@@ -74,7 +74,23 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     config.forbidden = forbidden;
     apply_listing_knobs(&mut config, args);
     config.objects = sim_objects(args)?;
+    apply_write_knobs(&mut config, args)?;
     Ok(config)
+}
+
+/// The knobs that make the write side as hard as Genesys.
+fn apply_write_knobs(config: &mut SimConfig, args: &SimArgs) -> Result<(), ConfigError> {
+    config.write_faults = args
+        .write_faults
+        .iter()
+        .map(|f| f.parse().map_err(|e: String| ConfigError(format!("--write-fault {e}"))))
+        .collect::<Result<_, _>>()?;
+    config.refuse_save = args.refuse_save.clone();
+    config.publish_without_version = args.publish_without_version;
+    config.validate_after_operation = args.validate_after_operation;
+    config.organization_status = args.organization_status;
+    config.unlock_denied = args.deny_unlock;
+    Ok(())
 }
 
 /// The org's non-flow objects: `--rebuilt-objects` under new ids, minus each `--drop-object`.

@@ -63,6 +63,10 @@ pub enum ApiError {
     /// The HTTP client could not be built.
     #[error("could not set up the HTTP client: {0}")]
     Setup(String),
+    /// A write got no clear answer (5xx, timeout, reset): it may or may not have happened, so it
+    /// is not resent; the caller reads the state back.
+    #[error("no clear answer to the write at {url} ({reason}); it may have happened")]
+    OutcomeUnknown { url: String, reason: String },
 }
 
 fn correlation(id: &Option<String>) -> String {
@@ -340,6 +344,43 @@ impl GenesysClient {
     /// POST a body that is already JSON (a configuration exactly as archived), or none.
     pub async fn post_raw(&self, url: Url, body: Option<Bytes>) -> Result<Fetched, ApiError> {
         self.send_json(reqwest::Method::POST, url, body).await
+    }
+
+    /// POSTs a write that is not idempotent: resent only when it certainly did not happen (429,
+    /// a refused token); a 5xx, timeout or reset ends in [`ApiError::OutcomeUnknown`].
+    pub async fn post_once(&self, url: Url, body: Option<Bytes>) -> Result<Fetched, ApiError> {
+        let pace = LimiterPace(&self.limiter);
+        let (url_ref, body_ref) = (&url, &body);
+        let result = self
+            .retrier
+            .run(url.as_str(), &pace, move || async move {
+                let token = match self.tokens.token().await {
+                    Ok(t) => t,
+                    Err(e) => return Attempt::Fatal(ApiError::Auth(e)),
+                };
+                let sent_at = Instant::now();
+                let answer = self.attempt(&reqwest::Method::POST, url_ref, body_ref, &token).await;
+                match self.after_answer(answer, &token, sent_at).await {
+                    Attempt::Transient { reason, .. } => Attempt::Fatal(ApiError::OutcomeUnknown {
+                        url: url_ref.to_string(),
+                        reason,
+                    }),
+                    other => other,
+                }
+            })
+            .await;
+        match result {
+            Ok(s) => Ok(Fetched {
+                body: s.value,
+                attempts: s.attempts,
+            }),
+            Err(GaveUp::Fatal(e)) => Err(e),
+            Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
+                url: url.to_string(),
+                attempts,
+                last,
+            }),
+        }
     }
 
     /// Sends one API request until it is answered or the retry policy gives up. The token is

@@ -63,7 +63,11 @@ impl GenesysClient {
                 attempts: fetched.attempts,
                 last: format!("the response is not a {kind} listing ({e})"),
             })?;
-            let rows = body.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
+            let rows = body
+                .get("entities")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let served = rows.len() as u64;
             out.extend(rows.iter().filter_map(|r| {
                 Some(NamedObject {
@@ -71,7 +75,11 @@ impl GenesysClient {
                     name: r.get("name")?.as_str()?.to_string(),
                 })
             }));
-            let size = body.get("pageSize").and_then(Value::as_u64).unwrap_or(PAGE_SIZE).min(PAGE_SIZE);
+            let size = body
+                .get("pageSize")
+                .and_then(Value::as_u64)
+                .unwrap_or(PAGE_SIZE)
+                .min(PAGE_SIZE);
             if served == 0 || served < size {
                 break;
             }
@@ -86,7 +94,14 @@ mod tests {
 
     #[test]
     fn the_kinds_a_rebuilt_org_can_be_searched_for_are_listable() {
-        for kind in ["queue", "dataAction", "userPrompt", "dataTable", "user", "flowMilestone"] {
+        for kind in [
+            "queue",
+            "dataAction",
+            "userPrompt",
+            "dataTable",
+            "user",
+            "flowMilestone",
+        ] {
             assert!(is_listable(kind), "{kind}");
         }
         assert!(!is_listable("ttsEngine"));

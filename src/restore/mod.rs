@@ -8,19 +8,23 @@
 //! client, limiter and retry rules as `export`, following the asynchronous operations.
 
 mod apply;
+mod drive;
+mod load;
+pub mod order;
 mod plan;
+pub mod remap;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
 
-pub use apply::apply;
+pub use apply::{apply, restore_flow};
 pub use plan::plan;
 
-use crate::archive::{ReadError, RunHandle, each_member};
+use crate::archive::ReadError;
 use crate::genesys::{ApiError, Organization};
-use crate::manifest::{Content, Document, FlowRecord, Manifest, Outcome};
+use crate::manifest::{Content, FlowRecord};
 
 /// Which flows to restore.
 #[derive(Debug, Clone, Default)]
@@ -79,22 +83,48 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// Which configuration a restore puts back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentChoice {
+    /// The published configuration where the archive holds one, else the latest.
+    #[default]
+    Published,
+    /// The latest saved configuration (the draft).
+    Latest,
+    /// The published one (published again with `--publish`), then the archived draft over it
+    /// where the archive holds a newer one.
+    Both,
+}
+
+impl ContentChoice {
+    /// The word in settings and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentChoice::Published => "published",
+            ContentChoice::Latest => "latest",
+            ContentChoice::Both => "both",
+        }
+    }
+}
+
 /// How a restore runs.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// Which flows.
     pub selection: Selection,
-    /// `Some(Latest)` restores the saved draft; `None` the published configuration where the
-    /// archive holds one, else the latest.
-    pub content: Option<Content>,
-    /// Publish after checking in.
+    /// Which configuration.
+    pub content: ContentChoice,
+    /// Publish after checking in (flows the archive holds as published only).
     pub publish: bool,
     /// Unlock flows locked by someone else.
     pub force_unlock: bool,
-    /// The target org may differ from the archive's.
+    /// The target org may differ from the archive's, or be unknown.
     pub to_other_org: bool,
     /// How long an operation may run.
     pub operation_timeout: Duration,
+    /// Flows written at once within a dependency level (`--concurrency`).
+    pub concurrency: usize,
 }
 
 /// What the plan does with a flow.
@@ -109,6 +139,8 @@ pub enum Action {
     Create,
     /// It cannot be restored as things are; `reason` says why.
     Conflict,
+    /// Its archived document does not verify: nothing of it is read or written.
+    Refused,
 }
 
 impl Action {
@@ -119,6 +151,48 @@ impl Action {
             Action::Update => "update",
             Action::Create => "create",
             Action::Conflict => "conflict",
+            Action::Refused => "refused",
+        }
+    }
+}
+
+/// What happened to a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FlowOutcome {
+    /// Planned, not applied (a plan without `--apply`).
+    #[serde(rename = "planned")]
+    Planned,
+    /// The org already held it.
+    #[serde(rename = "unchanged")]
+    Unchanged,
+    /// Restored: the versions afterwards show it.
+    #[serde(rename = "done")]
+    Done,
+    /// A step failed; `error` says which and why.
+    #[serde(rename = "failed")]
+    Failed,
+    /// Left alone: `reason` says why.
+    #[serde(rename = "conflict")]
+    Conflict,
+    /// Its document does not verify.
+    #[serde(rename = "refused")]
+    Refused,
+    /// The restore was interrupted before this flow was written (or its lock was given back).
+    #[serde(rename = "not attempted")]
+    NotAttempted,
+}
+
+impl FlowOutcome {
+    /// The word in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowOutcome::Planned => "planned",
+            FlowOutcome::Unchanged => "unchanged",
+            FlowOutcome::Done => "done",
+            FlowOutcome::Failed => "failed",
+            FlowOutcome::Conflict => "conflict",
+            FlowOutcome::Refused => "refused",
+            FlowOutcome::NotAttempted => "not attempted",
         }
     }
 }
@@ -128,6 +202,9 @@ impl Action {
 pub struct Versions {
     /// `savedVersion.id`.
     pub saved: Option<String>,
+    /// `checkedInVersion.id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_in: Option<String>,
     /// `publishedVersion.id`.
     pub published: Option<String>,
 }
@@ -143,6 +220,7 @@ impl Versions {
         };
         Versions {
             saved: id("savedVersion"),
+            checked_in: id("checkedInVersion"),
             published: id("publishedVersion"),
         }
     }
@@ -162,38 +240,62 @@ pub struct FlowRestore {
     pub content: Content,
     /// The archived version it holds.
     pub archived_version: Option<String>,
+    /// Whether the archive holds the flow as published (a never-published flow is never
+    /// published by a restore).
+    pub archived_published: bool,
     /// The planned action.
     pub action: Action,
     /// Why (conflicts), or what to know (a re-created flow gets a new id).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the org holds that the archive does not and this restore leaves alone (a newer draft).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
     /// What the configuration depends on (from its inline `manifest`), shown for another org.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<String>,
     /// The org's versions before.
     pub versions_before: Versions,
-    /// The org's versions after (applied).
+    /// The org's versions after (applied): read back whatever happened.
     pub versions_after: Option<Versions>,
     /// The id of the flow created for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_id: Option<String>,
-    /// `planned`, `unchanged`, `done`, `failed` or `conflict`.
-    pub outcome: String,
+    /// What happened.
+    pub outcome: FlowOutcome,
     /// Why it failed, with the API's error code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// True when flowvault took the flow's lock and could not give it back.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub left_locked: bool,
+    /// What else to know (a step skipped and why).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Whether the flow is locked by someone else (kept for `apply`).
     #[serde(skip)]
     pub locked_by_other: bool,
     /// The configuration to save, exactly as archived.
     #[serde(skip)]
     pub configuration: Bytes,
+    /// With `--content both`: the archived draft saved (not published) after it.
+    #[serde(skip)]
+    pub draft: Option<Bytes>,
+    /// Whether `--publish` may publish `configuration` (archived as published, and not a draft).
+    #[serde(skip)]
+    pub publishable: bool,
     /// Its division id and description in the archive (for a re-created flow).
     #[serde(skip)]
     pub division_id: Option<String>,
     /// The archived description.
     #[serde(skip)]
     pub description: String,
+    /// References re-pointed to the target org's ids (manifest and actions), as planned and done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repointed: Vec<remap::Repointed>,
+    /// What the configuration's `manifest` references.
+    #[serde(skip)]
+    pub references: Vec<remap::Reference>,
 }
 
 /// The whole restore, as `restore.json` records it.
@@ -209,16 +311,32 @@ pub struct RestoreReport {
     pub applied: bool,
     /// Whether flows were published.
     pub published: bool,
+    /// Set when a signal stopped the restore: the flows after the one in hand are `not attempted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// One entry per selected flow.
     pub flows: Vec<FlowRestore>,
+    /// What applying is expected to cost: requests and seconds at the client's rate limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<drive::Expected>,
 }
 
 impl RestoreReport {
     /// True when every flow is done or unchanged (or, for a plan, nothing is in conflict).
     pub fn all_good(&self) -> bool {
-        self.flows
-            .iter()
-            .all(|f| matches!(f.outcome.as_str(), "done" | "unchanged" | "planned"))
+        self.interrupted.is_none()
+            && self.flows.iter().all(|f| {
+                !f.left_locked
+                    && matches!(
+                        f.outcome,
+                        FlowOutcome::Done | FlowOutcome::Unchanged | FlowOutcome::Planned
+                    )
+            })
+    }
+
+    /// How many flows ended with `outcome`.
+    pub fn count(&self, outcome: FlowOutcome) -> usize {
+        self.flows.iter().filter(|f| f.outcome == outcome).count()
     }
 }
 
@@ -228,103 +346,31 @@ pub enum RestoreError {
     /// The run cannot be read.
     #[error(transparent)]
     Read(#[from] ReadError),
-    /// A selected document does not match the manifest.
+    /// The run does not verify as a whole: nothing of it is read.
     #[error(
-        "flow {id} ({name:?}): {path} does not verify against the manifest ({why}); nothing was written — run `flowvault verify` on the run"
+        "{location} does not verify, so nothing was read from it and nothing was written: {}; run `flowvault verify` on it",
+        .problems.join("; ")
     )]
-    Corrupt {
-        id: String,
-        name: String,
-        path: String,
-        why: String,
-    },
+    Unverified { location: String, problems: Vec<String> },
     /// Nothing matched the selection.
     #[error("no exported flow of the run matches the selection (--flow, --name, --type or --all)")]
     NothingSelected,
+    /// `--flow` ids the run does not hold as exported.
+    #[error("the run holds no exported flow with id {}: check the ids (`flowvault diff` or the manifest lists them)", .0.join(", "))]
+    NoSuchFlow(Vec<String>),
     /// The target org is not the archive's.
     #[error(
         "the archive is from org {archive} but the credentials are for org {target}; pass --to-other-org to restore into another org"
     )]
     OtherOrg { archive: String, target: String },
+    /// The archive's or the target's org is unknown: writing could hit the wrong org.
+    #[error(
+        "{what}, so it cannot be told whether this is the archive's org; nothing was written — pass --to-other-org if you are sure"
+    )]
+    OrgUnknown { what: String },
     /// The org cannot be read.
     #[error(transparent)]
     Api(#[from] ApiError),
-}
-
-/// The document a row restores for `content`.
-fn document_for(row: &FlowRecord, content: Option<Content>) -> Option<(Content, &Document)> {
-    match content {
-        Some(Content::Latest) => row.document(Content::Latest).map(|d| (Content::Latest, d)),
-        _ => row
-            .document(Content::Published)
-            .map(|d| (Content::Published, d))
-            .or_else(|| row.document(Content::Latest).map(|d| (Content::Latest, d))),
-    }
-}
-
-/// A selected flow with its verified document.
-pub(crate) struct Loaded<'a> {
-    row: &'a FlowRecord,
-    content: Content,
-    doc: &'a Document,
-    body: Bytes,
-}
-
-/// Reads and verifies the selected flows' documents (one pass over an archive).
-pub(crate) async fn load<'a>(
-    run: &RunHandle,
-    manifest: &'a Manifest,
-    options: &RestoreOptions,
-) -> Result<Vec<Loaded<'a>>, RestoreError> {
-    let chosen: Vec<(&FlowRecord, Content, &Document)> = manifest
-        .flows
-        .iter()
-        .filter(|r| r.outcome == Outcome::Exported && options.selection.selects(r))
-        .filter_map(|r| document_for(r, options.content).map(|(c, d)| (r, c, d)))
-        .collect();
-    if chosen.is_empty() {
-        return Err(RestoreError::NothingSelected);
-    }
-    let mut bodies: std::collections::HashMap<String, Bytes> = std::collections::HashMap::new();
-    if run.has_archive {
-        let wanted: std::collections::HashSet<String> = chosen.iter().map(|(_, _, d)| d.path.clone()).collect();
-        for (name, body) in each_member(
-            run,
-            move |name| wanted.contains(name),
-            |name, body| Some((name.to_string(), body.to_vec())),
-        )
-        .await?
-        {
-            bodies.insert(name, Bytes::from(body));
-        }
-    } else {
-        for (_, _, d) in &chosen {
-            if let Some(b) = run.reader.read(&run.name(&d.path)).await.map_err(ReadError::from)? {
-                bodies.insert(d.path.clone(), b);
-            }
-        }
-    }
-    let mut loaded = Vec::with_capacity(chosen.len());
-    for (row, content, doc) in chosen {
-        let corrupt = |why: String| RestoreError::Corrupt {
-            id: row.id.clone(),
-            name: row.name.clone(),
-            path: doc.path.clone(),
-            why,
-        };
-        let body = bodies.remove(&doc.path).ok_or_else(|| corrupt("missing".into()))?;
-        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-        if sha != doc.sha256 || body.len() as u64 != doc.bytes {
-            return Err(corrupt(format!("SHA-256 {sha}, expected {}", doc.sha256)));
-        }
-        loaded.push(Loaded {
-            row,
-            content,
-            doc,
-            body,
-        });
-    }
-    Ok(loaded)
 }
 
 /// The `configuration` member of a stored document, byte for byte, and the archived flow row.

@@ -3,10 +3,14 @@
 use serde_json::Value;
 use tracing::info;
 
-use super::{Action, FlowRestore, Loaded, RestoreError, RestoreOptions, RestoreReport, Versions, load, split_document};
+use super::load::{Loaded, Refused, load};
+use super::{
+    Action, ContentChoice, FlowOutcome, FlowRestore, RestoreError, RestoreOptions, RestoreReport, Versions,
+    split_document,
+};
 use crate::archive::RunHandle;
-use crate::genesys::write::name_problem;
-use crate::genesys::{ApiError, GenesysClient};
+use crate::genesys::write::{FlowState, name_problem};
+use crate::genesys::{ApiError, GenesysClient, Organization};
 use crate::manifest::{Content, Manifest};
 
 /// The largest configuration the API accepts in a save.
@@ -19,25 +23,20 @@ pub async fn plan(
     manifest: &Manifest,
     options: &RestoreOptions,
 ) -> Result<RestoreReport, RestoreError> {
-    let loaded = load(run, manifest, options).await?;
-    let target = client.organization().await.ok();
-    let other_org = match (&manifest.organization, &target) {
-        (Some(a), Some(t)) if a.id != t.id => {
-            if !options.to_other_org {
-                return Err(RestoreError::OtherOrg {
-                    archive: a.describe(),
-                    target: t.describe(),
-                });
-            }
-            true
-        }
-        (None, _) | (_, None) => options.to_other_org,
-        _ => false,
+    let selected = load(run, manifest, options).await?;
+    let (target, unknown) = match client.organization().await {
+        Ok(o) => (Some(o), None),
+        Err(e) if e.is_fatal_for_run() => return Err(e.into()),
+        Err(e) => (None, Some(e.to_string())),
     };
-    let mut flows = Vec::with_capacity(loaded.len());
-    for l in &loaded {
+    let other_org = org_guard(manifest.organization.as_ref(), target.as_ref(), unknown, options)?;
+    let mut flows = Vec::with_capacity(selected.loaded.len() + selected.refused.len());
+    for l in &selected.loaded {
         flows.push(plan_one(client, l, options, other_org).await?);
     }
+    flows.extend(selected.refused.iter().map(refused));
+    super::remap::plan_references(client, &mut flows, other_org).await?;
+    let expected = Some(super::drive::expected(client, &flows, options));
     info!(flows = flows.len(), "restore planned");
     Ok(RestoreReport {
         run: run.location.clone(),
@@ -45,8 +44,68 @@ pub async fn plan(
         target_org: target,
         applied: false,
         published: false,
+        interrupted: None,
         flows,
+        expected,
     })
+}
+
+/// Fails closed: writing needs both orgs known and equal, unless `--to-other-org`. True when
+/// the target is (or may be) another org.
+fn org_guard(
+    archive: Option<&Organization>,
+    target: Option<&Organization>,
+    unknown: Option<String>,
+    options: &RestoreOptions,
+) -> Result<bool, RestoreError> {
+    match (archive, target) {
+        (Some(a), Some(t)) if a.id == t.id => Ok(false),
+        _ if options.to_other_org => Ok(true),
+        (Some(a), Some(t)) => Err(RestoreError::OtherOrg {
+            archive: a.describe(),
+            target: t.describe(),
+        }),
+        (None, _) => Err(RestoreError::OrgUnknown {
+            what: "the archive's manifest records no org (an older manifest)".into(),
+        }),
+        (_, None) => Err(RestoreError::OrgUnknown {
+            what: format!(
+                "the target org is unknown (GET /api/v2/organizations/me failed: {})",
+                unknown.unwrap_or_default()
+            ),
+        }),
+    }
+}
+
+/// A flow whose document does not verify: planned as refused, nothing read or written.
+fn refused(r: &Refused<'_>) -> FlowRestore {
+    FlowRestore {
+        id: r.row.id.clone(),
+        name: r.row.name.clone(),
+        flow_type: r.row.flow_type.clone(),
+        content: r.content,
+        archived_version: r.doc.version.clone(),
+        archived_published: r.row.published_version.is_some(),
+        action: Action::Refused,
+        reason: Some(format!("its archived document does not verify: {}", r.why)),
+        drift: None,
+        dependencies: Vec::new(),
+        versions_before: Versions::default(),
+        versions_after: None,
+        new_id: None,
+        outcome: FlowOutcome::Refused,
+        error: Some(r.why.clone()),
+        left_locked: false,
+        notes: Vec::new(),
+        locked_by_other: false,
+        configuration: bytes::Bytes::new(),
+        draft: None,
+        publishable: false,
+        division_id: None,
+        description: String::new(),
+        repointed: Vec::new(),
+        references: Vec::new(),
+    }
 }
 
 async fn plan_one(
@@ -56,23 +115,31 @@ async fn plan_one(
     other_org: bool,
 ) -> Result<FlowRestore, RestoreError> {
     let row = l.row;
-    let Some((configuration, archived_flow)) = split_document(&l.body) else {
-        return Err(RestoreError::Corrupt {
-            id: row.id.clone(),
-            name: row.name.clone(),
-            path: l.doc.path.clone(),
-            why: "not a {\"flow\", \"configuration\"} document".into(),
+    let parsed = split_document(&l.body).zip(l.draft.as_deref().map_or(Some(None), |d| split_document(d).map(Some)));
+    let Some(((configuration, archived_flow), draft)) = parsed else {
+        return Err(RestoreError::Unverified {
+            location: l.doc.path.clone(),
+            problems: vec![format!(
+                "flow {}: not a {{\"flow\", \"configuration\"}} document",
+                row.id
+            )],
         });
     };
     let text = |k: &str| archived_flow.get(k).and_then(Value::as_str).map(str::to_string);
+    let archived_published = archived_flow
+        .pointer("/publishedVersion/id")
+        .is_some_and(|v| !v.is_null())
+        || row.published_version.is_some();
     let f = FlowRestore {
         id: row.id.clone(),
         name: row.name.clone(),
         flow_type: row.flow_type.clone(),
         content: l.content,
         archived_version: l.doc.version.clone(),
+        archived_published,
         action: Action::Update,
         reason: None,
+        drift: None,
         dependencies: if other_org {
             dependencies(&configuration)
         } else {
@@ -81,8 +148,10 @@ async fn plan_one(
         versions_before: Versions::default(),
         versions_after: None,
         new_id: None,
-        outcome: "planned".into(),
+        outcome: FlowOutcome::Planned,
         error: None,
+        left_locked: false,
+        notes: Vec::new(),
         locked_by_other: false,
         division_id: if other_org {
             None
@@ -93,7 +162,11 @@ async fn plan_one(
                 .map(str::to_string)
         },
         description: text("description").unwrap_or_default(),
+        draft: draft.map(|(c, _)| c),
+        publishable: archived_published,
         configuration,
+        repointed: Vec::new(),
+        references: Vec::new(),
     };
     if f.configuration.len() > MAX_SAVE_BYTES {
         return Ok(conflict(
@@ -116,25 +189,9 @@ async fn plan_one(
 
 fn conflict(mut f: FlowRestore, reason: String) -> FlowRestore {
     f.action = Action::Conflict;
-    f.outcome = "conflict".into();
+    f.outcome = FlowOutcome::Conflict;
     f.reason = Some(reason);
     f
-}
-
-/// Who else holds the flow's lock, if anyone.
-fn locked_by_other(client: &GenesysClient, meta: &Value) -> Option<String> {
-    if let Some(user) = meta.get("lockedUser").filter(|u| !u.is_null()) {
-        let who = user
-            .get("name")
-            .or_else(|| user.get("id"))
-            .and_then(Value::as_str)
-            .unwrap_or("a user");
-        return Some(format!("user {who}"));
-    }
-    match meta.pointer("/lockedClient/id").and_then(Value::as_str) {
-        Some(c) if c != client.client_id() => Some(format!("OAuth client {c}")),
-        _ => None,
-    }
 }
 
 async fn plan_existing(
@@ -144,7 +201,8 @@ async fn plan_existing(
     options: &RestoreOptions,
 ) -> Result<FlowRestore, RestoreError> {
     f.versions_before = Versions::of(meta);
-    if let Some(who) = locked_by_other(client, meta) {
+    let state = FlowState::of(meta.clone(), client.client_id());
+    if let Some(who) = state.locked_by_other {
         if !options.force_unlock {
             return Ok(conflict(
                 f,
@@ -154,35 +212,75 @@ async fn plan_existing(
         f.locked_by_other = true;
         f.reason = Some(format!("locked by {who}: will be unlocked (--force-unlock)"));
     }
-    if let Some(op) = meta.get("currentOperation").filter(|o| !o.is_null()) {
-        let running = op.get("complete").and_then(Value::as_bool) == Some(false);
-        let name = op.get("actionName").and_then(Value::as_str).unwrap_or("an operation");
-        if running && name != "STATE_CHANGE" {
+    if let Some(op) = state.operation.as_ref().filter(|o| !o.complete) {
+        let name = op.action_name.as_deref().unwrap_or("an operation");
+        if name != "STATE_CHANGE" {
             return Ok(conflict(
                 f,
                 format!("{name} is running on it; try again when it completes"),
             ));
         }
     }
-    let current = match (f.content, &f.versions_before.published) {
-        (Content::Published, Some(v)) => client.version_configuration(&f.id, v).await,
-        (Content::Published, None) => Err(ApiError::NotFound {
-            url: String::new(),
-            status: 404,
-            correlation_id: None,
-        }),
-        _ => client.latest_configuration(&f.id).await,
+    let published = match (f.content, &f.versions_before.published) {
+        (Content::Published, Some(v)) => same_as(client.version_configuration(&f.id, v).await, &f.configuration),
+        (Content::Published, None) => Ok(false),
+        _ => same_as(client.latest_configuration(&f.id).await, &f.configuration),
     };
-    match current {
-        Ok(c) if same_json(c.body.get().as_bytes(), &f.configuration) => {
-            f.action = Action::Unchanged;
-            f.outcome = "unchanged".into();
-        }
-        Ok(_) | Err(ApiError::NotFound { .. }) => {}
+    let published = match published {
+        Ok(same) => same,
         Err(e) if e.is_fatal_for_run() => return Err(e.into()),
         Err(e) => return Ok(conflict(f, format!("its current configuration cannot be read: {e}"))),
+    };
+    let org_has_draft = f.versions_before.saved.is_some() && f.versions_before.saved != f.versions_before.published;
+    let mut latest_same = true;
+    if options.content == ContentChoice::Both && f.content == Content::Published && org_has_draft {
+        let archived_latest = f.draft.clone().unwrap_or_else(|| f.configuration.clone());
+        latest_same = match same_as(client.latest_configuration(&f.id).await, &archived_latest) {
+            Ok(same) => same,
+            Err(e) if e.is_fatal_for_run() => return Err(e.into()),
+            Err(e) => return Ok(conflict(f, format!("its draft cannot be read: {e}"))),
+        };
     }
+    match (published, latest_same) {
+        (true, true) => {
+            f.action = Action::Unchanged;
+            f.outcome = FlowOutcome::Unchanged;
+        }
+        (true, false) => {
+            // Only the draft differs: save it (never published), leave the published version.
+            f.configuration = f.draft.take().unwrap_or(f.configuration);
+            f.publishable = false;
+        }
+        _ => {}
+    }
+    f.drift = drift(&f, options.content, org_has_draft);
     Ok(f)
+}
+
+/// Whether a configuration read from the org equals `archived` (a missing one does not).
+fn same_as(current: Result<crate::genesys::client::Fetched, ApiError>, archived: &[u8]) -> Result<bool, ApiError> {
+    match current {
+        Ok(c) => Ok(same_json(c.body.get().as_bytes(), archived)),
+        Err(ApiError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the org holds that this restore does not restore: a draft newer than the published
+/// version, when only the published configuration is restored.
+fn drift(f: &FlowRestore, choice: ContentChoice, org_has_draft: bool) -> Option<String> {
+    if !org_has_draft || choice != ContentChoice::Published || f.content != Content::Published {
+        return None;
+    }
+    let saved = f.versions_before.saved.as_deref().unwrap_or("?");
+    Some(match f.action {
+        Action::Unchanged => format!(
+            "the org holds a newer draft (saved version {saved}) that this restore leaves alone; --content latest or both restores the archived draft over it"
+        ),
+        _ => format!(
+            "the org holds a newer draft (saved version {saved}): saving the archived configuration makes it an older version; --content both also restores the archived draft"
+        ),
+    })
 }
 
 async fn plan_create(client: &GenesysClient, mut f: FlowRestore) -> Result<FlowRestore, RestoreError> {
@@ -202,7 +300,11 @@ async fn plan_create(client: &GenesysClient, mut f: FlowRestore) -> Result<FlowR
             Ok(conflict(f, why))
         }
         Err(e) if e.is_fatal_for_run() => Err(e.into()),
-        _ => {
+        Err(e) => Ok(conflict(
+            f,
+            format!("it must be re-created, but whether its name is taken cannot be read: {e}"),
+        )),
+        Ok(_) => {
             f.action = Action::Create;
             f.reason = Some(format!(
                 "deleted from the org: a new flow with a new id is created; references to the old id {} from other flows break",

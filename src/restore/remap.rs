@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Action, FlowRestore};
+use super::{Action, FlowOutcome, FlowRestore};
 use crate::genesys::objects::NamedObject;
 use crate::genesys::{ApiError, GenesysClient};
 
@@ -42,6 +42,21 @@ pub struct Repointed {
     pub recreated: bool,
     /// Places rewritten in the saved configuration (manifest and actions), once applied.
     pub places: usize,
+}
+
+impl Repointed {
+    /// `queue "Sales": OLD → NEW (3 places)`, for the plan and the outcome lines.
+    pub fn describe(&self) -> String {
+        let to = self
+            .to
+            .clone()
+            .unwrap_or_else(|| "the new id of the flow this restore re-creates".into());
+        let places = match self.places {
+            0 => String::new(),
+            n => format!(" ({n} places)"),
+        };
+        format!("{} {:?}: {} → {to}{places}", self.kind, self.name, self.from)
+    }
 }
 
 /// True for manifest keys that list flows (`botFlow`, `commonModuleFlow`, `workflow`, …).
@@ -167,17 +182,26 @@ async fn find_flow(client: &GenesysClient, r: &Reference, other_org: bool) -> Re
 async fn look_up(client: &GenesysClient, flows: &[FlowRestore], other_org: bool) -> Result<Found, ApiError> {
     let mut found = Found::default();
     let in_restore: BTreeSet<&str> = flows.iter().map(|f| f.id.as_str()).collect();
-    let writing = flows.iter().filter(|f| matches!(f.action, Action::Update | Action::Create | Action::Unchanged));
+    let writing = flows
+        .iter()
+        .filter(|f| matches!(f.action, Action::Update | Action::Create | Action::Unchanged));
     let refs: Vec<&Reference> = writing.flat_map(|f| f.references.iter()).collect();
     if other_org {
-        let kinds: BTreeSet<&str> = refs.iter().filter(|r| !is_flow_kind(&r.kind)).map(|r| r.kind.as_str()).collect();
+        let kinds: BTreeSet<&str> = refs
+            .iter()
+            .filter(|r| !is_flow_kind(&r.kind))
+            .map(|r| r.kind.as_str())
+            .collect();
         for kind in kinds {
             if let Some(list) = client.list_objects(kind).await? {
                 found.objects.insert(kind.to_string(), list);
             }
         }
     }
-    for r in refs.iter().filter(|r| is_flow_kind(&r.kind) && !in_restore.contains(r.id.as_str())) {
+    for r in refs
+        .iter()
+        .filter(|r| is_flow_kind(&r.kind) && !in_restore.contains(r.id.as_str()))
+    {
         if !found.flows.contains_key(&r.id) {
             let target = find_flow(client, r, other_org).await?;
             found.flows.insert(r.id.clone(), target);
@@ -231,7 +255,7 @@ pub async fn plan_references(
         }
         if f.action == Action::Unchanged && f.repointed.iter().any(|p| p.recreated) {
             f.action = Action::Update;
-            f.outcome = "planned".into();
+            f.outcome = FlowOutcome::Planned;
             f.reason = Some("it calls a flow this restore re-creates: saved again, pointing at the new id".into());
         }
         if !missing.is_empty() && matches!(f.action, Action::Update | Action::Create) {
@@ -244,7 +268,7 @@ pub async fn plan_references(
 
 fn mark_conflict(f: &mut FlowRestore, reason: String) {
     f.action = Action::Conflict;
-    f.outcome = "conflict".into();
+    f.outcome = FlowOutcome::Conflict;
     f.reason = Some(reason);
 }
 
@@ -320,7 +344,10 @@ mod tests {
 
     #[test]
     fn a_rewrite_changes_the_manifest_and_every_action_and_nothing_else() {
-        let map = HashMap::from([("q-old".to_string(), "q-new".to_string()), ("f-old".into(), "f-new".into())]);
+        let map = HashMap::from([
+            ("q-old".to_string(), "q-new".to_string()),
+            ("f-old".into(), "f-new".into()),
+        ]);
         let (bytes, counts) = rewrite(&Bytes::from_static(CONFIG.as_bytes()), &map);
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         assert_eq!(text, CONFIG.replace("q-old", "q-new").replace("f-old", "f-new"));
@@ -339,8 +366,14 @@ mod tests {
     #[test]
     fn a_name_is_matched_exactly_before_ignoring_case() {
         let list = vec![
-            NamedObject { id: "1".into(), name: "sales".into() },
-            NamedObject { id: "2".into(), name: "Sales".into() },
+            NamedObject {
+                id: "1".into(),
+                name: "sales".into(),
+            },
+            NamedObject {
+                id: "2".into(),
+                name: "Sales".into(),
+            },
         ];
         assert_eq!(find_by_name(&list, "Sales").unwrap().id, "2");
         assert!(find_by_name(&list, "SALES").is_none(), "ambiguous without case");

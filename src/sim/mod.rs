@@ -181,6 +181,76 @@ pub struct SimConfig {
     /// milestones); [`SimObjects::rebuilt`] holds them under new ids, [`SimObjects::without`]
     /// drops one. Publishing a flow that references an id not here fails.
     pub objects: SimObjects,
+    /// Write faults, each spent on the first write of its step: the write happens, then the
+    /// answer is a 500, never comes, or (a create) carries no id.
+    pub write_faults: Vec<WriteFault>,
+    /// Saves are refused (400) with this error code.
+    pub refuse_save: Option<String>,
+    /// Publishes end in SUCCESS without moving `publishedVersion`.
+    pub publish_without_version: bool,
+    /// Once a check-in or publish completes, a VALIDATE operation replaces it in `currentOperation`.
+    pub validate_after_operation: bool,
+    /// `GET /api/v2/organizations/me` answers this status (403, 503) instead of the org.
+    pub organization_status: Option<u16>,
+    /// The client's role lacks `architect:flow:unlock`: unlocking answers 403.
+    pub unlock_denied: bool,
+}
+
+/// A write step of the Architect API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStep {
+    /// `POST /api/v2/flows`.
+    Create,
+    /// `POST /api/v2/flows/{id}/versions`.
+    Save,
+    /// `POST /api/v2/flows/actions/checkin`.
+    Checkin,
+    /// `POST /api/v2/flows/actions/publish`.
+    Publish,
+}
+
+/// What a write's answer becomes after the write happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAnswer {
+    /// A 500 with a Genesys error body.
+    Error500,
+    /// No answer at all (the client's request timeout ends it).
+    Never,
+    /// A 200 whose body carries no `id`.
+    WithoutId,
+}
+
+/// One injected write fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteFault {
+    /// Which write.
+    pub step: WriteStep,
+    /// What its answer becomes.
+    pub answer: WriteAnswer,
+}
+
+impl std::str::FromStr for WriteFault {
+    type Err = String;
+    /// `STEP:ANSWER`, e.g. `create:500`, `checkin:timeout`, `create:no-id`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (step, answer) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected STEP:ANSWER"))?;
+        let step = match step {
+            "create" => WriteStep::Create,
+            "save" => WriteStep::Save,
+            "checkin" => WriteStep::Checkin,
+            "publish" => WriteStep::Publish,
+            other => return Err(format!("unknown write step `{other}` (create, save, checkin, publish)")),
+        };
+        let answer = match answer {
+            "500" => WriteAnswer::Error500,
+            "timeout" => WriteAnswer::Never,
+            "no-id" => WriteAnswer::WithoutId,
+            other => return Err(format!("unknown write answer `{other}` (500, timeout, no-id)")),
+        };
+        Ok(WriteFault { step, answer })
+    }
 }
 
 impl SimConfig {
@@ -226,6 +296,12 @@ impl SimConfig {
             fail_checkin: None,
             fail_publish: None,
             objects: SimObjects::standard(),
+            write_faults: Vec::new(),
+            refuse_save: None,
+            publish_without_version: false,
+            validate_after_operation: false,
+            organization_status: None,
+            unlock_denied: false,
         }
     }
 }
@@ -378,6 +454,7 @@ struct SimState {
     revoked: AtomicBool,
     stats: SimStats,
     export_jobs: Mutex<HashMap<String, export_jobs::Job>>,
+    write_faults: Mutex<Vec<WriteFault>>,
 }
 
 /// A running simulated org.
@@ -402,6 +479,7 @@ impl SimServer {
             q.extend(std::iter::repeat_n(Fault::Status(config.flaky_status), *n as usize));
         }
         let empty_pages = config.empty_pages.clone();
+        let state_write_faults = config.write_faults.clone();
         let state = Arc::new(SimState {
             token_failures_remaining: AtomicU32::new(config.token_failures),
             config,
@@ -413,6 +491,7 @@ impl SimServer {
             revoked: AtomicBool::new(false),
             stats: SimStats::default(),
             export_jobs: Mutex::default(),
+            write_faults: Mutex::new(state_write_faults),
         });
         let app = Router::new()
             .route("/oauth/token", post(token))
@@ -432,6 +511,7 @@ impl SimServer {
             )
             .route("/sim/stats", get(stats))
             .merge(objects::routes())
+            .route("/sim/locks", get(write::lock_table))
             .fallback(not_found)
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -439,7 +519,9 @@ impl SimServer {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
+            // Path segments are matched case-insensitively, as the API does (`checkOut`).
+            let app = tower::ServiceExt::<axum::extract::Request>::map_request(app, write::lowercase_known_segments);
+            let served = axum::serve(listener, axum::ServiceExt::into_make_service(app))
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
             if let Err(e) = served {
@@ -505,6 +587,11 @@ impl SimServer {
         self.update_flow(id, |f| {
             f.meta["lockedUser"] = json!({"id": format!("user-{user}"), "name": user})
         })
+    }
+
+    /// The lock table: each locked flow's id and who holds it (`client ID` or `user NAME`).
+    pub fn locks(&self) -> Vec<(String, String)> {
+        write::locks(&self.state.org().flows)
     }
 
     /// Creates a flow at the front of the listing.

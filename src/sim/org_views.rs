@@ -15,7 +15,19 @@ pub(super) async fn organization(State(s): State<Arc<SimState>>, headers: Header
     if let Err(r) = admit(&s, &headers).await {
         return r;
     }
-    json_response(s.config.organization.to_string())
+    match s.config.organization_status {
+        Some(403) => error_response(
+            StatusCode::FORBIDDEN,
+            "missing.permissions",
+            "You are missing the following permission: organization:view",
+        ),
+        Some(code) => error_response(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            "service.unavailable",
+            "The service is currently unavailable",
+        ),
+        None => json_response(s.config.organization.to_string()),
+    }
 }
 
 /// The default org served: an id, a display name and a short name.

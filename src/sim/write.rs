@@ -3,7 +3,10 @@
 //! through asynchronous operations that complete after `operation_delay` and are followed on the
 //! flow's `currentOperation`. Locks belong to an OAuth client (`lockedClient`) or a user
 //! (`lockedUser`, set by tests); names are unique per type and follow Architect's rules; bodies
-//! over 6,291,456 bytes are refused. Knobs make check-in or publish fail with an error code.
+//! over 6,291,456 bytes are refused. Knobs make check-in or publish fail with an error code, make
+//! a write happen and then answer 500 or never answer, refuse saves, end a publish in SUCCESS
+//! without moving `publishedVersion`, replace `currentOperation` with a later VALIDATE, and deny
+//! `architect:flow:unlock`. Path segments are matched case-insensitively, as the API does.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,8 +17,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::data::{ConfigSource, SimFlow, flow_meta, uuid_from};
-use super::{SimState, admit, error_response, json_response};
-use crate::genesys::write::name_problem;
+use super::{SimState, WriteAnswer, WriteStep, admit, error_response, json_response};
 
 /// The largest configuration a save accepts.
 pub const MAX_BODY: usize = 6_291_456;
@@ -26,6 +28,121 @@ fn conflict(code: &str, message: &str) -> Response {
 
 fn bad(code: &str, message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// Architect's flow name rules, as the org enforces them (the sim's own copy, so a mistake in
+/// the client's copy cannot hide here).
+fn refused_name(name: &str) -> Option<&'static str> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() || !trimmed.chars().any(|c| c.is_alphanumeric()) {
+        Some("The flow name must contain at least one letter or number")
+    } else if trimmed.contains('/') {
+        Some("The flow name cannot contain a forward slash")
+    } else if trimmed.to_lowercase().ends_with("-debug") {
+        Some("The flow name cannot end with -debug")
+    } else if trimmed.chars().count() > 200 {
+        Some("The flow name cannot be longer than 200 characters")
+    } else {
+        None
+    }
+}
+
+/// The injected fault for the first write of `step` still queued, if any (spent once).
+fn take_fault(s: &SimState, step: WriteStep) -> Option<WriteAnswer> {
+    let mut faults = s.write_faults.lock().unwrap_or_else(|e| e.into_inner());
+    let i = faults.iter().position(|f| f.step == step)?;
+    Some(faults.remove(i).answer)
+}
+
+/// What the client gets for a write that happened: `ok`, or the injected fault's answer.
+async fn answer_after_write(s: &SimState, step: WriteStep, ok: Response) -> Response {
+    if ok.status() != StatusCode::OK {
+        return ok;
+    }
+    match take_fault(s, step) {
+        None => ok,
+        Some(WriteAnswer::Error500) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal.server.error",
+            "The server encountered an unexpected error",
+        ),
+        Some(WriteAnswer::Never) => {
+            // Hold the connection open far past any client's request timeout.
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            ok
+        }
+        Some(WriteAnswer::WithoutId) => json_response("{}".into()),
+    }
+}
+
+/// Every locked flow's id and holder (`client ID` or `user NAME`).
+pub(super) fn locks(flows: &[SimFlow]) -> Vec<(String, String)> {
+    flows
+        .iter()
+        .filter_map(|f| {
+            let user = f.meta.pointer("/lockedUser/name").and_then(Value::as_str);
+            let client = f.meta.pointer("/lockedClient/id").and_then(Value::as_str);
+            let holder = user
+                .map(|u| format!("user {u}"))
+                .or_else(|| client.map(|c| format!("client {c}")))?;
+            Some((f.id().to_string(), holder))
+        })
+        .collect()
+}
+
+/// `GET /sim/locks`: the lock table, for tests and people.
+pub(super) async fn lock_table(State(s): State<Arc<SimState>>) -> Response {
+    let table: Vec<Value> = locks(&s.org().flows)
+        .into_iter()
+        .map(|(id, holder)| json!({"flow": id, "holder": holder}))
+        .collect();
+    json_response(Value::Array(table).to_string())
+}
+
+/// Lower-cases the fixed segments of a request path (`checkOut`, `latestConfiguration`), so
+/// routing matches them case-insensitively as the API does; ids are left alone.
+pub(super) fn lowercase_known_segments(mut req: axum::extract::Request) -> axum::extract::Request {
+    const KNOWN: &[&str] = &[
+        "api",
+        "v2",
+        "flows",
+        "actions",
+        "checkout",
+        "unlock",
+        "checkin",
+        "publish",
+        "versions",
+        "configuration",
+        "latestconfiguration",
+        "organizations",
+        "me",
+        "divisionviews",
+        "export",
+        "jobs",
+    ];
+    let path = req.uri().path();
+    let lowered: Vec<String> = path
+        .split('/')
+        .map(|seg| {
+            let low = seg.to_ascii_lowercase();
+            if KNOWN.contains(&low.as_str()) {
+                low
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect();
+    let lowered = lowered.join("/");
+    if lowered != path {
+        let with_query = match req.uri().query() {
+            Some(q) => format!("{lowered}?{q}"),
+            None => lowered,
+        };
+        if let Ok(uri) = with_query.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 async fn admit_write(s: &SimState, headers: &HeaderMap) -> Result<(), Response> {
@@ -52,12 +169,18 @@ pub(super) async fn create(State(s): State<Arc<SimState>>, headers: HeaderMap, b
     if let Err(r) = admit_write(&s, &headers).await {
         return r;
     }
-    let Ok(body) = serde_json::from_str::<Value>(&body) else {
+    let created = create_in_org(&s, &body);
+    answer_after_write(&s, WriteStep::Create, created).await
+}
+
+/// Creates the flow `body` describes, or the API's refusal.
+fn create_in_org(s: &SimState, body: &str) -> Response {
+    let Ok(body) = serde_json::from_str::<Value>(body) else {
         return bad("bad.request", "The request body is not JSON");
     };
     let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     let (name, flow_type) = (field("name"), field("type").to_uppercase());
-    if let Some(why) = name_problem(&name) {
+    if let Some(why) = refused_name(&name) {
         return bad("architect.flow.invalid.name", why);
     }
     if flow_type.is_empty() {
@@ -117,8 +240,14 @@ pub(super) async fn action(
     match action.to_ascii_lowercase().as_str() {
         "checkout" => lock(&s, &id),
         "unlock" => unlock(&s, &id),
-        "checkin" => operation(s.clone(), &id, "CHECKIN", None),
-        "publish" => operation(s.clone(), &id, "PUBLISH", version),
+        "checkin" => {
+            let started = operation(s.clone(), &id, "CHECKIN", None);
+            answer_after_write(&s, WriteStep::Checkin, started).await
+        }
+        "publish" => {
+            let started = operation(s.clone(), &id, "PUBLISH", version);
+            answer_after_write(&s, WriteStep::Publish, started).await
+        }
         other => error_response(StatusCode::NOT_FOUND, "not.found", &format!("no action {other}")),
     }
 }
@@ -167,6 +296,13 @@ fn lock(s: &SimState, id: &str) -> Response {
 }
 
 fn unlock(s: &SimState, id: &str) -> Response {
+    if s.config.unlock_denied {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "missing.permissions",
+            "You are missing the following permission: architect:flow:unlock",
+        );
+    }
     with_flow(s, id, |f| {
         if let Some(m) = f.meta.as_object_mut() {
             m.remove("lockedClient");
@@ -196,16 +332,20 @@ pub(super) async fn save(
     if serde_json::from_str::<Value>(&body).is_err() {
         return bad("bad.request", "The configuration is not JSON");
     }
-    with_flow(&s, &id, |f| {
+    let saved = with_flow(&s, &id, |f| {
         if !held_by_me(&s, f) {
             return conflict(
                 "architect.flow.not.locked",
                 "The flow must be checked out (locked) by the caller to be saved",
             );
         }
+        if let Some(code) = &s.config.refuse_save {
+            return bad(code, &format!("The configuration was refused: {code}"));
+        }
         let next = f.save_version(body);
         json_response(json!({"id": next, "name": next, "configurationUri": format!("/api/v2/flows/{id}/versions/{next}/configuration")}).to_string())
-    })
+    });
+    answer_after_write(&s, WriteStep::Save, saved).await
 }
 
 /// Starts an asynchronous check-in or publish; it completes after `operation_delay`.
@@ -253,10 +393,22 @@ fn operation(s: Arc<SimState>, id: &str, action: &'static str, version: Option<S
             }
             None => {
                 op["actionStatus"] = "SUCCESS".into();
-                finish(f, action, version.as_deref());
+                let moved = !(action == "PUBLISH" && s.config.publish_without_version);
+                if moved {
+                    finish(f, action, version.as_deref());
+                } else if let Some(m) = f.meta.as_object_mut() {
+                    m.remove("lockedClient");
+                }
             }
         }
         f.meta["currentOperation"] = op;
+        if s.config.validate_after_operation {
+            let n = s.stats.write_requests.load(Ordering::Relaxed);
+            f.meta["currentOperation"] = json!({
+                "id": format!("0v000000-0000-4000-a000-{n:012x}"),
+                "actionName": "VALIDATE", "actionStatus": "SUCCESS", "complete": true
+            });
+        }
     });
     started
 }
