@@ -307,7 +307,7 @@ async fn plan_create(client: &GenesysClient, mut f: FlowRestore) -> Result<FlowR
         Ok(_) => {
             f.action = Action::Create;
             f.reason = Some(format!(
-                "deleted from the org: a new flow with a new id is created; references to the old id {} from other flows break",
+                "not in the org: a new flow with a new id is created; flows restored with it re-point their references to the old id {}, others still name it",
                 f.id
             ));
             Ok(f)

@@ -201,7 +201,12 @@ fn create_in_org(s: &SimState, body: &str) -> Response {
         );
     }
     let n = s.stats.write_requests.load(Ordering::Relaxed);
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0xC0FFEE ^ n ^ org.flows.len() as u64);
+    // Names are unique per type, so hashing them in keeps concurrent creates from sharing an id.
+    let seed = std::hash::BuildHasher::hash_one(
+        &std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(),
+        (0xC0FFEE_u64, n, org.flows.len(), &name, &flow_type),
+    );
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     let id = uuid_from(&mut rng);
     let division = body
         .pointer("/division/id")
