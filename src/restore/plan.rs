@@ -31,8 +31,14 @@ pub async fn plan(
     };
     let other_org = org_guard(manifest.organization.as_ref(), target.as_ref(), unknown, options)?;
     let mut flows = Vec::with_capacity(selected.loaded.len() + selected.refused.len());
-    for l in &selected.loaded {
-        flows.push(plan_one(client, l, options, other_org).await?);
+    // Up to --concurrency flows read at once, in archive order, through the one limiter.
+    let planned: Vec<Result<FlowRestore, RestoreError>> = futures::StreamExt::collect(futures::StreamExt::buffered(
+        futures::stream::iter(selected.loaded.iter().map(|l| plan_one(client, l, options, other_org))),
+        options.concurrency.max(1),
+    ))
+    .await;
+    for p in planned {
+        flows.push(p?);
     }
     flows.extend(selected.refused.iter().map(refused));
     super::remap::plan_references(client, &mut flows, other_org).await?;
