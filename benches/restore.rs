@@ -57,7 +57,17 @@ fn main() {
         ))
         .expect("source sim");
     let status = flowvault(&source)
-        .args(["export", "--run-id", "src", "--format", "tar-gz", "--rate-limit", "off", "--log-level", "warn"])
+        .args([
+            "export",
+            "--run-id",
+            "src",
+            "--format",
+            "tar-gz",
+            "--rate-limit",
+            "off",
+            "--log-level",
+            "warn",
+        ])
         .arg("--to")
         .arg(dir.path())
         .status()
@@ -80,7 +90,14 @@ fn main() {
     let mut cmd = flowvault(&target);
     cmd.arg("restore")
         .arg(dir.path().join("src"))
-        .args(["--all", "--apply", "--publish", "--to-other-org", "--rate-limit", &format!("{limit}/s")])
+        .args([
+            "--all",
+            "--apply",
+            "--publish",
+            "--to-other-org",
+            "--rate-limit",
+            &format!("{limit}/s"),
+        ])
         .args(["--log-level", "warn", "--output", "json", "--report"])
         .arg(&report)
         .stdout(std::process::Stdio::null());
@@ -99,7 +116,11 @@ fn main() {
     let done = report["flows"]
         .as_array()
         .map_or(0, |f| f.iter().filter(|f| f["outcome"] == "done").count());
-    let published = target.flows().iter().filter(|f| f.published_version().is_some()).count();
+    let published = target
+        .flows()
+        .iter()
+        .filter(|f| f.published_version().is_some())
+        .count();
     let expected = &report["expected"];
     println!(
         "flowvault restore benchmark: {flows} flows into an empty rebuilt org at L = {limit} requests/s, D = {} ms, O = {:.1} s{}",
@@ -107,10 +128,11 @@ fn main() {
         operation.as_secs_f64(),
         concurrency.map(|c| format!(", --concurrency {c}")).unwrap_or_default()
     );
-    println!("exit code {:?}; {done} flows done, {published} published", status.code());
     println!(
-        "| flows | requests (accepted) | 429s | wall | requests ÷ (L × wall) | flows/s | today | plan expected |"
+        "exit code {:?}; {done} flows done, {published} published",
+        status.code()
     );
+    println!("| flows | requests (accepted) | 429s | wall | requests ÷ (L × wall) | flows/s | today | plan expected |");
     println!("|---|---|---|---|---|---|---|---|");
     println!(
         "| {flows} | {accepted} | {throttled} | {wall:.1} s | **{:.3}** | **{:.2}** | {TODAY_FLOWS_PER_S} flows/s, {TODAY_RATIO} of L | {} requests, {:.0} s |",

@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 
 use flowvault::sim::{ObjectKind, SimConfig, SimFlow, SimObjects, SimServer};
 use serde_json::Value;
@@ -382,5 +381,4 @@ async fn a_two_flow_cycle_is_restored_into_an_empty_org_and_both_are_published()
         assert!(f.published_version().is_some(), "{} published", name(f));
         assert_eq!(&manifest_ids(&published(f), kind)[0].1, callee);
     }
-    assert_eq!(target.stats().write_requests.load(Ordering::Relaxed) > 0, true);
 }

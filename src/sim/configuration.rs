@@ -256,7 +256,7 @@ pub fn generate_configuration(meta: &Value, seed: u64, target_bytes: usize, call
     let mut size = config.to_string().len() + tasks[0].to_string().len();
     let mut i = 0u32;
     while size < target_bytes {
-        if i % 40 == 0 {
+        if i.is_multiple_of(40) {
             tasks.push(
                 json!({"__type": "Task", "id": uuid_from(&mut rng), "name": format!("Task {}", i / 40 + 1),
                 "trackingId": tasks.len() + 1, "actionList": []}),
