@@ -53,7 +53,22 @@ pub enum Command {
     /// What an export will cost (flows per type, requests, time) and whether the destination works; writes nothing.
     Plan(ExportArgs),
     /// Check settings, login, org, listing, reading, the destination and permissions, with a fix for each failure.
-    Doctor(ExportArgs),
+    Doctor(DoctorArgs),
+}
+
+/// Flags of `flowvault doctor`: export's settings, and which restore to check for.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub export: ExportArgs,
+    /// Also check the permissions `restore --apply` needs: edit (save, check in), unlock (to give
+    /// back a lock when a step fails, and for --force-unlock). Probed on a flow id that cannot
+    /// exist, so nothing changes.
+    #[arg(long, help_heading = "Restore")]
+    pub restore: bool,
+    /// With --restore: the restore publishes (architect:flow:publish).
+    #[arg(long, requires = "restore", help_heading = "Restore")]
+    pub publish: bool,
 }
 
 /// A list of settings that becomes a command's flags.
@@ -224,13 +239,14 @@ pub struct RestoreArgs {
     /// Write to the org; without it only the plan is printed and nothing is written.
     #[arg(long)]
     pub apply: bool,
-    /// Publish each restored flow after checking it in.
+    /// Publish each restored flow after checking it in (only flows the archive holds as
+    /// published: a never-published flow stays unpublished).
     #[arg(long)]
     pub publish: bool,
     /// Unlock flows locked by someone else (their unsaved work there is lost).
     #[arg(long)]
     pub force_unlock: bool,
-    /// Allow restoring into an org other than the archive's.
+    /// Allow restoring into an org other than the archive's, or when either org is unknown.
     #[arg(long)]
     pub to_other_org: bool,
     /// Where to write the restore report (default: beside a local run, else the current directory).

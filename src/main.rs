@@ -89,7 +89,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Verify(args) => commands::verify::run(&args).await,
         Command::Diff(args) => commands::diff::run(&args).await,
         Command::Restore(args) => commands::restore::run(&args).await,
-        Command::Doctor(args) => commands::doctor::run(&args.flags).await,
+        Command::Doctor(args) => commands::doctor::run(&args.export.flags, args.restore.then_some(args.publish)).await,
         Command::Plan(args) => match ExportSettings::resolve(&args.flags, &process_env) {
             Ok(settings) => commands::plan::run(&settings).await,
             Err(e) => commands::fail("plan", e, commands::exit::USAGE),

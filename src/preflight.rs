@@ -210,7 +210,7 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
     ),
     (
         "restore",
-        "architect:flow:view, :add, :edit, :publish",
+        "architect:flow:view, :add, :edit, :publish, :unlock",
         "s3:ListBucket, s3:GetObject; kms:Decrypt",
     ),
     (

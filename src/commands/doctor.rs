@@ -10,8 +10,9 @@ use crate::genesys::{ApiError, AuthError, GenesysClient};
 use crate::preflight::{self, Check};
 use crate::settings::{ExportSettings, Flags, process_env};
 
-/// Runs the checks and prints them; the exit code.
-pub async fn run(flags: &Flags) -> i32 {
+/// Runs the checks and prints them; the exit code. `restore`: `Some(publish)` also checks what
+/// `restore --apply` (with `--publish`) needs.
+pub async fn run(flags: &Flags, restore: Option<bool>) -> i32 {
     let mut checks = Vec::new();
     match ExportSettings::resolve(flags, &process_env) {
         Err(e) => checks.push(Check::fail(
@@ -21,7 +22,11 @@ pub async fn run(flags: &Flags) -> i32 {
         )),
         Ok(settings) => {
             checks.push(Check::pass("settings", "every setting is valid"));
-            genesys_checks(&settings, &mut checks).await;
+            if let Some(client) = genesys_checks(&settings, &mut checks).await
+                && let Some(publish) = restore
+            {
+                restore_checks(&client, publish, &mut checks).await;
+            }
             checks.push(preflight::check_destination(&settings.destination, &settings.s3).await);
             checks.push(preflight::check_scratch());
         }
@@ -62,18 +67,29 @@ fn login_fix(e: &ApiError) -> String {
     }
 }
 
-async fn genesys_checks(settings: &ExportSettings, checks: &mut Vec<Check>) {
+/// The Genesys checks; the client when login worked.
+async fn genesys_checks(settings: &ExportSettings, checks: &mut Vec<Check>) -> Option<GenesysClient> {
     let client = match GenesysClient::connect(settings.client.clone()) {
         Ok(c) => c,
-        Err(e) => return checks.push(Check::fail("login", e.to_string(), "see the error")),
+        Err(e) => {
+            checks.push(Check::fail("login", e.to_string(), "see the error"));
+            return None;
+        }
     };
     match client.token_lifetime().await {
         Ok(lifetime) => checks.push(preflight::token_check(lifetime)),
         Err(e) => {
             let fix = login_fix(&e);
-            return checks.push(Check::fail("login", e.to_string(), fix));
+            checks.push(Check::fail("login", e.to_string(), fix));
+            return None;
         }
     }
+    read_checks(&client, settings, checks).await;
+    Some(client)
+}
+
+/// Org, listing, one configuration and the optional flow search.
+async fn read_checks(client: &GenesysClient, settings: &ExportSettings, checks: &mut Vec<Check>) {
     match (client.organization().await, settings.expect_org.as_deref()) {
         (Ok(org), Some(want)) if !org.is(want) => checks.push(Check::fail(
             "org",
@@ -131,4 +147,58 @@ async fn genesys_checks(settings: &ExportSettings, checks: &mut Vec<Check>) {
         )),
         Err(e) => checks.push(Check::pass("flow search", format!("not checked: {e}"))),
     }
+}
+
+/// What `restore --apply` needs, probed without changing anything: each write goes to a flow id
+/// that cannot exist, so a 403 says the permission is missing and a 404 (or 400) that it is granted.
+async fn restore_checks(client: &GenesysClient, publish: bool, checks: &mut Vec<Check>) {
+    const NO_FLOW: &str = "00000000-0000-4000-8000-000000000000";
+    let mut probes = vec![
+        (
+            "restore: edit",
+            "architect:flow:edit",
+            "save and check in",
+            client.endpoint(&["api", "v2", "flows", NO_FLOW, "versions"]),
+            Some(bytes::Bytes::from_static(b"{}")),
+        ),
+        (
+            "restore: unlock",
+            "architect:flow:unlock",
+            "give back a lock when a step fails, and --force-unlock",
+            action_url(client, "unlock", NO_FLOW),
+            None,
+        ),
+    ];
+    if publish {
+        probes.push((
+            "restore: publish",
+            "architect:flow:publish",
+            "--publish",
+            action_url(client, "publish", NO_FLOW),
+            None,
+        ));
+    }
+    for (step, permission, what, url, body) in probes {
+        checks.push(match client.post_once(url, body).await {
+            Err(ApiError::Forbidden { message, .. }) => Check::fail(
+                step,
+                format!("{permission} not granted ({message})"),
+                format!("give the OAuth client's role {permission} (restore needs it to {what})"),
+            ),
+            Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Rejected { .. }) => {
+                Check::pass(step, format!("{permission} granted"))
+            }
+            Err(e) => Check::pass(step, format!("{permission} not checked: {e}")),
+        });
+    }
+    checks.push(Check::pass(
+        "restore: create",
+        "architect:flow:add is not probed (a probe could create a flow): restore needs it to re-create deleted flows",
+    ));
+}
+
+fn action_url(client: &GenesysClient, action: &str, flow: &str) -> url::Url {
+    let mut url = client.endpoint(&["api", "v2", "flows", "actions", action]);
+    url.query_pairs_mut().append_pair("flow", flow);
+    url
 }

@@ -219,10 +219,19 @@ impl GenesysClient {
     }
 
     /// Every flow of `flow_type` named exactly `name` (case-insensitive, as Architect compares),
-    /// paging through all results; any failed page is an error. Types the listing's filter
-    /// refuses are filtered here.
+    /// paging through all results; any failed page is an error. A type the listing's filter
+    /// refuses (BUSINESSPROCESS, a type newer than the filter) is filtered here instead.
     pub async fn flows_named(&self, name: &str, flow_type: &str) -> Result<Vec<Value>, ApiError> {
-        let filterable = !flow_type.eq_ignore_ascii_case("BUSINESSPROCESS");
+        if flow_type.eq_ignore_ascii_case("BUSINESSPROCESS") {
+            return self.flows_named_paged(name, flow_type, false).await;
+        }
+        match self.flows_named_paged(name, flow_type, true).await {
+            Err(ApiError::Rejected { status: 400, .. }) => self.flows_named_paged(name, flow_type, false).await,
+            other => other,
+        }
+    }
+
+    async fn flows_named_paged(&self, name: &str, flow_type: &str, type_filter: bool) -> Result<Vec<Value>, ApiError> {
         let mut found = Vec::new();
         for page_number in 1u64.. {
             let mut url = self.endpoint(&["api", "v2", "flows"]);
@@ -230,7 +239,7 @@ impl GenesysClient {
                 .append_pair("name", name)
                 .append_pair("pageNumber", &page_number.to_string())
                 .append_pair("pageSize", "100");
-            if filterable {
+            if type_filter {
                 url.query_pairs_mut()
                     .append_pair("type", &flow_type.to_ascii_lowercase());
             }
@@ -248,8 +257,10 @@ impl GenesysClient {
                     })
                     .cloned(),
             );
+            // Trust rows, not counters: a short last page by the counters ends it, an empty page always.
             let count = page.get("pageCount").and_then(Value::as_u64).unwrap_or(0);
-            if rows.is_empty() || page_number >= count {
+            let size = page.get("pageSize").and_then(Value::as_u64).unwrap_or(100);
+            if rows.is_empty() || (page_number >= count && (rows.len() as u64) < size) {
                 break;
             }
         }

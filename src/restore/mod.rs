@@ -1,11 +1,13 @@
 //! Restore: put archived flows back into an org, planned first, applied on request.
 //!
-//! The selected documents are verified against the manifest, the target org's current state is
-//! read, and each flow gets a planned action: `unchanged` (the org already holds this
-//! configuration), `update` (the flow exists), `create` (it is gone: a new flow with a new id), or
-//! `conflict` (locked by someone else, an operation running, the name taken, a body too large).
-//! Applying locks, saves, checks in and (with `publish`) publishes each flow through the same
-//! client, limiter and retry rules as `export`, following the asynchronous operations.
+//! The run is verified with `verify`'s own rules and only what it accepts is read (`load.rs`): a
+//! problem of the run refuses the restore, a damaged document refuses its flow. The target org's
+//! current state is read, and each flow gets a planned action: `unchanged` (the org already holds
+//! this configuration), `update` (the flow exists), `create` (it is gone: a new flow with a new
+//! id), `conflict` (locked by someone else, an operation running, the name taken, a body too
+//! large) or `refused`. Writing needs both orgs known and equal (or `--to-other-org`). Applying
+//! (`apply.rs`) sends each write once, reads the flow back when an outcome is unknown, judges each
+//! step by the flow's versions, and gives back every lock it took.
 
 mod apply;
 mod drive;

@@ -123,13 +123,12 @@ async fn plan_one(
     let row = l.row;
     let parsed = split_document(&l.body).zip(l.draft.as_deref().map_or(Some(None), |d| split_document(d).map(Some)));
     let Some(((configuration, archived_flow), draft)) = parsed else {
-        return Err(RestoreError::Unverified {
-            location: l.doc.path.clone(),
-            problems: vec![format!(
-                "flow {}: not a {{\"flow\", \"configuration\"}} document",
-                row.id
-            )],
-        });
+        return Ok(refused(&Refused {
+            row,
+            content: l.content,
+            doc: l.doc,
+            why: "not a {\"flow\", \"configuration\"} document".into(),
+        }));
     };
     let text = |k: &str| archived_flow.get(k).and_then(Value::as_str).map(str::to_string);
     let archived_published = archived_flow

@@ -67,8 +67,8 @@ async fn answer_after_write(s: &SimState, step: WriteStep, ok: Response) -> Resp
             "The server encountered an unexpected error",
         ),
         Some(WriteAnswer::Never) => {
-            // Hold the connection open far past any client's request timeout.
-            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            // Hold the answer far past a client's request timeout (60 s by default).
+            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
             ok
         }
         Some(WriteAnswer::WithoutId) => json_response("{}".into()),
