@@ -124,7 +124,8 @@ async fn steps(
     hand.id = Some(id.clone());
     let before = client.flow_state(&id).await?;
     take_lock(client, f, &id, &before, hand).await?;
-    if stop.cause().is_some() {
+    // A flow just created is finished rather than left empty in the org.
+    if stop.cause().is_some() && f.action != Action::Create {
         return Ok(Ended::Stopped);
     }
     let saved = save(client, &id, f.configuration.clone(), before.saved.as_deref()).await?;
