@@ -1,6 +1,6 @@
-//! Applying a plan at the rate limit, in dependency order: every flow to be re-created is created
-//! first (so all new ids are known before anything is saved, whatever the cycles), then the flows
-//! are written level by level — called flows saved and published before their callers — with up
+//! Applying a plan at the rate limit, in dependency order: flows are written level by level (a
+//! level's re-created flows created first, so every new id is known before anything that names it
+//! is saved, whatever the cycles) — called flows saved and published before their callers — with up
 //! to `--concurrency` flows in flight within a level. Each flow goes through the one safe per-flow
 //! path ([`super::apply::restore_flow`]); every request, polls included, through the client's one
 //! limiter and retry driver. The flows of a cycle are all saved before any of them is published.
@@ -131,23 +131,27 @@ pub async fn apply_in_order(
     let levels = order::levels(&call_graph(&report.flows, &writing));
     let fatal = AtomicBool::new(false);
     let mut first_fatal = None;
-    let creating: HashSet<usize> = writing
-        .iter()
-        .copied()
-        .filter(|i| report.flows[*i].action == Action::Create)
-        .collect();
-    first_fatal = first_fatal.or(create_all(client, pick(&mut report.flows, &creating), options, stop, &fatal).await);
-    let created: HashMap<String, String> = report
-        .flows
-        .iter()
-        .filter_map(|f| Some((f.id.clone(), f.new_id.clone()?)))
-        .collect();
+    let mut created: HashMap<String, String> = HashMap::new();
     for (depth, level) in levels.levels.iter().enumerate() {
         let members: Vec<usize> = level.iter().map(|k| writing[*k]).collect();
         let blocked = blocked_by_callees(&report.flows, &members, &writing, &levels, depth);
         for (i, why) in blocked {
             not_attempted(client, &mut report.flows[i], Some(why)).await;
         }
+        // This level's flows are created before any of them is saved: its callers come in later
+        // levels, and the flows of a cycle share it, so every new id is known when it is needed.
+        let creating: HashSet<usize> = members
+            .iter()
+            .copied()
+            .filter(|i| report.flows[*i].action == Action::Create && report.flows[*i].outcome == FlowOutcome::Planned)
+            .collect();
+        let run = create_all(client, pick(&mut report.flows, &creating), options, stop, &fatal).await;
+        first_fatal = first_fatal.or(run);
+        created.extend(
+            creating
+                .iter()
+                .filter_map(|i| Some((report.flows[*i].id.clone(), report.flows[*i].new_id.clone()?))),
+        );
         let ready: HashSet<usize> = members
             .iter()
             .copied()
@@ -265,7 +269,8 @@ async fn write_level(
     let results: Vec<Result<(), ApiError>> = futures::stream::iter(flows.into_iter().map(|(i, f)| {
         let opts = if cycle.contains(&i) { &later } else { options };
         async move {
-            if stop.cause().is_some() || fatal.load(Ordering::SeqCst) {
+            // A flow just created is finished even after a stop, never left empty in the org.
+            if fatal.load(Ordering::SeqCst) || (stop.cause().is_some() && f.new_id.is_none()) {
                 not_attempted(client, f, None).await;
                 return Ok(());
             }
