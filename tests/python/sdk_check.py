@@ -15,10 +15,12 @@ url, client_id, secret, expected = sys.argv[1], sys.argv[2], sys.argv[3], int(sy
 client = g.api_client.ApiClient(url).get_client_credentials_token(client_id, secret)
 api = g.ArchitectApi(client)
 seen = []
+listed = {}
 page = 1
 while True:
     listing = api.get_flows(page_number=page, page_size=25)
     seen += [f.id for f in listing.entities]
+    listed.update({f.id: f for f in listing.entities})
     if page >= listing.page_count:
         break
     page += 1
@@ -26,7 +28,10 @@ assert len(seen) == expected == listing.total, (len(seen), expected, listing.tot
 assert len(set(seen)) == expected
 for flow_id in seen:
     config = api.get_flow_latestconfiguration(flow_id)
-    assert config["id"] == flow_id, config.get("id")
+    # A configuration has no top-level id (as in Genesys); it names its flow and carries a manifest.
+    assert "id" not in config, config.get("id")
+    assert (config["name"], config["type"]) == (listed[flow_id].name, listed[flow_id].type), config["name"]
+    assert isinstance(config["manifest"], dict), flow_id
 typed = api.get_flows(type=["bot", "workflow"], page_size=100)
 assert {f.type for f in typed.entities} == {"BOT", "WORKFLOW"}, {f.type for f in typed.entities}
 
@@ -34,7 +39,7 @@ published = [f for f in api.get_flows(page_size=100).entities if f.published_ver
 drafts = 0
 for f in published:
     config = api.get_flow_version_configuration(f.id, f.published_version.id)
-    assert config["id"] == f.id, config.get("id")
+    assert "id" not in config and config["type"] == f.type, (f.id, config.get("id"), config.get("type"))
     drafts += f.saved_version.id != f.published_version.id
 assert drafts > 0, "the org has flows with unpublished drafts"
 
