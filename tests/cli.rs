@@ -557,3 +557,22 @@ async fn runs_piped_into_a_reader_that_stops_after_one_line_ends_quietly_with_st
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "no error line expected, got:\n{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_spells_json_output_json_like_every_command_and_keeps_output_json_as_a_hidden_alias() {
+    let sim = start_sim(org(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    for (run_id, flags) in [("a", &["--json"][..]), ("b", &["--output", "json"][..])] {
+        let out = run(export_cmd(&sim, dir.path(), run_id).args(flags)).await;
+        assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(summary["status"], "complete", "{flags:?}: {summary}");
+    }
+    let help = run(flowvault().args(["export", "--help"])).await;
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("--json"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("--output")),
+        "the older spelling stays hidden:\n{text}"
+    );
+}

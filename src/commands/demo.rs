@@ -55,7 +55,7 @@ async fn export(args: &DemoArgs, stop: StopSignal) -> Result<ExportReport, Comma
     let flags = Flags::from([
         (s::API_URL.id, server.url().to_string()),
         (s::TO.id, args.to.clone()),
-        (s::FORMAT.id, args.format.clone()),
+        (s::FORMAT.id, args.format.to_string()),
         (s::RATE_LIMIT.id, "40/s".to_string()),
         (s::CONCURRENCY.id, "16".to_string()),
         (s::MAX_BACKOFF.id, "2s".to_string()),

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{CommandError, Outcome, exit};
 use crate::archive::diff::{self, DiffReport, json_diff};
 use crate::archive::{self, ReadError, RunHandle, verify};
-use crate::cli::DiffArgs;
+use crate::cli::{DiffArgs, DiffContent};
 use crate::manifest::{Content, Manifest};
 use crate::settings::{process_env, read_options};
 
@@ -72,10 +72,9 @@ fn differs(say_so: bool) -> std::process::ExitCode {
 
 /// `--flow ID`: the structural diff of one flow's configuration.
 async fn one_flow(args: &DiffArgs, id: &str, a: (&RunHandle, &Manifest), b: (&RunHandle, &Manifest)) -> Outcome {
-    let content = if args.content == "published" {
-        Content::Published
-    } else {
-        Content::Latest
+    let content = match args.content {
+        DiffContent::Published => Content::Published,
+        DiffContent::Latest => Content::Latest,
     };
     let (changes, only) = flow_diff(id, content, a, b).await.map_err(|e| CommandError::read(&e))?;
     if args.json {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::verify::latest_of;
 use super::{CommandError, Outcome, exit};
 use crate::archive;
-use crate::cli::{RestoreArgs, RestoreContent};
+use crate::cli::{OutputFormat, RestoreArgs, RestoreContent};
 use crate::export::{StopCause, StopSignal};
 use crate::genesys::GenesysClient;
 use crate::restore::{self, ContentChoice, FlowOutcome, RestoreError, RestoreOptions, RestoreReport, Selection};
@@ -74,7 +74,7 @@ pub async fn run(args: &RestoreArgs) -> Outcome {
     let mut report = restore::plan(&client, &run, &manifest, &options)
         .await
         .map_err(plan_failure)?;
-    let json = args.json || args.output.as_deref() == Some("json");
+    let json = args.json || args.output == Some(OutputFormat::Json);
     if !json {
         print_plan(&report, args.apply);
     }

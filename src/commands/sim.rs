@@ -31,7 +31,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     config.token_lifetime = parse_duration(&args.token_lifetime, "--token-lifetime")?.max(Duration::from_secs(1));
     config.latency = parse_duration(&args.latency, "--latency")?;
     config.max_page_size = args.max_page_size.max(1);
-    config.oversize_page = args.oversize_page.parse().map_err(ConfigError)?;
+    config.oversize_page = args.oversize_page;
     config.retry_after_override = args.retry_after;
     config.omit_retry_after = args.no_retry_after;
     if let Some(rate) = &args.rate_limit {
