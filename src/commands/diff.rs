@@ -12,6 +12,7 @@ use super::{CommandError, Outcome, exit};
 use crate::archive::diff::{self, DiffReport, json_diff};
 use crate::archive::{self, ReadError, RunHandle, verify};
 use crate::cli::{DiffArgs, DiffContent};
+use crate::document::Document;
 use crate::manifest::{Content, Manifest};
 use crate::settings::{process_env, read_options};
 
@@ -127,9 +128,10 @@ async fn configuration(
             run.location
         )));
     }
-    let parsed: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ReadError::Archive(format!("{}/{} is not JSON: {e}", run.location, doc.path)))?;
-    Ok(Some(parsed.get("configuration").cloned().unwrap_or_default()))
+    let unreadable = |e: &dyn std::fmt::Display| ReadError::Archive(format!("{}/{}: {e}", run.location, doc.path));
+    let stored = Document::parse(&bytes).map_err(|e| unreadable(&e))?;
+    let configuration = serde_json::from_slice(stored.configuration_bytes()).map_err(|e| unreadable(&e))?;
+    Ok(Some(configuration))
 }
 
 /// The structural diff of one flow's configuration between the two runs, and, when the flow is
