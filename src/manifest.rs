@@ -187,7 +187,8 @@ impl Totals {
             Outcome::Failed => self.failed += 1,
             Outcome::Skipped => self.skipped += 1,
         }
-        self.carried += u64::from(row.source == Some(Source::Carried));
+        // A carried row that then failed (its write did) is counted as failed only.
+        self.carried += u64::from(row.outcome == Outcome::Exported && row.source == Some(Source::Carried));
     }
 }
 
@@ -632,7 +633,8 @@ pub fn now_rfc3339() -> String {
 /// The default run id: the current UTC time as `20261128T210812Z`.
 pub fn default_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    // Microseconds: two jobs started in one second get different ids, and ids still sort by time.
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:6]Z");
     now.format(&fmt).unwrap_or_else(|_| "run".into())
 }
 

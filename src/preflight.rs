@@ -78,7 +78,7 @@ pub fn estimate(c: &OrgCensus, content: ContentMode, yaml_batch: Option<usize>, 
         requests,
         seconds_at_rate: rate
             .filter(|r| *r > 0.0)
-            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::WINDOW_HEADROOM)),
+            .map(|r| requests as f64 / (r * crate::genesys::ratelimit::HEADROOM)),
     }
 }
 
@@ -120,25 +120,49 @@ impl Check {
 
 /// Checks that the temporary directory takes a file: a run spools its manifest rows there (about
 /// 2 KB a flow) and `--since` unpacks a previous tar.gz there; without it rows stay in memory.
-pub fn check_scratch() -> Check {
+/// With `--since` naming a tar.gz, its free space is compared with what the unpacking needs.
+pub async fn check_scratch(since: Option<&crate::export::SinceOptions>) -> Check {
     const STEP: &str = "scratch";
     let dir = std::env::temp_dir();
     let written = tempfile::tempfile().and_then(|mut f| std::io::Write::write_all(&mut f, b"flowvault"));
-    match written {
-        Ok(()) => Check::pass(
-            STEP,
-            format!(
-                "{} is writable (manifest rows spill there; --since unpacks a previous tar.gz there)",
-                dir.display()
-            ),
-        ),
-        Err(e) => Check::fail(
+    if let Err(e) = written {
+        return Check::fail(
             STEP,
             format!(
                 "cannot write a temporary file in {}: {e}; manifest rows would be held in memory",
                 dir.display()
             ),
             "mount a writable directory at /tmp (an emptyDir or tmpfs) or set TMPDIR to one",
+        );
+    }
+    let previous = match since {
+        Some(since) => crate::export::previous_archive_size(since).await,
+        None => None,
+    };
+    let free = sink::free_bytes(&dir);
+    match (previous, free) {
+        (Some((location, needed)), Some(free)) if free < needed => Check::fail(
+            STEP,
+            format!(
+                "TMPDIR {} has {free} bytes free, but --since unpacks the previous archive {location} there ({needed} bytes); its flows would be fetched instead of carried",
+                dir.display()
+            ),
+            format!("set TMPDIR to a directory with at least {needed} bytes free (size the emptyDir or tmpfs for it)"),
+        ),
+        (Some((location, needed)), free) => Check::pass(
+            STEP,
+            format!(
+                "{} is writable and has room ({} bytes free) to unpack the previous archive {location} ({needed} bytes)",
+                dir.display(),
+                free.map_or("unknown".to_string(), |f| f.to_string())
+            ),
+        ),
+        (None, _) => Check::pass(
+            STEP,
+            format!(
+                "{} is writable (manifest rows spill there; --since unpacks a previous tar.gz there)",
+                dir.display()
+            ),
         ),
     }
 }

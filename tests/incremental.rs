@@ -174,11 +174,13 @@ async fn without_a_usable_previous_run_every_flow_is_fetched_and_the_manifest_sa
     );
     assert!(first.text.contains("every flow fetched"), "{}", first.text);
 
+    // A run that does not exist is a usage error, not a silent full run.
     let missing = place
-        .export_read(&sim, "second", &["--since", &place.run("nope")])
+        .export_with(&sim, "second", &["--since", &place.run("nope")])
         .await;
-    assert_eq!(missing.code, Some(0));
-    assert!(missing.manifest.since_note.as_deref().unwrap().contains("nope"));
+    let text = all_output(&missing);
+    assert_eq!(missing.status.code(), Some(2), "{text}");
+    assert!(text.contains("nope"), "{text}");
 
     // `--full-every`: the last full run is older than that, so this one is full.
     let due = place

@@ -32,6 +32,19 @@ pub enum StartError {
     /// `--expect-org` is set but the org could not be read.
     #[error("cannot check --expect-org `{expected}`: reading /api/v2/organizations/me failed: {source}")]
     OrgUnknown { expected: String, source: ApiError },
+    /// `--since` names a run that does not exist (a usage error, not a silent full run).
+    #[error("--since: {0}; give `latest`, a run id in --to, or a run's location (DEST/RUN, s3://bucket/prefix/RUN)")]
+    Since(String),
+}
+
+impl StartError {
+    /// The exit code: a usage error for a `--since` that names nothing, fatal otherwise.
+    fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Since(_) => exit::USAGE,
+            _ => exit::FATAL,
+        }
+    }
 }
 
 /// Runs one export as a job: the run, its summary on stdout (text or JSON), its metrics; the exit
@@ -41,7 +54,7 @@ pub async fn run_job(settings: &ExportSettings, stop: StopSignal, show_progress:
     let result = run_with_progress(settings, stop, show_progress).await;
     let code = match &result {
         Ok(report) => super::exit_code(&report.ending),
-        Err(_) => exit::FATAL,
+        Err(e) => e.exit_code(),
     };
     let printed = print_ending(&result, settings.reporting.json);
     publish_metrics(settings, result.as_ref().ok(), started, code).await;
@@ -59,7 +72,7 @@ fn print_ending(result: &Result<ExportReport, StartError>, json: bool) -> Result
     match result {
         Ok(report) => summary(&mut out, report, json).map(drop)?,
         Err(e) if json => {
-            let value = serde_json::json!({"status": "fatal", "exit_code": exit::FATAL, "error": e.to_string()});
+            let value = serde_json::json!({"status": "fatal", "exit_code": e.exit_code(), "error": e.to_string()});
             writeln!(out, "{value}")?;
         }
         Err(_) => {}
@@ -80,7 +93,10 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
     let t = &m.totals;
     let code = super::exit_code(&report.ending);
     let archive = m.archive.as_ref().map(|a| format!("{}/{a}", report.location));
-    let manifest = format!("{}/manifest.json", report.location);
+    // A manifest path is printed only when the manifest was written.
+    let manifest = report
+        .manifest_written
+        .then(|| format!("{}/manifest.json", report.location));
     if let Ending::Fatal(reason) = &report.ending {
         eprintln!("flowvault: {reason}");
     }
@@ -129,7 +145,7 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
             out,
             "since:    {since}: {} unchanged flows carried over, {} fetched",
             t.carried,
-            t.exported - t.carried
+            t.exported.saturating_sub(t.carried)
         )?,
         (None, Some(note)) => writeln!(out, "since:    every flow fetched: {note}")?,
         (None, None) => {}
@@ -139,7 +155,10 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
     } else if m.format == "objects" {
         writeln!(out, "flows:    {}/flows/", report.location)?;
     }
-    writeln!(out, "manifest: {manifest}")?;
+    match &manifest {
+        Some(path) => writeln!(out, "manifest: {path}")?,
+        None => writeln!(out, "manifest: not written (see the error above)")?,
+    }
     Ok(code)
 }
 
@@ -197,10 +216,20 @@ pub async fn run(
     stop: StopSignal,
     progress: Option<Arc<Progress>>,
 ) -> Result<ExportReport, StartError> {
-    let sink = sink::open(&settings.destination, &settings.run_id, settings.format, &settings.s3).await?;
-    let client = Arc::new(GenesysClient::connect(settings.client.clone())?);
-    client.authenticate().await?;
-    let organization = identify(&client, settings.expect_org.as_deref()).await?;
+    let export_options = settings.export_options();
+    if let Some(since) = &export_options.since {
+        export::check_since(since).await.map_err(StartError::Since)?;
+    }
+    let mut sink = sink::open(&settings.destination, &settings.run_id, settings.format, &settings.s3).await?;
+    let organization = match connect(settings).await {
+        Ok(started) => started,
+        Err(e) => {
+            // Nothing of the run was written: a retry with the same run id can claim it.
+            sink.release().await;
+            return Err(e);
+        }
+    };
+    let (client, organization) = organization;
     if let Some(org) = &organization {
         sink.set_org(&org.id);
     }
@@ -217,7 +246,7 @@ pub async fn run(
     let options = ExportOptions {
         organization,
         progress: progress.clone(),
-        ..settings.export_options()
+        ..export_options
     };
     let display = progress.map(|p| super::progress::start(p, client.clone()));
     let report = export::run(client, sink, options, stop).await;
@@ -225,6 +254,14 @@ pub async fn run(
         d.finish();
     }
     Ok(report)
+}
+
+/// Connects and authenticates (the one place a run does) and reads the org.
+async fn connect(settings: &ExportSettings) -> Result<(Arc<GenesysClient>, Option<Organization>), StartError> {
+    let client = Arc::new(GenesysClient::connect(settings.client.clone())?);
+    client.authenticate().await?;
+    let organization = identify(&client, settings.expect_org.as_deref()).await?;
+    Ok((client, organization))
 }
 
 /// Reads the org the credentials belong to and checks it against `expected`. Without an

@@ -15,8 +15,8 @@ use crate::sink;
 
 /// Prints the plan.
 pub async fn run(settings: &ExportSettings) -> Outcome {
-    let destination = match sink::open(&settings.destination, &settings.run_id, settings.format, &settings.s3).await {
-        Ok(s) => format!("{} is usable ({})", s.location(), settings.format),
+    let destination = match sink::check(&settings.destination, &settings.run_id, &settings.s3).await {
+        Ok(location) => format!("{location} is usable ({})", settings.format),
         Err(e) => return Err(CommandError::fatal(format!("destination check failed: {e}"))),
     };
     let client = Arc::new(GenesysClient::connect(settings.client.clone()).map_err(CommandError::fatal)?);

@@ -241,6 +241,12 @@ impl Base {
     /// store's SHA-256 so they can be copied inside it). `None`, with the reason logged, when any
     /// of them cannot be carried: the flow is then fetched.
     pub async fn carry(&self, id: &str, planned: Planned) -> Option<Carried> {
+        // A previous archive that could not be unpacked was reported once: its flows are fetched.
+        if let Some(cell) = &self.archive
+            && cell.get_or_init(|| extract(&self.run, &self.rows)).await.is_none()
+        {
+            return None;
+        }
         let mut out = Vec::with_capacity(planned.documents.len());
         for doc in planned.documents {
             match self.carry_one(&doc).await {
@@ -268,7 +274,7 @@ impl Base {
                 return Err("cannot be read (the previous archive is unreadable)".into());
             };
             let bytes = extracted.read(&doc.path).ok_or("is missing or damaged")?;
-            return self.count_read(verified(bytes, &doc.sha256));
+            return verified(bytes, &doc.sha256);
         }
         let name = self.run.name(&doc.path);
         if self.server_copy
@@ -281,7 +287,6 @@ impl Base {
                         .map(hex::encode)
                         .unwrap_or_default();
                     return if stored == doc.sha256 {
-                        self.copied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         Ok(Carry::Copy(source))
                     } else {
                         Err(format!("has SHA-256 {stored}, not {}", doc.sha256))
@@ -292,17 +297,17 @@ impl Base {
             }
         }
         match self.run.reader.read(&name).await {
-            Ok(Some(bytes)) => self.count_read(verified(bytes, &doc.sha256)),
+            Ok(Some(bytes)) => verified(bytes, &doc.sha256),
             Ok(None) => Err("is missing".into()),
             Err(e) => Err(format!("cannot be read: {e}")),
         }
     }
 
-    fn count_read(&self, carry: Result<Carry, String>) -> Result<Carry, String> {
-        if carry.is_ok() {
-            self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        carry
+    /// Counts documents carried into the new run once they are written (so the log's counts are
+    /// the manifest's): `copies` copied inside the store, `reads` read, verified and written.
+    pub fn count_carried(&self, copies: u64, reads: u64) {
+        self.copied.fetch_add(copies, std::sync::atomic::Ordering::Relaxed);
+        self.read.fetch_add(reads, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Logs how the carried documents travelled.
@@ -344,12 +349,32 @@ impl Extracted {
 }
 
 /// Streams the previous archive once, keeping the members some carryable row names (a tar.gz
-/// can only be read front to back; the new archive wants them in its own order).
+/// can only be read front to back; the new archive wants them in its own order). When the scratch
+/// directory cannot hold them (checked first, and on any failed write), one warning names it and
+/// the space needed, and the flows are fetched instead.
 async fn extract(run: &RunHandle, rows: &RowLog) -> Option<Extracted> {
+    let needed: u64 = rows
+        .iter()
+        .flat_map(|(_, r)| r.documents.into_iter().map(|d| d.bytes))
+        .sum();
+    let scratch = std::env::temp_dir();
+    let no_room = |why: String| {
+        warn!(
+            "cannot unpack the previous archive {} into TMPDIR {} ({why}; its documents need {needed} bytes): the flows it holds are fetched instead; set TMPDIR to a directory with room",
+            run.location,
+            scratch.display()
+        );
+    };
+    if let Some(free) = crate::sink::free_bytes(&scratch)
+        && free < needed
+    {
+        no_room(format!("{free} bytes free"));
+        return None;
+    }
     let file = match tempfile::tempfile() {
         Ok(f) => Arc::new(f),
         Err(e) => {
-            warn!("cannot create a temporary file to unpack the previous archive: {e}");
+            no_room(format!("cannot create a temporary file: {e}"));
             return None;
         }
     };
@@ -359,19 +384,28 @@ async fn extract(run: &RunHandle, rows: &RowLog) -> Option<Extracted> {
         .flat_map(|(_, r)| r.documents.into_iter().map(|d| path_hash(&d.path)))
         .collect();
     let writer = file.clone();
+    let failed: Arc<std::sync::Mutex<Option<std::io::Error>>> = Arc::default();
+    let failure = failed.clone();
     let mut end = 0u64;
     let unpacked = archive::each_member(
         run,
         move |name| wanted.contains(&path_hash(name)),
         move |name, body| {
             let len = u32::try_from(body.len()).ok()?;
-            writer.write_all_at(body, end).ok()?;
+            if let Err(e) = writer.write_all_at(body, end) {
+                failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                return None;
+            }
             let at = end;
             end += u64::from(len);
             Some((path_hash(name), (at, len)))
         },
     )
     .await;
+    if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        no_room(e.to_string());
+        return None;
+    }
     match unpacked {
         Ok(members) => Some(Extracted {
             file,
@@ -382,4 +416,43 @@ async fn extract(run: &RunHandle, rows: &RowLog) -> Option<Extracted> {
             None
         }
     }
+}
+
+/// Checks, before a run starts, that the previous run `--since` names exists (`latest` always
+/// does: without a complete run the run is full). `Err` says what to fix: a usage error.
+pub async fn check_exists(options: &SinceOptions) -> Result<(), String> {
+    if options.latest {
+        return Ok(());
+    }
+    match archive::locate(&options.spec, None, &options.s3).await {
+        Ok(_) => Ok(()),
+        Err(e @ (archive::ReadError::NoRun { .. } | archive::ReadError::Location(_))) => Err(e.to_string()),
+        Err(archive::ReadError::Store(crate::sink::SinkError::Io { source, path, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Err(format!("{} does not exist", path.display()))
+        }
+        // Anything else (a store that cannot be read now) is the run's to report: it goes full.
+        Err(_) => Ok(()),
+    }
+}
+
+/// The previous run `--since` names, when it is a tar.gz (unpacked into `TMPDIR` by a run): its
+/// location and the bytes of the documents a run would unpack. `None` for anything else.
+pub async fn previous_archive_size(options: &SinceOptions) -> Option<(String, u64)> {
+    let latest = options.latest.then_some(Latest::Complete);
+    let run = archive::locate(&options.spec, latest, &options.s3).await.ok()?;
+    if !run.has_archive {
+        return None;
+    }
+    let (_, bytes) = run
+        .manifest_streamed(0u64, |bytes, row| {
+            if carryable(&row) {
+                *bytes += row.documents.iter().map(|d| d.bytes).sum::<u64>();
+            }
+            true
+        })
+        .await
+        .ok()?;
+    Some((run.location.clone(), bytes))
 }

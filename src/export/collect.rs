@@ -5,6 +5,7 @@
 //! unchanged org gives identical archives. One flow's failure never stops the others; only a
 //! credential failure, a destination failure or a stop ends the collection early.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use super::rows::RowLog;
 use super::{ContentMode, ExportOptions, RunError, StopSignal};
 use crate::genesys::{ApiError, FlowLister, FlowSummary, GenesysClient, ListError, ListOptions, Listed, ListingReport};
 use crate::manifest::{Content, Document, FlowRecord};
-use crate::sink::{Sink, StoreFailure};
+use crate::sink::Sink;
 
 /// Listed flows waiting for a fetcher: enough to keep them busy across a page's round trip, few
 /// enough that their listing rows (about 1 KB each) do not add up.
@@ -56,6 +57,9 @@ struct Fetcher {
     content: ContentMode,
     yaml: bool,
     base: Option<Arc<Base>>,
+    /// Set once the credentials stopped working: flows that need an API call are no longer
+    /// fetched, but unchanged ones are still carried.
+    revoked: AtomicBool,
 }
 
 struct Fetched {
@@ -94,14 +98,20 @@ pub(super) async fn collect(
         content: options.content,
         yaml: options.yaml.is_some(),
         base,
+        revoked: AtomicBool::new(false),
     });
     let mut error = write_loop(fetcher, sink, options, &mut rx, &rows, &handled_tx, stop)
         .await
         .err();
     // Documents still being written are waited for; those that failed get honest rows.
-    match sink.settle().await {
-        Ok(failures) => mark_store_failures(&rows, failures),
-        Err(e) => error = error.or(Some(RunError::Settle(e))),
+    let location = sink.location();
+    let settled = tokio::select! {
+        settled = sink.settle() => settled.map_err(RunError::Settle),
+        _ = stop.store_given_up(options.shutdown_grace) => Err(RunError::Stalled { location }),
+    };
+    match settled {
+        Ok(failures) => lock(&rows).mark_store_failures(failures),
+        Err(e) => error = error.or(Some(e)),
     }
     // After a stop or a fatal error the lister may be waiting out a long Retry-After: cut it.
     // Otherwise it has finished (the writer only ends when the lister closes the channel).
@@ -199,6 +209,10 @@ async fn write_loop(
     // while keeping memory near concurrency × flow size.
     let window = (concurrency * 2).max(8);
     let mut namer = MemberNamer::default();
+    let location = sink.location();
+    let base = fetcher.base.clone();
+    // Revoked credentials end fetching, not the run's carrying: the first such error is kept.
+    let mut revoked: Option<RunError> = None;
     let source = futures::stream::poll_fn(|cx| rx.poll_recv(cx)).take_until(stop.stopped());
     let results = source
         .map(|item| {
@@ -232,7 +246,22 @@ async fn write_loop(
             },
         };
         let Some(fetched) = next else { break };
-        record(sink, rows, fetched).await?;
+        // A stopped run does not wait on a destination that stopped answering.
+        let recorded = tokio::select! {
+            recorded = record(sink, rows, fetched, base.as_deref()) => recorded,
+            _ = stop.store_given_up(options.shutdown_grace) => Err(RunError::Stalled { location: location.clone() }),
+        };
+        match recorded {
+            Ok(()) => {}
+            Err(e @ RunError::Credentials(_)) => {
+                if revoked.is_none() {
+                    error!("{e}; flows that need an API call are no longer fetched, unchanged ones are still carried");
+                    fetcher.revoked.store(true, Ordering::Relaxed);
+                    revoked = Some(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
         handled.send_modify(|h| *h += 1);
         if let Some(p) = &options.progress {
             p.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -242,7 +271,7 @@ async fn write_loop(
             info!(done, "progress: {done} flows handled");
         }
     }
-    Ok(())
+    revoked.map_or(Ok(()), Err)
 }
 
 /// Starts fetching (or carrying over) one listed item.
@@ -278,6 +307,7 @@ fn fetch(
         }
         // A permit bounds the requests in flight.
         let outcome = match fetcher.permits.acquire().await {
+            Ok(_) if fetcher.revoked.load(Ordering::Relaxed) => FetchOutcome::Unfetched,
             Ok(_permit) => fetch_one(&fetcher.client, &summary, &wanted).await,
             Err(_) => FetchOutcome::Unfetched,
         };
@@ -323,8 +353,9 @@ impl Fetcher {
 /// A change to one manifest row.
 type RowUpdate = Box<dyn FnOnce(&mut FlowRecord)>;
 
-/// Writes one flow's fetched documents and settles its row. An `Err` ends the run.
-async fn record(sink: &mut dyn Sink, rows: &Rows, fetched: Fetched) -> Result<(), RunError> {
+/// Writes one flow's fetched documents and settles its row. An `Err` ends the run (revoked
+/// credentials only end its fetching).
+async fn record(sink: &mut dyn Sink, rows: &Rows, fetched: Fetched, base: Option<&Base>) -> Result<(), RunError> {
     let Fetched { index, outcome } = fetched;
     let (update, fatal): (RowUpdate, Option<RunError>) = match outcome {
         FetchOutcome::Fetched {
@@ -353,7 +384,12 @@ async fn record(sink: &mut dyn Sink, rows: &Rows, fetched: Fetched) -> Result<()
             from,
             fetched_in,
         }) => {
+            let copies = documents.iter().filter(|(_, c)| matches!(c, Carry::Copy(_))).count();
+            let reads = documents.len() - copies;
             let stored = store(sink, rows, index, documents.into_iter(), None).await?;
+            if let Some(base) = base {
+                base.count_carried(copies as u64, reads as u64);
+            }
             (Box::new(move |r| r.carried(stored, from, fetched_in)), None)
         }
         FetchOutcome::Unfetched => return Ok(()), // its row already says why
@@ -401,27 +437,6 @@ async fn store(
 
 fn settle_row(rows: &Rows, index: usize, update: RowUpdate) {
     lock(rows).update(index, update);
-}
-
-/// Rows whose documents the destination could not take become `failed`, saying why.
-fn mark_store_failures(rows: &Rows, failures: Vec<StoreFailure>) {
-    if failures.is_empty() {
-        return;
-    }
-    let mut rows = lock(rows);
-    for f in failures {
-        let found = rows
-            .iter()
-            .find(|(_, r)| r.documents.iter().any(|d| d.path == f.name))
-            .map(|(i, _)| i);
-        if let Some(index) = found {
-            rows.update(index, |row| {
-                row.documents.retain(|d| d.path != f.name);
-                let attempts = row.attempts;
-                row.failed(format!("fetched, but could not be stored: {}", f.error), attempts);
-            });
-        }
-    }
 }
 
 /// One document a flow should have: what it holds, where it goes and which request serves it.

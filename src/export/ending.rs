@@ -28,12 +28,23 @@ pub enum RunError {
     /// The archive or the manifest could not be sealed.
     #[error("the destination failed while sealing the run: {0}")]
     Seal(SinkError),
+    /// The run was stopped and the destination did not answer within the shutdown grace period.
+    #[error(
+        "the destination {location} stopped answering after the stop (nothing for 10s, past the shutdown grace period); what it had not taken is lost"
+    )]
+    Stalled {
+        /// Where the run was being written.
+        location: String,
+    },
 }
 
 impl RunError {
     /// True when the destination itself broke, so a partial archive cannot be sealed.
     pub fn is_destination_failure(&self) -> bool {
-        matches!(self, RunError::Store { .. } | RunError::Settle(_) | RunError::Seal(_))
+        matches!(
+            self,
+            RunError::Store { .. } | RunError::Settle(_) | RunError::Seal(_) | RunError::Stalled { .. }
+        )
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tracing::{Instrument, error, info, info_span, warn};
 
-pub use base::SinceOptions;
+pub use base::{SinceOptions, check_exists as check_since, previous_archive_size};
 pub use collect::build_document;
 pub use ending::{Ending, RunError};
 pub use stop::{StopCause, StopSignal};
@@ -116,6 +116,8 @@ pub struct ExportReport {
     pub ending: Ending,
     /// What the run's API requests came to.
     pub requests: RequestCounts,
+    /// Whether `manifest.json` was written (a broken destination may have refused it).
+    pub manifest_written: bool,
 }
 
 /// API requests of a run, for metrics.
@@ -174,6 +176,11 @@ pub async fn run(
         span.in_scope(|| b.log_summary());
     }
     let (mut rows, mut error) = (collected.rows, collected.error);
+    if base.is_some() && error.is_none() && stop.cause().is_none() {
+        confirm_carried(&client, &mut rows, &collected.listing)
+            .instrument(span.clone())
+            .await;
+    }
     let (mut unseen, mut yaml_jobs) = (None, None);
     if error.is_none() && stop.cause().is_none() {
         if let Some(yaml_options) = &options.yaml {
@@ -193,6 +200,11 @@ pub async fn run(
     } else {
         views.abort();
     }
+    // Every phase's writes settle here, before the manifest is built from the rows.
+    let limit = Limit::new(&stop, options.shutdown_grace, sink.location());
+    if let Err(e) = limit.bounded(rows.settle_writes(&mut *sink)).await {
+        error = error.or(Some(RunError::Settle(e)));
+    }
     let (totals, mut stored_bytes) = rows.tally();
     let ending = decide(error, stop.cause(), &collected.listing, &totals);
     let mut m = Manifest {
@@ -203,10 +215,21 @@ pub async fn run(
         yaml_jobs,
         ..head(&options, &client, started_at, base.as_deref())
     };
-    let ending = seal(&mut *sink, &mut m, &mut rows, ending, &mut stored_bytes)
+    let (ending, manifest_written) = seal(&mut *sink, &mut m, &mut rows, ending, &mut stored_bytes, &limit)
         .instrument(span.clone())
         .await;
-    let _g = span.enter();
+    span.in_scope(|| log_end(&m, &sink.location()));
+    ExportReport {
+        manifest: m,
+        stored_bytes,
+        location: sink.location(),
+        ending,
+        requests: RequestCounts::of(&client),
+        manifest_written,
+    }
+}
+
+fn log_end(m: &Manifest, location: &str) {
     info!(
         listed = m.totals.listed,
         exported = m.totals.exported,
@@ -214,15 +237,76 @@ pub async fn run(
         failed = m.totals.failed,
         skipped = m.totals.skipped,
         complete = m.complete,
-        "run finished at {}",
-        sink.location()
+        "run finished at {location}"
     );
-    ExportReport {
-        manifest: m,
-        stored_bytes,
-        location: sink.location(),
-        ending,
-        requests: RequestCounts::of(&client),
+}
+
+/// Carried flows the final listing did not serve are fetched to confirm, as a full run would
+/// have fetched them: one that answers 404 was deleted during the run and is `not_found` (its
+/// carried copy stays named in the row, since the archive holds it; restore skips such rows).
+async fn confirm_carried(client: &GenesysClient, rows: &mut RowLog, listing: &ListingReport) {
+    let finished = listing
+        .passes
+        .last()
+        .is_some_and(|p| p.phase == crate::genesys::flows::Phase::Final);
+    let Some(last) = listing.last_pass_ids.as_ref().filter(|_| finished) else {
+        return;
+    };
+    let unlisted: Vec<(usize, String)> = rows
+        .iter()
+        .filter(|(_, r)| {
+            r.outcome == manifest::Outcome::Exported
+                && r.source == Some(manifest::Source::Carried)
+                && !last.contains(&r.id)
+        })
+        .map(|(i, r)| (i, r.id))
+        .collect();
+    for (index, id) in unlisted {
+        match client.latest_configuration(&id).await {
+            Err(crate::genesys::ApiError::NotFound { .. }) => {
+                info!(
+                    "flow {id} was carried over, but the final listing no longer has it and it answers 404: recording it as not_found"
+                );
+                rows.update(index, |r| {
+                    r.outcome = manifest::Outcome::NotFound;
+                    r.error = Some("deleted during the run: not in the final listing, and 404 when fetched to confirm; the carried copy is kept".into());
+                });
+            }
+            Ok(_) => info!("flow {id} is missing from the final listing but still exists; it stays carried"),
+            Err(e) => {
+                warn!("flow {id} is missing from the final listing and could not be confirmed ({e}); it stays carried")
+            }
+        }
+    }
+}
+
+/// Cuts destination operations off once a stop's grace period is over and the store has stopped
+/// answering, so a frozen store cannot hold a stopped run.
+struct Limit<'a> {
+    stop: &'a StopSignal,
+    grace: Duration,
+    location: String,
+}
+
+impl<'a> Limit<'a> {
+    fn new(stop: &'a StopSignal, grace: Duration, location: String) -> Self {
+        Limit { stop, grace, location }
+    }
+
+    /// Runs `op`, cut once the stop's grace period is over and the store has stopped answering
+    /// (a store that keeps answering is waited for, so what was fetched is sealed).
+    async fn bounded<T>(&self, op: impl std::future::Future<Output = Result<T, SinkError>>) -> Result<T, SinkError> {
+        tokio::select! {
+            done = op => done,
+            _ = self.stop.store_given_up(self.grace) => Err(SinkError::Store {
+                message: format!(
+                    "{} stopped answering: nothing for {}s after the stop's grace period",
+                    self.location,
+                    stop::STORE_SILENCE.as_secs()
+                ),
+                retryable: true,
+            }),
+        }
     }
 }
 
@@ -294,27 +378,37 @@ fn listing_record(report: &ListingReport, type_filter: &[String]) -> Listing {
 
 /// Writes the manifest (whose totals are the rows') as `ending` says, sealing the archive with
 /// what was stored. When the destination broke (or breaks now), the partial archive is discarded,
-/// its rows say so, and the totals and `stored` bytes are counted again.
-async fn seal(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: Ending, stored: &mut u64) -> Ending {
+/// its rows say so, and the totals and `stored` bytes are counted again. Also says whether the
+/// manifest was written.
+async fn seal(
+    sink: &mut dyn Sink,
+    m: &mut Manifest,
+    rows: &mut RowLog,
+    ending: Ending,
+    stored: &mut u64,
+    limit: &Limit<'_>,
+) -> (Ending, bool) {
     let broken = matches!(&ending, Ending::Fatal(e) if e.is_destination_failure());
     if broken {
-        *stored = discard(sink, m, rows, &ending).await;
-        return ending;
+        let written;
+        (*stored, written) = discard(sink, m, rows, &ending, limit).await;
+        return (ending, written);
     }
     m.complete = ending.is_complete();
     m.incomplete_reason = ending.reason();
     m.finished_at = manifest::now_rfc3339();
     let sealed = match spool(m, rows) {
-        Ok(spooled) => sink.finish(&spooled).await,
+        Ok(spooled) => limit.bounded(sink.finish(&spooled)).await,
         Err(e) => Err(e),
     };
     match sealed {
-        Ok(()) => ending,
+        Ok(()) => (ending, true),
         Err(e) => {
             let ending = Ending::Fatal(RunError::Seal(e));
             error!("{}", ending.reason().unwrap_or_default());
-            *stored = discard(sink, m, rows, &ending).await;
-            ending
+            let written;
+            (*stored, written) = discard(sink, m, rows, &ending, limit).await;
+            (ending, written)
         }
     }
 }
@@ -329,8 +423,14 @@ fn spool(m: &Manifest, rows: &RowLog) -> Result<Spooled, SinkError> {
 }
 
 /// Aborts the sink and writes an incomplete manifest that claims nothing the destination lost;
-/// returns the bytes of the documents still stored.
-async fn discard(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, ending: &Ending) -> u64 {
+/// returns the bytes of the documents still stored and whether the manifest was written.
+async fn discard(
+    sink: &mut dyn Sink,
+    m: &mut Manifest,
+    rows: &mut RowLog,
+    ending: &Ending,
+    limit: &Limit<'_>,
+) -> (u64, bool) {
     let why = ending.reason().unwrap_or_default();
     m.complete = false;
     m.incomplete_reason = Some(why.clone());
@@ -356,11 +456,11 @@ async fn discard(sink: &mut dyn Sink, m: &mut Manifest, rows: &mut RowLog, endin
     let (totals, stored) = rows.tally();
     m.totals = totals;
     let aborted = match spool(m, rows) {
-        Ok(spooled) => sink.abort(&spooled).await,
+        Ok(spooled) => limit.bounded(sink.abort(&spooled)).await,
         Err(e) => Err(e),
     };
-    if let Err(e) = aborted {
+    if let Err(e) = &aborted {
         warn!("could not write the incomplete manifest either: {e}");
     }
-    stored
+    (stored, aborted.is_ok())
 }

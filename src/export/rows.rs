@@ -15,6 +15,7 @@ use tracing::warn;
 
 use crate::genesys::FlowId;
 use crate::manifest::{FlowRecord, Totals};
+use crate::sink::{Sink, SinkError, StoreFailure};
 
 /// The rows of one run, in the order flows were taken from the listing.
 pub(super) struct RowLog {
@@ -140,6 +141,37 @@ impl RowLog {
         (t, bytes)
     }
 
+    /// Waits for the documents `sink` is still writing and marks the rows of those it could not
+    /// store `failed` (the document dropped from the row, the others kept), before the manifest is
+    /// sealed: whichever phase wrote them (documents, YAML, carried ones), panics included.
+    pub async fn settle_writes(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let failures = sink.settle().await?;
+        self.mark_store_failures(failures);
+        Ok(())
+    }
+
+    /// Rows whose documents the destination could not take become `failed`, saying why.
+    pub fn mark_store_failures(&mut self, failures: Vec<StoreFailure>) {
+        for f in failures {
+            let found = self
+                .iter()
+                .find(|(_, r)| r.documents.iter().any(|d| d.path == f.name))
+                .map(|(i, _)| i);
+            let Some(index) = found else {
+                warn!(
+                    "a document that could not be stored ({}) matches no row: {}",
+                    f.name, f.error
+                );
+                continue;
+            };
+            self.update(index, |row| {
+                row.documents.retain(|d| d.path != f.name);
+                let attempts = row.attempts;
+                row.failed(format!("could not store {}: {}", f.name, f.error), attempts);
+            });
+        }
+    }
+
     /// Appends row `index` to the file, or keeps it in memory when the file cannot take it.
     fn place(&mut self, index: usize, row: FlowRecord) {
         let Some(file) = self.file.as_ref().filter(|_| self.writable) else {
@@ -161,7 +193,10 @@ impl RowLog {
                 self.in_memory.remove(&index);
             }
             Err(e) => {
-                warn!("cannot write manifest rows to the temporary file ({e}); keeping them in memory from now on");
+                warn!(
+                    "cannot write manifest rows to the temporary file in TMPDIR {} ({e}); keeping them in memory from now on",
+                    std::env::temp_dir().display()
+                );
                 self.writable = false;
                 self.in_memory.insert(index, row);
             }

@@ -130,13 +130,33 @@ pub enum Listed {
     },
 }
 
+/// When a listing pass ran (serialized `initial` / `final`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Before and while the run fetches: lists until a pass finds nothing new.
+    #[default]
+    Initial,
+    /// After the run fetched what was listed: catches flows created meanwhile.
+    Final,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Initial => "initial",
+            Phase::Final => "final",
+        })
+    }
+}
+
 /// One pass over the listing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PassRecord {
     /// 1-based, across both phases.
     pub pass: u32,
-    /// `initial` (before and while fetching) or `final` (after fetching).
-    pub phase: String,
+    /// Before and while fetching, or after.
+    pub phase: Phase,
     /// Pages requested.
     pub pages: u64,
     /// Distinct flows this pass served (rows that were not flows included, as the API counts them).
@@ -160,6 +180,8 @@ pub struct ListingReport {
     pub malformed: u64,
     /// Why the listing cannot prove it saw every flow; `None` when it can.
     pub unverified: Option<String>,
+    /// The flows the last finished pass served: what an incremental run confirms carried flows by.
+    pub last_pass_ids: Option<Arc<IdSet>>,
 }
 
 /// Lists every flow, more than once, and hands each new one on exactly once.
@@ -211,8 +233,8 @@ impl FlowLister {
     /// [`FlowLister::report`] has what was learned, whatever the result.
     pub async fn run(&mut self, out: mpsc::Sender<Listed>, mut handled: watch::Receiver<u64>) -> Result<(), ListError> {
         let mut sent = 0u64;
-        for phase in ["initial", "final"] {
-            if phase == "final" {
+        for phase in [Phase::Initial, Phase::Final] {
+            if phase == Phase::Final {
                 // Started while the last fetches are still answering: it only looks for flows
                 // created meanwhile, and any it finds are fetched like the others.
                 let target = sent.saturating_sub(FINAL_PASS_OVERLAP);
@@ -274,7 +296,7 @@ impl FlowLister {
     /// answer before the final one). `Ok(None)` when the receiver is gone.
     async fn pass(
         &mut self,
-        phase: &str,
+        phase: Phase,
         out: &mpsc::Sender<Listed>,
         sent: &mut u64,
     ) -> Result<Option<(PassRecord, bool)>, ListError> {
@@ -285,10 +307,11 @@ impl FlowLister {
         };
         let mut record = PassRecord {
             pass: self.report.passes.len() as u32 + 1,
-            phase: phase.to_string(),
+            phase,
             ..PassRecord::default()
         };
         let mut consistent = true;
+        let mut pass_ids = IdSet::new();
         for filter in filters {
             let Some(fp) = self
                 .page_through(filter.as_deref(), out, sent, &mut record.new_flows)
@@ -298,6 +321,9 @@ impl FlowLister {
             };
             record.pages += fp.pages;
             consistent &= !fp.totals_varied && fp.api_total == Some(fp.ids.len() as u64);
+            for id in fp.ids.iter() {
+                pass_ids.insert(&id.to_string());
+            }
             // Type filters are disjoint, so the per-filter counts add up to the pass's.
             record.flows += fp.ids.len() as u64;
             if let Some(t) = fp.api_total {
@@ -308,7 +334,7 @@ impl FlowLister {
         self.report.listed = self.seen.len() as u64;
         info!(
             pass = record.pass,
-            phase,
+            phase = %phase,
             flows = record.flows,
             new_flows = record.new_flows,
             pages = record.pages,
@@ -316,6 +342,7 @@ impl FlowLister {
             record.pass
         );
         self.report.passes.push(record.clone());
+        self.report.last_pass_ids = Some(Arc::new(pass_ids));
         Ok(Some((record, consistent && self.report.malformed == 0)))
     }
 

@@ -1,19 +1,15 @@
 //! The client-side rate limiter shared by every request to one Genesys org.
 //!
-//! A known rate (configured, or learned from the API's 429s) is held as a sliding window, the way
-//! the API counts: at most `cap` requests leave in any `span`, where `cap` is what the rate
-//! allows in about a second and `span` that second stretched by the headroom. A run therefore
-//! starts with a full window instead of ramping up from nothing, and then holds the rate less
-//! the headroom (2%, which absorbs network and scheduling jitter so a server counting arrivals
-//! never sees more than its limit). When the API answers 429 anyway, everybody pauses until its
-//! `Retry-After` has passed and requests are spaced evenly, a tenth slower than before, or at
-//! what the API accepted in the `Retry-After` window before the 429 (less the headroom),
-//! whichever is slower; successes bring the spacing back to the rate (without a configured one:
-//! to the learned pace, which it then holds: creeping beyond it only overshoots the same limit
-//! again). One 429 storm therefore lowers the pace once, not once per request, and even
-//! `--rate-limit off` settles just under the server's real limit instead of bursting into it
-//! again and again. Nobody is given a turn during a pause: turns are handed out when it ends, so
-//! the first of them already go at the pace learned from it.
+//! Requests are spaced evenly at the configured rate (no bursts, so a server counting in a
+//! sliding window never sees more than the limit). When the API answers 429 anyway, everybody
+//! pauses until its `Retry-After` has passed and the pace drops by a tenth, or to what the API
+//! accepted in the `Retry-After` window before the 429 (less the headroom), whichever is slower;
+//! successes bring it back up (to the configured rate, or without one to the learned pace, which
+//! it then holds: creeping beyond it only overshoots the same limit again). One 429 storm therefore
+//! lowers the pace once, not once per request, and even `--rate-limit off` settles just under
+//! the server's real limit instead of bursting into it again and again. Nobody is given a turn
+//! during a pause: turns are handed out when it ends, so the first of them already go at the pace
+//! learned from it.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -25,40 +21,14 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct RateLimiter {
     configured: Option<Duration>,
-    configured_window: Option<Window>,
     state: Mutex<State>,
-}
-
-/// At most `cap` requests leave in any `span`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Window {
-    cap: usize,
-    span: Duration,
-}
-
-impl Window {
-    /// The window holding `per_second` less the headroom: `cap` is what the rate allows in a
-    /// second (at least one request), `span` a second (or the time one request takes at a rate
-    /// below one a second), stretched by the headroom. No second ever holds more than the rate.
-    fn for_rate(per_second: f64) -> Option<Window> {
-        if !per_second.is_finite() || per_second <= 0.0 {
-            return None;
-        }
-        let cap = (per_second.floor() as usize).clamp(1, 100_000);
-        let span = Duration::from_secs_f64((cap as f64 / per_second).max(1.0) / WINDOW_HEADROOM);
-        Some(Window { cap, span })
-    }
 }
 
 #[derive(Debug)]
 struct State {
-    /// Even spacing, after a 429 (and while the API has not shown its limit).
     interval: Option<Duration>,
     next_slot: Instant,
     paused_until: Instant,
-    /// The sliding window in force, and when the requests in it left.
-    window: Option<Window>,
-    sent: VecDeque<Instant>,
     /// When recently accepted requests were sent (the last `MAX_WINDOW`, at most `MAX_RECENT`).
     recent: VecDeque<Instant>,
     /// A 429 at this instant whose `Retry-After` (the window) is still to be learned from, once
@@ -69,11 +39,13 @@ struct State {
     learned: Option<Duration>,
 }
 
-/// The share of a learned rate used when spacing evenly after a 429.
-pub const HEADROOM: f64 = 0.97;
-/// The share of a known rate a sliding window uses: the window is stretched by 2%, so a request
-/// leaves no sooner than a window and 20 ms (at one a second) after the one `cap` before it.
-pub const WINDOW_HEADROOM: f64 = 0.98;
+/// The share of the configured rate actually used: requests leave evenly spaced, but arrive with
+/// network and scheduling jitter; 2% headroom (20 ms of jitter over a one-second window at any
+/// rate) keeps a server counting in a sliding window from seeing more than its limit, so 429s
+/// (and the pauses they force) stay rare. (Bursts of a whole window, which a sliding window
+/// would allow, were measured too: a burst whose tail leaves late under load collides with the
+/// next one, and each 429 pauses everyone; even spacing does not.)
+pub const HEADROOM: f64 = 0.98;
 /// How much slower the limiter goes after a 429 (interval × this).
 const SLOWDOWN: f64 = 1.10;
 /// How much faster it goes after each success, back towards the configured rate.
@@ -94,18 +66,14 @@ impl RateLimiter {
     pub fn new(per_second: Option<f64>) -> Self {
         let configured = per_second
             .filter(|r| r.is_finite() && *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / (r * WINDOW_HEADROOM)));
-        let configured_window = per_second.and_then(Window::for_rate);
+            .map(|r| Duration::from_secs_f64(1.0 / (r * HEADROOM)));
         let now = Instant::now();
         RateLimiter {
             configured,
-            configured_window,
             state: Mutex::new(State {
-                interval: None,
+                interval: configured,
                 next_slot: now,
                 paused_until: now,
-                window: configured_window,
-                sent: VecDeque::new(),
                 recent: VecDeque::new(),
                 pending_estimate: None,
                 learned: None,
@@ -113,7 +81,7 @@ impl RateLimiter {
         }
     }
 
-    /// The pace in requests per second (the configured rate less the window's headroom), if limited.
+    /// The pace in requests per second (the configured rate less the headroom), if limited.
     pub fn paced_rate(&self) -> Option<f64> {
         self.configured.map(|i| 1.0 / i.as_secs_f64())
     }
@@ -132,24 +100,16 @@ impl RateLimiter {
         let start = {
             let mut s = self.lock();
             let now = Instant::now();
-            s.apply_pending_estimate(now, self.configured.is_some());
-            let mut start = now.max(s.next_slot).max(s.paused_until);
+            s.apply_pending_estimate(now);
+            let start = now.max(s.next_slot).max(s.paused_until);
             if let Some(interval) = s.interval {
                 s.next_slot = start + interval;
-            }
-            if let Some(w) = s.window {
-                while s.sent.len() >= w.cap {
-                    let Some(oldest) = s.sent.pop_front() else { break };
-                    start = start.max(oldest + w.span);
-                }
-                s.sent.push_back(start);
             }
             start
         };
         tokio::time::sleep_until(start).await;
         // The first request after a pause is the one to learn from it.
-        self.lock()
-            .apply_pending_estimate(Instant::now(), self.configured.is_some());
+        self.lock().apply_pending_estimate(Instant::now());
     }
 
     /// Records a 429: nobody sends until `wait` has passed, and the pace drops once per pause.
@@ -161,10 +121,7 @@ impl RateLimiter {
         let mut s = self.lock();
         let now = Instant::now();
         if now >= s.paused_until {
-            // From a sliding window to even spacing, a tenth slower than the window's rate.
-            let current = s.interval.or(s.window.map(|w| w.span / w.cap as u32));
-            s.interval = current.map(|i| i.mul_f64(SLOWDOWN));
-            s.window = None;
+            s.interval = s.interval.map(|i| i.mul_f64(SLOWDOWN));
             s.pending_estimate = retry_after
                 .filter(|w| *w >= Duration::from_millis(100))
                 .map(|w| (now, w));
@@ -192,14 +149,7 @@ impl RateLimiter {
         }
         s.interval = match (s.interval, self.configured, s.learned) {
             (Some(current), Some(configured), _) if current > configured => {
-                let next = current.mul_f64(RECOVERY).max(configured);
-                if next == configured {
-                    // Back at the configured rate: its window again (the requests in it so
-                    // far left evenly spaced, so none is owed).
-                    s.window = self.configured_window;
-                    s.sent.clear();
-                }
-                Some(next)
+                Some(current.mul_f64(RECOVERY).max(configured))
             }
             (Some(current), None, Some(learned)) => Some(current.mul_f64(RECOVERY).max(learned)),
             (Some(current), None, None) => Some(current.mul_f64(RECOVERY_UNCAPPED)),
@@ -215,42 +165,22 @@ impl RateLimiter {
 
 impl State {
     /// Learns from the last 429 once its pause is over.
-    fn apply_pending_estimate(&mut self, now: Instant, configured: bool) {
+    fn apply_pending_estimate(&mut self, now: Instant) {
         if now >= self.paused_until
             && let Some((at, window)) = self.pending_estimate.take()
         {
-            self.learn_from_throttling(at, window, configured);
+            self.learn_from_throttling(at, window);
         }
     }
 
     /// Sets the pace from the requests the API accepted in the `window` before a 429 at `at`.
-    fn learn_from_throttling(&mut self, at: Instant, window: Duration, configured: bool) {
+    fn learn_from_throttling(&mut self, at: Instant, window: Duration) {
         let from = at.checked_sub(window).unwrap_or(at);
         let accepted = self.recent.iter().filter(|t| **t >= from && **t <= at).count();
         if accepted < MIN_OBSERVED {
             return; // too little to learn from
         }
         let observed = Duration::from_secs_f64(window.as_secs_f64() / (accepted as f64 * HEADROOM));
-        if !configured {
-            // The API showed its window: hold it as one (less the headroom), as a known rate is.
-            let w = Window {
-                cap: accepted,
-                span: window.div_f64(WINDOW_HEADROOM),
-            };
-            tracing::info!(
-                "the API accepted {accepted} requests in the {:.1}s before throttling; sending at most {accepted} every {:.2}s",
-                window.as_secs_f64(),
-                w.span.as_secs_f64()
-            );
-            (self.window, self.interval, self.learned) = (Some(w), None, Some(observed));
-            // The requests that left within the last span still count against it.
-            let since = at.checked_sub(w.span).unwrap_or(at);
-            self.sent = self.recent.iter().copied().filter(|t| *t >= since).collect();
-            while self.sent.len() > w.cap {
-                self.sent.pop_front();
-            }
-            return;
-        }
         // Intervals: the longer one is the slower pace.
         let interval = self.interval.map_or(observed, |i| i.max(observed));
         tracing::info!(
@@ -268,38 +198,22 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_configured_rate_sends_one_window_at_once_then_holds_the_rate_less_the_headroom() {
-        let limiter = RateLimiter::new(Some(10.0));
+    async fn spaces_requests_at_the_configured_rate() {
+        let limiter = RateLimiter::new(Some(10.0 / HEADROOM));
         let t0 = Instant::now();
-        for _ in 0..10 {
+        for _ in 0..11 {
             limiter.acquire().await;
         }
-        assert_eq!(Instant::now(), t0, "a full window at the start");
-        for _ in 0..20 {
-            limiter.acquire().await;
-        }
-        let elapsed = (Instant::now() - t0).as_secs_f64();
-        assert!((elapsed - 2.0 / WINDOW_HEADROOM).abs() < 0.005, "{elapsed}");
-        // A rate that is not whole: no second ever holds more than it allows.
-        let limiter = RateLimiter::new(Some(7.5));
-        let mut left = Vec::new();
-        for _ in 0..60 {
-            limiter.acquire().await;
-            left.push(Instant::now());
-            tokio::time::advance(Duration::from_millis(13)).await;
-        }
-        for (i, t) in left.iter().enumerate() {
-            let in_a_second = left[i..].iter().filter(|u| **u < *t + Duration::from_secs(1)).count();
-            assert!(
-                in_a_second <= 7,
-                "{in_a_second} requests within a second of request {i}"
-            );
-        }
+        let elapsed = Instant::now() - t0;
+        assert!(
+            elapsed >= Duration::from_millis(999) && elapsed <= Duration::from_millis(1001),
+            "{elapsed:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_everyone_and_slows_the_rate_once() {
-        let limiter = RateLimiter::new(Some(10.0 / WINDOW_HEADROOM));
+        let limiter = RateLimiter::new(Some(10.0 / HEADROOM));
         limiter.acquire().await;
         let t0 = Instant::now();
         limiter.throttled(Duration::from_secs(5), None);
@@ -315,11 +229,16 @@ mod tests {
             limiter.succeeded(Instant::now());
         }
         assert_eq!(limiter.lock().interval, limiter.configured);
-        assert_eq!(limiter.lock().window, limiter.configured_window, "back to the window");
     }
 
-    /// 50 requests accepted over one second, then a 429 with a one-second `Retry-After`.
-    async fn fifty_then_a_429(limiter: &RateLimiter) {
+    #[tokio::test(start_paused = true)]
+    async fn without_a_limit_a_429_sets_the_pace_to_what_the_api_accepted() {
+        let limiter = RateLimiter::new(None);
+        // 50 requests accepted over one second, then a 429.
+        for _ in 0..30 {
+            limiter.succeeded(Instant::now());
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
         let mut sent = Vec::new();
         for _ in 0..50 {
             sent.push(Instant::now());
@@ -330,35 +249,62 @@ mod tests {
         for t in sent {
             limiter.succeeded(t);
         }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn without_a_limit_a_429_sets_the_window_to_what_the_api_accepted() {
-        let limiter = RateLimiter::new(None);
-        for _ in 0..30 {
-            limiter.succeeded(Instant::now());
-        }
-        tokio::time::advance(Duration::from_secs(5)).await;
-        fifty_then_a_429(&limiter).await;
-        // ...and the window is learned when the pause is over.
+        // ...and the pace is learned when the pause is over.
         limiter.acquire().await;
-        let w = limiter.lock().window.expect("a window is set");
-        assert_eq!(w.cap, 50);
-        assert!((w.span.as_secs_f64() - 1.0 / WINDOW_HEADROOM).abs() < 0.001, "{w:?}");
+        let pace = 1.0 / limiter.lock().interval.expect("a pace is set").as_secs_f64();
+        assert!(
+            (48.5..49.5).contains(&pace),
+            "50 accepted in the 1 s window, less the headroom: {pace}"
+        );
         // Held there: successes do not creep past the limit the API showed.
         for _ in 0..10_000 {
             limiter.succeeded(Instant::now());
         }
-        assert_eq!(limiter.lock().window, Some(w));
-        assert_eq!(limiter.lock().interval, None);
+        let held = 1.0 / limiter.lock().interval.expect("a pace is set").as_secs_f64();
+        assert!((pace - held).abs() < 0.01, "{pace} → {held}");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_callers_waiting_out_the_first_429_never_exceed_the_window_learned_from_it() {
-        let limiter = std::sync::Arc::new(RateLimiter::new(None));
-        fifty_then_a_429(&limiter).await;
+    async fn without_a_pace_the_callers_waiting_out_the_first_429_leave_spaced_not_together() {
+        let limiter = RateLimiter::new(None);
+        for _ in 0..20 {
+            limiter.acquire().await;
+            limiter.succeeded(Instant::now());
+        }
+        limiter.throttled(Duration::from_secs(1), Some(Duration::from_secs(1)));
         let t0 = Instant::now();
-        let waiting: Vec<_> = (0..120)
+        let mut left = Vec::new();
+        for _ in 0..5 {
+            limiter.acquire().await;
+            left.push(Instant::now() - t0);
+        }
+        assert!(
+            left[0] >= Duration::from_secs(1),
+            "nobody leaves before the pause ends: {left:?}"
+        );
+        assert!(
+            left.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(40)),
+            "spaced at what was accepted so far (20 in the window): {left:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_callers_waiting_out_the_first_429_leave_at_the_pace_learned_from_it() {
+        let limiter = std::sync::Arc::new(RateLimiter::new(None));
+        // An opening burst: 50 requests in 0.2 s, of which only 10 have answered at the 429.
+        let mut sent = Vec::new();
+        for _ in 0..50 {
+            limiter.acquire().await;
+            sent.push(Instant::now());
+            tokio::time::advance(Duration::from_millis(4)).await;
+        }
+        for t in &sent[..10] {
+            limiter.succeeded(*t);
+        }
+        limiter.throttled(Duration::from_secs(1), Some(Duration::from_secs(1)));
+        // Twenty callers line up during the pause; the other 40 answer meanwhile.
+        let t0 = Instant::now();
+        let waiting: Vec<_> = (0..20)
             .map(|_| {
                 let l = limiter.clone();
                 tokio::spawn(async move {
@@ -367,22 +313,22 @@ mod tests {
                 })
             })
             .collect();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        for t in &sent[10..] {
+            limiter.succeeded(*t);
+        }
         let mut left = Vec::new();
         for w in waiting {
-            left.push(w.await.unwrap());
+            left.push(w.await.unwrap() - t0);
         }
         left.sort();
+        assert!(left[0] >= Duration::from_secs(1), "{left:?}");
+        let span = left[19] - left[0];
+        // 19 gaps at 49/s: 0.39 s (at the 10 answered by the 429 it would be 1.96 s).
         assert!(
-            left[0] >= t0 + Duration::from_secs(1),
-            "nobody leaves before the pause ends"
+            span >= Duration::from_millis(380) && span <= Duration::from_millis(400),
+            "spaced at the 50 accepted in the window, less the headroom: {span:?}"
         );
-        for (i, t) in left.iter().enumerate() {
-            let in_a_second = left[i..].iter().filter(|u| **u < *t + Duration::from_secs(1)).count();
-            assert!(
-                in_a_second <= 50,
-                "{in_a_second} requests within a second of request {i}"
-            );
-        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -206,7 +206,7 @@ pub const RUN_ID: Setting = Setting::new(
     "run_id",
     "--run-id",
     &["FLOWVAULT_RUN_ID"],
-    "Run id: the directory or prefix of this run (default: UTC time, e.g. 20261128T210812Z).",
+    "Run id: the directory or prefix of this run (default: UTC time to the microsecond, e.g. 20261128T210812.123456Z; a second export with the same id exits 1).",
 )
 .heading(OUTPUT);
 /// Type filters.
@@ -233,7 +233,7 @@ pub const SINCE: Setting = Setting::new(
     "since",
     "--since",
     &["FLOWVAULT_SINCE"],
-    "Incremental run: carry flows whose listing row is unchanged over from this previous run (DEST/RUN, s3://bucket/prefix/RUN, or `latest`: the newest complete run in --to) instead of fetching them; new and changed flows are fetched. Without a usable previous run every flow is fetched.",
+    "Incremental run: carry flows whose listing row is unchanged over from this previous run (`latest`: the newest complete run in --to; a run id in --to; or DEST/RUN, s3://bucket/prefix/RUN; a run that does not exist is a usage error) instead of fetching them; new and changed flows are fetched. Without a usable previous run every flow is fetched.",
 )
 .heading(OUTPUT);
 /// Full runs among incremental ones.
@@ -440,6 +440,34 @@ pub const STORAGE_CLASS: Setting = Setting::new(
 /// Checksums only when required.
 pub const S3_CHECKSUM_WHEN_REQUIRED: Setting = Setting::new("s3_checksum_when_required", "--s3-checksum-when-required", &["FLOWVAULT_S3_CHECKSUM_WHEN_REQUIRED"], "Send checksums only when S3 requires them (for stores that reject streaming checksums: Ceph, JuiceFS); flowvault still sends an explicit SHA-256 per object it writes whole.").heading(S3).kind(Kind::Switch);
 
+/// How long one S3 request may take.
+pub const S3_TIMEOUT: Setting = Setting::new(
+    "s3_timeout",
+    "--s3-timeout",
+    &["FLOWVAULT_S3_TIMEOUT"],
+    "Cut an S3 request (one attempt) after this long; it is retried twice, so a store that stops answering ends the run within three times this.",
+)
+.default("60s")
+.heading(S3);
+/// Keep multipart uploads crashed runs left.
+pub const KEEP_INCOMPLETE_UPLOADS: Setting = Setting::new(
+    "keep_incomplete_uploads",
+    "--keep-incomplete-uploads",
+    &["FLOWVAULT_KEEP_INCOMPLETE_UPLOADS"],
+    "Report, but do not abort, the incomplete multipart uploads crashed runs left under the destination (by default those older than --abort-incomplete-uploads-after are aborted).",
+)
+.heading(S3)
+.kind(Kind::Switch);
+/// When an incomplete upload counts as abandoned.
+pub const INCOMPLETE_UPLOAD_AGE: Setting = Setting::new(
+    "incomplete_upload_age",
+    "--abort-incomplete-uploads-after",
+    &["FLOWVAULT_ABORT_INCOMPLETE_UPLOADS_AFTER"],
+    "An incomplete multipart upload under the destination older than this was left by a crashed run: the next run aborts it.",
+)
+.default("1d")
+.heading(S3);
+
 /// Every setting of `flowvault export`, in `--help` order.
 pub const EXPORT: &[&Setting] = &[
     &CLIENT_ID,
@@ -481,6 +509,9 @@ pub const EXPORT: &[&Setting] = &[
     &SSE_KMS_KEY_ID,
     &STORAGE_CLASS,
     &S3_CHECKSUM_WHEN_REQUIRED,
+    &S3_TIMEOUT,
+    &KEEP_INCOMPLETE_UPLOADS,
+    &INCOMPLETE_UPLOAD_AGE,
     &PUSHGATEWAY,
     &METRICS_FILE,
     &QUIET,

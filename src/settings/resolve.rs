@@ -231,6 +231,9 @@ impl ExportSettings {
                 SinceOptions {
                     spec: if latest {
                         self.destination.to_string()
+                    } else if !spec.contains('/') {
+                        // A bare run id names a run in --to.
+                        format!("{}/{spec}", self.destination.to_string().trim_end_matches('/'))
                     } else {
                         spec.clone()
                     },
@@ -250,7 +253,9 @@ fn since(r: &Reader<'_>) -> Result<Option<(String, Duration)>, ConfigError> {
         return Ok(None);
     };
     if spec.is_empty() {
-        return err("--since is empty; give a previous run (DEST/RUN or s3://bucket/prefix/RUN) or `latest`");
+        return err(
+            "--since is empty; give `latest`, a run id in --to, or a previous run (DEST/RUN or s3://bucket/prefix/RUN)",
+        );
     }
     if spec != "latest" {
         // The same parser as every command that takes a run.
@@ -463,7 +468,21 @@ fn storage(r: &Reader<'_>, destination: &Destination) -> Result<S3Options, Confi
         sse_kms_key_id,
         storage_class,
         checksum_when_required: r.switch(&s::S3_CHECKSUM_WHEN_REQUIRED)?,
+        request_timeout: positive(r, &s::S3_TIMEOUT, Duration::from_secs(60))?,
+        keep_incomplete_uploads: r.switch(&s::KEEP_INCOMPLETE_UPLOADS)?,
+        incomplete_upload_age: r
+            .duration(&s::INCOMPLETE_UPLOAD_AGE)?
+            .unwrap_or(Duration::from_secs(86_400)),
     })
+}
+
+/// A duration setting that must be more than zero.
+fn positive(r: &Reader<'_>, setting: &Setting, default: Duration) -> Result<Duration, ConfigError> {
+    match r.duration(setting)? {
+        Some(d) if d.is_zero() => err(format!("{} must be more than 0s", setting.label())),
+        Some(d) => Ok(d),
+        None => Ok(default),
+    }
 }
 
 /// The S3 endpoint override, checked to be an http(s) URL with a host.

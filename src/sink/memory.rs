@@ -59,6 +59,11 @@ impl RunStore for MemoryStore {
         self.insert(name, bytes)
     }
 
+    async fn remove(&self, name: &str) -> Result<(), SinkError> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        Ok(())
+    }
+
     async fn create_upload(&self, name: &str, _content_type: &str) -> Result<Box<dyn Upload>, SinkError> {
         Ok(Box::new(MemoryUpload {
             store: self.clone(),

@@ -62,6 +62,10 @@ pub trait Sink: Send {
     /// Labels everything written from now on with the org it came from (S3 object metadata).
     fn set_org(&self, _org_id: &str) {}
 
+    /// The run ended before it wrote anything (it could not authenticate): gives back the claim
+    /// of the run id, so a retry with the same id can have it.
+    async fn release(&mut self) {}
+
     /// Whether [`Sink::copy`] works here: documents copied by the store itself (S3 `CopyObject`
     /// into one object per flow), without passing through flowvault.
     fn can_copy(&self) -> bool {
@@ -109,17 +113,23 @@ const SPOOL_CHUNK: usize = 1024 * 1024;
 const SPOOL_WHOLE: u64 = 8 * 1024 * 1024;
 
 impl Spooled {
-    /// Spools what `write` writes: to a temporary file, or to memory if none can be created.
+    /// Spools what `write` writes: to a temporary file, or to memory if none can be created or
+    /// the file cannot take it all (a nearly full `TMPDIR`), with one warning naming it.
     pub fn write(write: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>) -> std::io::Result<Spooled> {
-        match tempfile::tempfile() {
-            Ok(file) => {
-                let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
-                write(&mut out)?;
-                let file = out.into_inner().map_err(|e| e.into_error())?;
-                let len = file.metadata()?.len();
-                Ok(Spooled::File(file, len))
-            }
-            Err(_) => {
+        let spooled = tempfile::tempfile().and_then(|file| {
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+            write(&mut out)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            let len = file.metadata()?.len();
+            Ok(Spooled::File(file, len))
+        });
+        match spooled {
+            Ok(spooled) => Ok(spooled),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot spool to a temporary file in {} ({e}); holding it in memory instead (set TMPDIR to a directory with room)",
+                    std::env::temp_dir().display()
+                );
                 let mut out = Vec::new();
                 write(&mut out)?;
                 Ok(Spooled::Memory(Bytes::from(out)))
@@ -207,6 +217,37 @@ impl From<Vec<u8>> for Spooled {
     }
 }
 
+/// When a destination last answered (milliseconds after [`ANSWER_EPOCH`]), over every store of
+/// the process: how a stopped run tells a store that stopped answering from one that is slow.
+static LAST_ANSWER_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ANSWER_EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn since_epoch() -> u64 {
+    let epoch = ANSWER_EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Notes that a store answered a request (any answer, an error too).
+pub fn note_answer() {
+    LAST_ANSWER_MS.store(since_epoch(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long no store has answered.
+pub fn silent_for() -> std::time::Duration {
+    let last = LAST_ANSWER_MS.load(std::sync::atomic::Ordering::Relaxed);
+    std::time::Duration::from_millis(since_epoch().saturating_sub(last))
+}
+
+/// Bytes free for an unprivileged writer on the filesystem holding `dir` (`None` when unknown).
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stat` a valid out-pointer for the call's duration.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then_some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// A document that could not be stored.
 #[derive(Debug)]
 pub struct StoreFailure {
@@ -224,6 +265,13 @@ pub trait RunStore: Send + Sync {
 
     /// Labels objects written from now on with the org they came from, where the store can.
     fn set_org(&self, _org_id: &str) {}
+
+    /// Gives back the claim of the run id when nothing was written (see [`Sink::release`]).
+    async fn release(&self) {}
+
+    /// Removes an object this run completed (an archive whose manifest could not be written
+    /// beside it must not look whole).
+    async fn remove(&self, name: &str) -> Result<(), SinkError>;
 
     /// Writes one whole object, replacing nothing that a reader could see half-written.
     async fn put(&self, name: &str, bytes: Bytes, content_type: &str) -> Result<(), SinkError>;
@@ -438,9 +486,10 @@ pub fn validate_bucket(bucket: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks `destination` once (it is writable, the run id is free) and returns the sink for
-/// `format`. Nothing of the run is written until the first document or the manifest arrives, so
-/// a run that fails to authenticate leaves no trace.
+/// Checks `destination` once (it is writable, the run id is free), claims the run id for this
+/// process (a second export with the same id fails here) and returns the sink for `format`.
+/// Nothing of the run is written until the first document or the manifest arrives; a run that
+/// fails to authenticate gives its claim back ([`Sink::release`]).
 pub async fn open(
     destination: &Destination,
     run_id: &str,
@@ -448,16 +497,30 @@ pub async fn open(
     s3_options: &s3::S3Options,
 ) -> Result<Box<dyn Sink>, SinkError> {
     let (store, in_flight): (Arc<dyn RunStore>, usize) = match destination {
-        Destination::Local(root) => (
-            Arc::new(local::LocalStore::open(root, run_id).await?),
-            LOCAL_WRITES_IN_FLIGHT,
-        ),
-        Destination::S3 { bucket, prefix } => (
-            Arc::new(s3::S3Store::open(bucket, prefix, run_id, s3_options).await?),
-            s3_options.uploads_in_flight,
-        ),
+        Destination::Local(root) => {
+            let mut store = local::LocalStore::open(root, run_id).await?;
+            store.claim().await?;
+            (Arc::new(store), LOCAL_WRITES_IN_FLIGHT)
+        }
+        Destination::S3 { bucket, prefix } => {
+            let store = s3::S3Store::open(bucket, prefix, run_id, s3_options).await?;
+            store.claim().await?;
+            store.sweep_uploads().await;
+            (Arc::new(store), s3_options.uploads_in_flight)
+        }
     };
     Ok(with_format(store, format, in_flight))
+}
+
+/// Checks `destination` as [`open`] does (writable, the run id free) without claiming the run id
+/// or writing anything (`plan`); returns where the run would go.
+pub async fn check(destination: &Destination, run_id: &str, s3_options: &s3::S3Options) -> Result<String, SinkError> {
+    match destination {
+        Destination::Local(root) => Ok(local::LocalStore::open(root, run_id).await?.location()),
+        Destination::S3 { bucket, prefix } => {
+            Ok(s3::S3Store::open(bucket, prefix, run_id, s3_options).await?.location())
+        }
+    }
 }
 
 /// The sink for `format` over an already checked store.

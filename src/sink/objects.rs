@@ -1,6 +1,7 @@
 //! The objects format: one JSON document per flow under `RUN/flows/`, written concurrently (a
 //! bounded number at a time) into any store, and the manifest last.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,7 +22,9 @@ enum Write {
 pub struct ObjectsSink {
     store: Arc<dyn RunStore>,
     permits: Arc<Semaphore>,
-    writes: JoinSet<(String, Result<(), SinkError>)>,
+    writes: JoinSet<Result<(), SinkError>>,
+    /// The document each write task stores, so a task that panics still names its document.
+    names: HashMap<tokio::task::Id, String>,
     failures: Vec<StoreFailure>,
 }
 
@@ -32,13 +35,14 @@ impl ObjectsSink {
             store,
             permits: Arc::new(Semaphore::new(in_flight.max(1))),
             writes: JoinSet::new(),
+            names: HashMap::new(),
             failures: Vec::new(),
         }
     }
 
     /// Starts one write once a slot is free (backpressure: memory stays at `in_flight` documents).
     async fn spawn(&mut self, name: &str, write: Write) -> Result<(), SinkError> {
-        while let Some(done) = self.writes.try_join_next() {
+        while let Some(done) = self.writes.try_join_next_with_id() {
             self.record(done);
         }
         let permit = self
@@ -48,32 +52,34 @@ impl ObjectsSink {
             .await
             .map_err(|_| SinkError::Closed)?;
         let store = self.store.clone();
-        let name = name.to_string();
-        self.writes.spawn(async move {
+        let task_name = name.to_string();
+        let task = self.writes.spawn(async move {
             let result = match write {
-                Write::Put(document) => store.put(&name, document, "application/json").await,
-                Write::Copy(from, sha256) => store.copy(&name, &from, &sha256).await,
+                Write::Put(document) => store.put(&task_name, document, "application/json").await,
+                Write::Copy(from, sha256) => store.copy(&task_name, &from, &sha256).await,
             };
             drop(permit);
-            (name, result)
+            result
         });
+        self.names.insert(task.id(), name.to_string());
         Ok(())
     }
 
-    fn record(&mut self, joined: Result<(String, Result<(), SinkError>), tokio::task::JoinError>) {
-        match joined {
-            Ok((_, Ok(()))) => {}
-            Ok((name, Err(error))) => {
-                warn!("writing {name} failed: {error}");
-                self.failures.push(StoreFailure { name, error });
-            }
-            Err(e) => self.failures.push(StoreFailure {
-                name: "(unknown)".into(),
-                error: SinkError::Store {
-                    message: format!("a write task failed: {e}"),
+    fn record(&mut self, joined: Result<(tokio::task::Id, Result<(), SinkError>), tokio::task::JoinError>) {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(e) => (
+                e.id(),
+                Err(SinkError::Store {
+                    message: format!("its write task failed: {e}"),
                     retryable: false,
-                },
-            }),
+                }),
+            ),
+        };
+        let name = self.names.remove(&id).unwrap_or_else(|| "(unknown)".into());
+        if let Err(error) = result {
+            warn!("writing {name} failed: {error}");
+            self.failures.push(StoreFailure { name, error });
         }
     }
 }
@@ -97,7 +103,7 @@ impl Sink for ObjectsSink {
     }
 
     async fn settle(&mut self) -> Result<Vec<StoreFailure>, SinkError> {
-        while let Some(done) = self.writes.join_next().await {
+        while let Some(done) = self.writes.join_next_with_id().await {
             self.record(done);
         }
         Ok(std::mem::take(&mut self.failures))
@@ -121,6 +127,10 @@ impl Sink for ObjectsSink {
 
     fn set_org(&self, org_id: &str) {
         self.store.set_org(org_id);
+    }
+
+    async fn release(&mut self) {
+        self.store.release().await;
     }
 
     fn keeps_documents_on_abort(&self) -> bool {

@@ -299,6 +299,8 @@ impl StoreReader for S3Reader {
 
     async fn run_ids(&self) -> Result<Vec<String>, SinkError> {
         let (_, mut dirs) = self.list_all(&self.key(""), Some("/")).await?;
+        // Run ids never start with `.`: `.flowvault-claims/` holds claims, not a run.
+        dirs.retain(|d| !d.starts_with('.'));
         dirs.sort();
         Ok(dirs)
     }

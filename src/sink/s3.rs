@@ -56,6 +56,12 @@ pub struct S3Options {
     pub storage_class: Option<String>,
     /// Only send checksums S3 requires.
     pub checksum_when_required: bool,
+    /// How long one S3 request may take before it is cut and retried (a frozen store).
+    pub request_timeout: Duration,
+    /// Leave multipart uploads that crashed runs left under the destination (report only).
+    pub keep_incomplete_uploads: bool,
+    /// Incomplete multipart uploads older than this are aborted at the start of a run.
+    pub incomplete_upload_age: Duration,
 }
 
 impl Default for S3Options {
@@ -70,6 +76,9 @@ impl Default for S3Options {
             sse_kms_key_id: None,
             storage_class: None,
             checksum_when_required: false,
+            request_timeout: Duration::from_secs(60),
+            keep_incomplete_uploads: false,
+            incomplete_upload_age: Duration::from_secs(86_400),
         }
     }
 }
@@ -85,6 +94,10 @@ pub struct S3Store {
     options: S3Options,
     /// The org the run reads, stamped on every object once known.
     org_id: Arc<std::sync::OnceLock<String>>,
+    /// The destination's prefix (without the run id), where claims and crashed uploads are looked for.
+    prefix: String,
+    /// Whether this run has written anything (a claim of a run that wrote nothing is given back).
+    wrote: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `bucket/key` as CopyObject takes it: the key percent-encoded, its `/` kept.
@@ -206,6 +219,21 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
+/// Attempts per S3 request (the SDK's standard retry: timeouts, 5xx and throttling).
+const S3_ATTEMPTS: u32 = 3;
+
+/// Every request's timeouts: each attempt is cut after `request`, and a request with its retries
+/// after [`S3_ATTEMPTS`] of them, so a store that stops answering ends the run instead of hanging it.
+fn timeouts(request: Duration) -> TimeoutConfig {
+    let request = request.max(Duration::from_millis(100));
+    TimeoutConfig::builder()
+        .connect_timeout(request.min(Duration::from_secs(5)))
+        .read_timeout(request)
+        .operation_attempt_timeout(request)
+        .operation_timeout(request * S3_ATTEMPTS + Duration::from_secs(1))
+        .build()
+}
+
 /// Builds an S3 client from the standard AWS chain plus the overrides in `settings`.
 pub async fn build_client(settings: &S3Options) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -215,13 +243,8 @@ pub async fn build_client(settings: &S3Options) -> Client {
     let shared = loader.load().await;
     let mut builder = aws_sdk_s3::config::Builder::from(&shared)
         .force_path_style(settings.force_path_style)
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(300))
-                .build(),
-        );
+        .retry_config(RetryConfig::standard().with_max_attempts(S3_ATTEMPTS))
+        .timeout_config(timeouts(settings.request_timeout));
     if shared.region().is_none() && settings.region.is_none() {
         builder = builder.region(aws_config::Region::new("us-east-1"));
     }
@@ -231,7 +254,28 @@ pub async fn build_client(settings: &S3Options) -> Client {
     if settings.checksum_when_required {
         builder = builder.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
     }
-    Client::from_conf(builder.build())
+    Client::from_conf(builder.interceptor(NoteAnswers).build())
+}
+
+/// Notes every answer the store gives ([`super::note_answer`]), so a stopped run can tell a
+/// frozen store from a slow one.
+#[derive(Debug)]
+struct NoteAnswers;
+
+impl aws_sdk_s3::config::Intercept for NoteAnswers {
+    fn name(&self) -> &'static str {
+        "NoteAnswers"
+    }
+
+    fn read_after_transmit(
+        &self,
+        _context: &aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        super::note_answer();
+        Ok(())
+    }
 }
 
 impl S3Store {
@@ -271,6 +315,8 @@ impl S3Store {
             run_id: run_id.to_string(),
             options: options.clone(),
             org_id: Arc::default(),
+            prefix: prefix.to_string(),
+            wrote: Arc::default(),
         })
     }
 
@@ -337,12 +383,29 @@ impl RunStore for S3Store {
         let _ = self.org_id.set(org_id.to_string());
     }
 
+    async fn release(&self) {
+        self.release_claim().await;
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), SinkError> {
+        let key = self.key(name);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.store_error("cannot delete", &key, &e))
+    }
+
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.run_prefix.trim_end_matches('/'))
     }
 
     /// PutObject with an explicit SHA-256 checksum and the run's metadata and options.
     async fn put(&self, name: &str, body: Bytes, content_type: &str) -> Result<(), SinkError> {
+        self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
         let key = self.key(name);
         let mut req = self
             .client
@@ -367,6 +430,7 @@ impl RunStore for S3Store {
     /// CopyObject within the endpoint, with this run's metadata and options; the store computes
     /// the copy's SHA-256, which must be `sha256`.
     async fn copy(&self, name: &str, from: &CopySource, sha256: &str) -> Result<(), SinkError> {
+        self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
         let key = self.key(name);
         let mut req = self
             .client
@@ -402,6 +466,7 @@ impl RunStore for S3Store {
     }
 
     async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError> {
+        self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Box::new(S3Upload {
             store: Arc::new(self.clone()),
             key: self.key(name),
@@ -615,3 +680,6 @@ impl Upload for S3Upload {
         }
     }
 }
+
+// After `with_run_options!`, which the claim's request uses too.
+mod claim;

@@ -184,7 +184,15 @@ impl Sink for TarGzSink {
             upload.discard().await;
             return Err(e);
         }
-        manifest.store_as(&*self.store, MANIFEST_NAME).await
+        let sidecar = manifest.store_as(&*self.store, MANIFEST_NAME).await;
+        if sidecar.is_err() {
+            // The archive holds a manifest saying the run is whole; without its sidecar the run
+            // is not, so the archive goes too rather than be read back as complete.
+            if let Err(e) = self.store.remove(ARCHIVE_NAME).await {
+                tracing::warn!("the manifest could not be written and the sealed archive could not be removed: {e}");
+            }
+        }
+        sidecar
     }
 
     async fn abort(&mut self, manifest: &Spooled) -> Result<(), SinkError> {
@@ -197,6 +205,10 @@ impl Sink for TarGzSink {
 
     fn set_org(&self, org_id: &str) {
         self.store.set_org(org_id);
+    }
+
+    async fn release(&mut self) {
+        self.store.release().await;
     }
 
     fn keeps_documents_on_abort(&self) -> bool {

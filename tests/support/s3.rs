@@ -179,6 +179,11 @@ impl S3Server {
         }
     }
 
+    /// The server's process id, to freeze it (`kill -STOP`) in a test.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// True when the tests were pointed at a server they did not start (and cannot stop).
     pub fn is_external(&self) -> bool {
         self.external
@@ -312,6 +317,10 @@ pub enum S3Fault {
     VanishAfterPuts(usize),
     /// Every write (PUT) is denied with 403 AccessDenied; reads and listings pass.
     DenyPuts,
+    /// Writes of keys ending with this are denied with 403 AccessDenied; the rest pass.
+    DenyPutsEndingWith(&'static str),
+    /// `If-None-Match` is dropped from every request, as by a store that ignores it.
+    IgnoreIfNoneMatch,
 }
 
 /// A proxy in front of a real S3 server that injects one kind of fault, like a failure-injecting
@@ -345,7 +354,9 @@ impl FaultyS3 {
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_default();
                 let is_part = parts.method == axum::http::Method::PUT && path_q.contains("partNumber=");
-                let is_put = parts.method == axum::http::Method::PUT && !is_part;
+                // A run's claim of its run id is not one of its objects.
+                let is_claim = path_q.contains("/.flowvault-claims/");
+                let is_put = parts.method == axum::http::Method::PUT && !is_part && !is_claim;
                 let error = |status: u16, code: &str| {
                     Response::builder()
                         .status(status)
@@ -368,6 +379,11 @@ impl FaultyS3 {
                     S3Fault::DenyPuts if parts.method == axum::http::Method::PUT => {
                         return error(403, "AccessDenied");
                     }
+                    S3Fault::DenyPutsEndingWith(tail)
+                        if parts.method == axum::http::Method::PUT && parts.uri.path().ends_with(tail) =>
+                    {
+                        return error(403, "AccessDenied");
+                    }
                     _ => {}
                 }
                 let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
@@ -375,7 +391,8 @@ impl FaultyS3 {
                     .request(parts.method.clone(), format!("{upstream}{path_q}"))
                     .body(bytes);
                 for (k, v) in &parts.headers {
-                    if k != "host" {
+                    let dropped = matches!(fault, S3Fault::IgnoreIfNoneMatch) && k == "if-none-match";
+                    if k != "host" && !dropped {
                         forward = forward.header(k, v);
                     }
                 }
