@@ -421,6 +421,14 @@ pub struct SimArgs {
     /// Every Kth flow is deleted right after its configuration is served (gone for export jobs).
     #[arg(long)]
     pub deleted_after_fetch_every: Option<usize>,
+    /// Hold the org's queues, data actions, prompts, data tables, users, outcomes and milestones
+    /// under new ids (same names), as an org rebuilt from scratch does.
+    #[arg(long)]
+    pub rebuilt_objects: bool,
+    /// Leave this object out of the org, e.g. `queue:Sales` (repeatable): publishing a flow that
+    /// references it fails with missing dependencies.
+    #[arg(long, value_name = "KIND:NAME")]
+    pub drop_object: Vec<String>,
     /// A write that happens and then answers badly, spent once: STEP:ANSWER with STEP create,
     /// save, checkin or publish and ANSWER 500, timeout or no-id; repeatable.
     #[arg(long = "write-fault", value_name = "STEP:ANSWER")]

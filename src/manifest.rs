@@ -626,12 +626,15 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// The default run id: the current UTC time as `20261128T210812Z`.
+/// The default run id: the current UTC time to the microsecond and a random suffix, as
+/// `20261128T210812.123456Z-3fa9`: unique for jobs started together, sorting by time.
 pub fn default_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
-    // Microseconds: two jobs started in one second get different ids, and ids still sort by time.
+    // Microseconds keep ids sorting by time; two jobs can still start in the same microsecond (seen
+    // in a test), so a random suffix after the time makes them differ without changing the order.
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:6]Z");
-    now.format(&fmt).unwrap_or_else(|_| "run".into())
+    let stamp = now.format(&fmt).unwrap_or_else(|_| "run".into());
+    format!("{stamp}-{:04x}", rand::random::<u16>())
 }
 
 #[cfg(test)]

@@ -92,6 +92,30 @@ fn member(archive: &[u8], path: &str) -> Vec<u8> {
     read_tar_gz(archive).into_iter().find(|(n, _)| n == path).unwrap().1
 }
 
+/// Archived id → new id of every flow a restore re-created, from its report.
+fn new_ids(report: &std::path::Path) -> Vec<(String, String)> {
+    let report: Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    report["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| Some((f["id"].as_str()?.to_string(), f["new_id"].as_str()?.to_string())))
+        .collect()
+}
+
+/// The configurations with every archived flow id replaced by its new id.
+fn map_ids(configs: HashMap<(String, String), String>, ids: &[(String, String)]) -> HashMap<(String, String), String> {
+    configs
+        .into_iter()
+        .map(|(k, mut c)| {
+            for (old, new) in ids {
+                c = c.replace(&format!("\"{old}\""), &format!("\"{new}\""));
+            }
+            (k, c)
+        })
+        .collect()
+}
+
 fn empty_org() -> SimConfig {
     let mut config = SimConfig::with_flows(Vec::new(), CLIENT_ID, CLIENT_SECRET);
     config.organization["id"] = "0f0f0f0f-0000-4000-a000-0000000000b2".into();
@@ -116,19 +140,30 @@ async fn an_org_restored_into_an_empty_org_exports_byte_identical_configurations
     );
     assert_eq!(b.stats().write_requests.load(Ordering::Relaxed), 0);
 
-    let out = run(restore_cmd(&b, &archive).args(["--all", "--apply", "--publish", "--to-other-org"])).await;
+    let report_file = dir.path().join("restore.json");
+    let out = run(restore_cmd(&b, &archive)
+        .args(["--all", "--apply", "--publish", "--to-other-org", "--report"])
+        .arg(&report_file))
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("recovery-org"), "the plan names the target org: {text}");
     assert!(text.contains("restored: 12 done"), "{text}");
 
     let again = export(&b, &to, "b", "objects", &[]).await;
+    // Every flow was re-created with a new id, and flows that call flows now name the new ids.
+    let ids = new_ids(&report_file);
+    assert_eq!(ids.len(), 12);
     let (before, after) = (
         published_configs(&archive, &[]).await,
         published_configs(&again, &[]).await,
     );
     assert_eq!(before.len(), 12);
-    assert_eq!(before, after, "every configuration byte-identical");
+    assert_eq!(
+        map_ids(before, &ids),
+        after,
+        "every configuration byte-identical once ids are mapped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +212,11 @@ async fn edited_deleted_and_locked_flows_are_updated_recreated_and_left_in_confl
         line(&locked).starts_with("conflict") && line(&locked).contains("jane"),
         "{text}"
     );
-    assert_eq!(text.lines().filter(|l| l.starts_with("unchanged")).count(), 7, "{text}");
+    // Flows 5, 6 and 7 call the deleted common module: they are saved again, pointing at its new id.
+    for caller in &flows[5..=7] {
+        assert!(line(caller.id()).starts_with("update"), "{text}");
+    }
+    assert_eq!(text.lines().filter(|l| l.starts_with("unchanged")).count(), 4, "{text}");
 
     let report_path = tempfile::tempdir().unwrap();
     let report_file = report_path.path().join("restore.json");
@@ -213,7 +252,10 @@ async fn edited_deleted_and_locked_flows_are_updated_recreated_and_left_in_confl
 
     let after = export(&sim, &format!("s3://{BUCKET}/dr"), "after", "objects", &env).await;
     let (want, got) = (
-        published_configs(&archive, &env).await,
+        map_ids(
+            published_configs(&archive, &env).await,
+            &[(deleted.clone(), new_id.to_string())],
+        ),
         published_configs(&after, &env).await,
     );
     for (key, config) in &want {

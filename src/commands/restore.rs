@@ -37,6 +37,7 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
         force_unlock: args.force_unlock,
         to_other_org: args.to_other_org,
         operation_timeout: parse_duration(&args.operation_timeout, "--operation-timeout").map_err(|e| e.to_string())?,
+        concurrency: 1,
     })
 }
 
@@ -60,7 +61,14 @@ pub async fn run(args: &RestoreArgs) -> Outcome {
         ConnectionSettings::resolve(&args.settings.flags, &process_env).map_err(|e| e.to_string()),
         read_options(&args.settings.flags, &process_env).map_err(|e| e.to_string()),
     ) {
-        (Ok(o), Ok(c), Ok(s)) => (o, c, s),
+        (Ok(o), Ok(c), Ok(s)) => (
+            RestoreOptions {
+                concurrency: c.client.concurrency.max(1),
+                ..o
+            },
+            c,
+            s,
+        ),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(CommandError::usage(e)),
     };
     let stop = StopSignal::default();
@@ -195,6 +203,12 @@ fn print_plan(report: &RestoreReport, apply: bool) {
         for d in &f.dependencies {
             text.push_str(&format!("          needs {d}\n"));
         }
+        for p in &f.repointed {
+            text.push_str(&format!("          re-point {}\n", p.describe()));
+        }
+    }
+    if let Some(expected) = &report.expected {
+        text.push_str(&format!("{expected}\n"));
     }
     if !apply {
         text.push_str("nothing was written; run again with --apply (and --publish to publish) to restore\n");
@@ -216,6 +230,9 @@ fn print_outcomes(report: &RestoreReport) {
                 .unwrap_or_default(),
             f.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         ));
+        for p in f.repointed.iter().filter(|p| p.places > 0) {
+            text.push_str(&format!("              re-pointed {}\n", p.describe()));
+        }
         for note in &f.notes {
             text.push_str(&format!("              {note}\n"));
         }

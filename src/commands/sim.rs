@@ -11,7 +11,9 @@ use crate::cli::SimArgs;
 use crate::settings::{ConfigError, parse_duration, parse_rate};
 use serde_json::json;
 
-use crate::sim::{ConfigSource, Fault, ListingChange, SimConfig, SimRateLimit, SimServer, generate_org};
+use crate::sim::{
+    ConfigSource, Fault, ListingChange, ObjectKind, SimConfig, SimObjects, SimRateLimit, SimServer, generate_org,
+};
 
 /// Builds the org described by the flags.
 pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
@@ -74,6 +76,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     config.deleted_after_fetch = every(args.deleted_after_fetch_every).into_iter().collect();
     config.forbidden = forbidden;
     apply_listing_knobs(&mut config, args);
+    config.objects = sim_objects(args)?;
     apply_write_knobs(&mut config, args)?;
     Ok(config)
 }
@@ -91,6 +94,27 @@ fn apply_write_knobs(config: &mut SimConfig, args: &SimArgs) -> Result<(), Confi
     config.organization_status = args.organization_status;
     config.unlock_denied = args.deny_unlock;
     Ok(())
+}
+
+/// The org's non-flow objects: `--rebuilt-objects` under new ids, minus each `--drop-object`.
+fn sim_objects(args: &SimArgs) -> Result<SimObjects, ConfigError> {
+    let mut objects = if args.rebuilt_objects {
+        SimObjects::rebuilt(args.seed)
+    } else {
+        SimObjects::standard()
+    };
+    for spec in &args.drop_object {
+        let (kind, name) = spec
+            .split_once(':')
+            .and_then(|(k, n)| Some((ObjectKind::from_manifest_key(k)?, n)))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "--drop-object `{spec}` is not KIND:NAME with KIND one of queue, dataAction, userPrompt, dataTable, user, flowOutcome, flowMilestone"
+                ))
+            })?;
+        objects = objects.without(kind, name);
+    }
+    Ok(objects)
 }
 
 /// The knobs that change the org or its listing while a client lists it, and the org's identity,

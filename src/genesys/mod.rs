@@ -7,6 +7,7 @@ pub mod export_jobs;
 pub mod flow;
 pub mod flow_id;
 pub mod flows;
+pub mod objects;
 pub mod org;
 pub mod pages;
 pub mod ratelimit;

@@ -30,24 +30,7 @@ pub async fn apply(
     options: &RestoreOptions,
     stop: &StopSignal,
 ) -> Result<(), ApiError> {
-    report.applied = true;
-    report.published = options.publish;
-    let mut fatal = None;
-    for f in report
-        .flows
-        .iter_mut()
-        .filter(|f| matches!(f.action, Action::Update | Action::Create))
-    {
-        if stop.cause().is_some() || fatal.is_some() {
-            f.outcome = FlowOutcome::NotAttempted;
-            continue;
-        }
-        if let Err(e) = restore_flow(client, f, options, stop).await {
-            fatal = Some(e);
-        }
-    }
-    report.interrupted = stop.cause().map(|c| c.to_string());
-    fatal.map_or(Ok(()), Err)
+    super::drive::apply_in_order(client, report, options, stop).await
 }
 
 /// Why a step did not go through.
@@ -133,8 +116,9 @@ async fn steps(
     stop: &StopSignal,
     hand: &mut InHand,
 ) -> Result<Ended, StepError> {
-    let id = match f.action {
-        Action::Create => create(client, f).await?,
+    let id = match (f.action, f.new_id.clone()) {
+        (Action::Create, Some(created)) => created,
+        (Action::Create, None) => create(client, f).await?,
         _ => f.id.clone(),
     };
     hand.id = Some(id.clone());
@@ -162,6 +146,60 @@ async fn steps(
         ));
     }
     Ok(Ended::Done)
+}
+
+/// Records a step's failure on the flow; `Err` only for a run-level failure.
+fn record(f: &mut FlowRestore, result: Result<(), StepError>) -> Result<(), ApiError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(StepError::Failed(why)) => {
+            warn!(flow_id = %f.id, "could not restore flow {} ({}): {why}", f.id, f.name);
+            f.outcome = FlowOutcome::Failed;
+            f.error = Some(why);
+            Ok(())
+        }
+        Err(StepError::Fatal(e)) => {
+            f.outcome = FlowOutcome::Failed;
+            f.error = Some(e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// Creates a flow the plan re-creates ahead of every save, so each new id is known before its
+/// callers — and the other flows of its cycle — are saved. A failure is recorded on the flow.
+pub(super) async fn create_ahead(client: &GenesysClient, f: &mut FlowRestore) -> Result<(), ApiError> {
+    let created = create(client, f).await.map(|_| ());
+    record(f, created)
+}
+
+/// Publishes a flow of a cycle once every flow of the cycle is saved and checked in.
+pub(super) async fn publish_after_cycle(
+    client: &GenesysClient,
+    f: &mut FlowRestore,
+    options: &RestoreOptions,
+) -> Result<(), ApiError> {
+    let id = f.new_id.clone().unwrap_or_else(|| f.id.clone());
+    let saved = f
+        .versions_after
+        .as_ref()
+        .and_then(|v| v.checked_in.clone().or(v.saved.clone()));
+    let Some(saved) = saved else {
+        return record(f, Err(StepError::Failed("no saved version to publish".into())));
+    };
+    let published = operate(client, &id, FlowAction::Publish, &saved, options.operation_timeout).await;
+    let result = record(f, published);
+    if let Ok(state) = client.flow_state(&id).await {
+        f.versions_after = Some(Versions::of(&state.meta));
+    }
+    result
+}
+
+/// Gives back the lock on a flow created ahead but never saved (a stop, or a callee that failed).
+pub(super) async fn give_back(client: &GenesysClient, f: &mut FlowRestore) {
+    if let Some(id) = f.new_id.clone() {
+        settle_lock_and_versions(client, f, &id, true).await;
+    }
 }
 
 /// Creates the flow. When the create's outcome is unknown, the flow is looked up by name and

@@ -10,8 +10,11 @@
 //! step by the flow's versions, and gives back every lock it took.
 
 mod apply;
+mod drive;
 mod load;
+pub mod order;
 mod plan;
+pub mod remap;
 
 use std::time::Duration;
 
@@ -122,6 +125,8 @@ pub struct RestoreOptions {
     pub to_other_org: bool,
     /// How long an operation may run.
     pub operation_timeout: Duration,
+    /// Flows written at once within a dependency level (`--concurrency`).
+    pub concurrency: usize,
 }
 
 /// What the plan does with a flow.
@@ -287,6 +292,12 @@ pub struct FlowRestore {
     /// The archived description.
     #[serde(skip)]
     pub description: String,
+    /// References re-pointed to the target org's ids (manifest and actions), as planned and done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repointed: Vec<remap::Repointed>,
+    /// What the configuration's `manifest` references.
+    #[serde(skip)]
+    pub references: Vec<remap::Reference>,
 }
 
 /// The whole restore, as `restore.json` records it.
@@ -307,6 +318,9 @@ pub struct RestoreReport {
     pub interrupted: Option<String>,
     /// One entry per selected flow.
     pub flows: Vec<FlowRestore>,
+    /// What applying is expected to cost: requests and seconds at the client's rate limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<drive::Expected>,
 }
 
 impl RestoreReport {

@@ -32,10 +32,18 @@ pub async fn plan(
     let archive_org = manifest.organization.as_ref().map(Organization::from);
     let other_org = org_guard(archive_org.as_ref(), target.as_ref(), unknown, options)?;
     let mut flows = Vec::with_capacity(selected.loaded.len() + selected.refused.len());
-    for l in &selected.loaded {
-        flows.push(plan_one(client, l, options, other_org).await?);
+    // Up to --concurrency flows read at once, in archive order, through the one limiter.
+    let planned: Vec<Result<FlowRestore, RestoreError>> = futures::StreamExt::collect(futures::StreamExt::buffered(
+        futures::stream::iter(selected.loaded.iter().map(|l| plan_one(client, l, options, other_org))),
+        options.concurrency.max(1),
+    ))
+    .await;
+    for p in planned {
+        flows.push(p?);
     }
     flows.extend(selected.refused.iter().map(refused));
+    super::remap::plan_references(client, &mut flows, other_org).await?;
+    let expected = Some(super::drive::expected(client, &flows, options));
     info!(flows = flows.len(), "restore planned");
     Ok(RestoreReport {
         run: run.location.clone(),
@@ -45,6 +53,7 @@ pub async fn plan(
         published: false,
         interrupted: None,
         flows,
+        expected,
     })
 }
 
@@ -101,6 +110,8 @@ fn refused(r: &Refused<'_>) -> FlowRestore {
         publishable: false,
         division_id: None,
         description: String::new(),
+        repointed: Vec::new(),
+        references: Vec::new(),
     }
 }
 
@@ -160,6 +171,8 @@ async fn plan_one(
         draft: draft.map(|(c, _)| c),
         publishable: archived_published,
         configuration,
+        repointed: Vec::new(),
+        references: Vec::new(),
     };
     if f.configuration.len() > MAX_SAVE_BYTES {
         return Ok(conflict(
@@ -300,7 +313,7 @@ async fn plan_create(client: &GenesysClient, mut f: FlowRestore) -> Result<FlowR
         Ok(_) => {
             f.action = Action::Create;
             f.reason = Some(format!(
-                "deleted from the org: a new flow with a new id is created; references to the old id {} from other flows break",
+                "not in the org: a new flow with a new id is created; flows restored with it re-point their references to the old id {}, others still name it",
                 f.id
             ));
             Ok(f)

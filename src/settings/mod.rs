@@ -206,7 +206,7 @@ pub const RUN_ID: Setting = Setting::new(
     "run_id",
     "--run-id",
     &["FLOWVAULT_RUN_ID"],
-    "Run id: the directory or prefix of this run (default: UTC time to the microsecond, e.g. 20261128T210812.123456Z; a second export with the same id exits 1).",
+    "Run id: the directory or prefix of this run (default: UTC time to the microsecond and a random suffix, e.g. 20261128T210812.123456Z-3fa9; a second export with the same id exits 1).",
 )
 .heading(OUTPUT);
 /// Type filters.

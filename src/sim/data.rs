@@ -65,6 +65,35 @@ pub struct SimFlow {
     /// The published version's configuration when it differs from the saved one (a draft exists);
     /// `None`: the published version is the saved one.
     pub published: Option<ConfigSource>,
+    /// The flows its generated configurations call (by id and name), as Architect records them.
+    pub calls: Vec<FlowRef>,
+}
+
+/// A flow another flow calls: what its configuration references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRef {
+    /// The called flow's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its type (UPPERCASE).
+    pub flow_type: String,
+}
+
+impl FlowRef {
+    /// The reference to `flow`.
+    pub fn to(flow: &SimFlow) -> FlowRef {
+        FlowRef {
+            id: flow.id().to_string(),
+            name: flow
+                .meta
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            flow_type: flow.flow_type().to_string(),
+        }
+    }
 }
 
 impl SimFlow {
@@ -80,7 +109,7 @@ impl SimFlow {
 
     /// The latest saved configuration exactly as served.
     pub fn configuration_json(&self) -> String {
-        self.config.render(&self.meta)
+        self.config.render(&self.meta, &self.calls)
     }
 
     /// A flow with this metadata and configuration, its published version the saved one.
@@ -89,6 +118,7 @@ impl SimFlow {
             meta,
             config,
             published: None,
+            calls: Vec::new(),
         }
     }
 
@@ -144,7 +174,12 @@ impl SimFlow {
         if self.saved_version() == Some(version) {
             Some(self.configuration_json())
         } else if self.published_version() == Some(version) {
-            Some(self.published.as_ref().unwrap_or(&self.config).render(&self.meta))
+            Some(
+                self.published
+                    .as_ref()
+                    .unwrap_or(&self.config)
+                    .render(&self.meta, &self.calls),
+            )
         } else {
             None
         }
@@ -179,10 +214,12 @@ impl SimFlow {
 }
 
 impl ConfigSource {
-    fn render(&self, meta: &Value) -> String {
+    fn render(&self, meta: &Value, calls: &[FlowRef]) -> String {
         match self {
             ConfigSource::Literal(s) => s.clone(),
-            ConfigSource::Generated { seed, target_bytes } => generate_configuration(meta, *seed, *target_bytes),
+            ConfigSource::Generated { seed, target_bytes } => {
+                super::configuration::generate_configuration(meta, *seed, *target_bytes, calls)
+            }
         }
     }
 }
@@ -229,14 +266,16 @@ pub fn flow_meta(id: &str, name: &str, flow_type: &str, division: (&str, &str), 
 
 /// `n` flows of every type with realistic sizes; with `awkward`, the first ones get awkward names.
 /// Like a real org, some flows have an unpublished draft (every fifth, from the fourth) and some
-/// were never published (every eleventh, from the sixth).
+/// were never published (every eleventh, from the sixth). Flows call flows as in a real org: in
+/// every block of 21 flows the inbound call, chat and email flows call the block's common module,
+/// and the first inbound call flow and the first secure call flow call each other (a cycle).
 pub fn generate_org(n: usize, seed: u64, awkward: bool) -> Vec<SimFlow> {
     let mut rng = StdRng::seed_from_u64(seed);
     let divisions = [
         ("7e0b6c5a-0000-4000-a000-000000000001", "Home"),
         ("7e0b6c5a-0000-4000-a000-000000000002", "Support"),
     ];
-    (0..n)
+    let metas: Vec<(Value, u64, usize)> = (0..n)
         .map(|i| {
             let flow_type = FLOW_TYPES[i % FLOW_TYPES.len()];
             let id = uuid_from(&mut rng);
@@ -250,8 +289,21 @@ pub fn generate_org(n: usize, seed: u64, awkward: bool) -> Vec<SimFlow> {
             let target_bytes = sample_size(&mut rng, flow_type);
             let meta = flow_meta(&id, &name, flow_type, divisions[i % 2], 1 + (i % 7) as u32);
             let seed: u64 = rng.random();
-            let flow = SimFlow::new(meta, ConfigSource::Generated { seed, target_bytes });
-            if i % 11 == 5 {
+            (meta, seed, target_bytes)
+        })
+        .collect();
+    let flows: Vec<SimFlow> = metas
+        .iter()
+        .map(|(meta, _, _)| SimFlow::new(meta.clone(), ConfigSource::Literal(String::new())))
+        .collect();
+    metas
+        .into_iter()
+        .enumerate()
+        .map(|(i, (meta, seed, target_bytes))| {
+            let mut flow = SimFlow::new(meta, ConfigSource::Generated { seed, target_bytes });
+            flow.calls = callees(i, n).into_iter().map(|c| FlowRef::to(&flows[c])).collect();
+            // A flow other flows call is published: Architect refuses to publish its callers otherwise.
+            if i % 11 == 5 && !is_called(i, n) {
                 flow.never_published()
             } else if i % 5 == 3 {
                 flow.with_draft(ConfigSource::Generated {
@@ -265,6 +317,29 @@ pub fn generate_org(n: usize, seed: u64, awkward: bool) -> Vec<SimFlow> {
         .collect()
 }
 
+/// The flows (by index) flow `i` of an org of `n` calls.
+fn callees(i: usize, n: usize) -> Vec<usize> {
+    let block = i - i % FLOW_TYPES.len();
+    let (module, inbound, secure) = (block + 2, 5, 13);
+    let mut out = Vec::new();
+    if matches!(i % FLOW_TYPES.len(), 5..=7) && module < n {
+        out.push(module);
+    }
+    if n > secure && i == inbound {
+        out.push(secure);
+    }
+    if n > secure && i == secure {
+        out.push(inbound);
+    }
+    out
+}
+
+/// True when another flow of an org of `n` calls flow `i` (the inverse of [`callees`]).
+fn is_called(i: usize, n: usize) -> bool {
+    let block = i - i % FLOW_TYPES.len();
+    (i % FLOW_TYPES.len() == 2 && block + 5 < n) || (n > 13 && (i == 5 || i == 13))
+}
+
 fn title_case(t: &str) -> String {
     let lower = t.to_lowercase();
     let mut c = lower.chars();
@@ -274,66 +349,33 @@ fn title_case(t: &str) -> String {
     }
 }
 
-/// Sizes from a log-normal with median 17 KB and p95 75 KB; bot flows are larger, up to ~620 KB.
+/// Sizes from a log-normal around each type's typical size (the compact sizes of sanitized real
+/// configurations: short message 14 KB, workflow 28 KB, voice survey 44 KB, outbound call 47 KB,
+/// inbound email 49 KB, inbound call 65 KB, in-queue call 66 KB, secure call 90 KB, digital bot
+/// 198 KB, bot 504 KB; the many small flows of other types about 9 KB), at most 626 KB.
 fn sample_size(rng: &mut StdRng, flow_type: &str) -> usize {
     // Box-Muller for a standard normal.
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);
     let u2: f64 = rng.random();
     let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-    let median = if matches!(flow_type, "BOT" | "DIGITALBOT") {
-        60_000.0
-    } else {
-        17_000.0
+    let median = match flow_type {
+        "INBOUNDSHORTMESSAGE" => 14_000.0,
+        "WORKFLOW" => 28_000.0,
+        "VOICESURVEY" => 44_000.0,
+        "OUTBOUNDCALL" => 47_000.0,
+        "INBOUNDEMAIL" => 49_000.0,
+        "INBOUNDCALL" => 65_000.0,
+        "INQUEUECALL" => 66_000.0,
+        "SECURECALL" => 90_000.0,
+        "DIGITALBOT" => 198_000.0,
+        "BOT" => 504_000.0,
+        _ => 9_000.0,
     };
-    let size = median * (0.902 * z).exp();
-    size.clamp(1_500.0, 620_000.0) as usize
+    let size = median * (0.5 * z).exp();
+    size.clamp(3_000.0, 626_000.0) as usize
 }
 
-/// A configuration shaped like Architect's: settings, variables and a task list of actions,
-/// padded with actions until it reaches about `target_bytes`.
-pub fn generate_configuration(meta: &Value, seed: u64, target_bytes: usize) -> String {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let id = meta.get("id").and_then(Value::as_str).unwrap_or_default();
-    let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
-    let flow_type = meta.get("type").and_then(Value::as_str).unwrap_or_default();
-    let mut actions = Vec::new();
-    let mut size = 600usize;
-    let kinds = [
-        "setParticipantData",
-        "playAudio",
-        "decision",
-        "transferToAcd",
-        "callData",
-        "updateData",
-        "loop",
-        "collectInput",
-    ];
-    let mut i = 0u32;
-    while size < target_bytes {
-        let kind = kinds[rng.random_range(0..kinds.len())];
-        let action = json!({
-            "id": format!("a{i}"),
-            "type": kind,
-            "name": format!("{kind} {i}"),
-            "trackingId": rng.random_range(0..1_000_000u32),
-            "properties": {"expression": format!("If(Flow.var{} == \"{}\", Append(\"x\", ToString({})), \"y\")", i % 17, rng.random_range(0..9999u32), i), "timeoutSeconds": rng.random_range(1..120u32)},
-            "outputs": [{"name": "success", "nextAction": format!("a{}", i + 1)}, {"name": "failure", "nextAction": "end"}]
-        });
-        size += action.to_string().len() + 1;
-        actions.push(action);
-        i += 1;
-    }
-    json!({
-        "id": id,
-        "name": name,
-        "type": flow_type,
-        "version": 1,
-        "settings": {"defaultLanguage": "en-us", "supportedLanguages": ["en-us"], "errorHandling": {"type": "disconnect"}},
-        "variables": [{"name": "Flow.result", "type": "string"}, {"name": "Flow.count", "type": "integer", "initialValue": 0}],
-        "tasks": [{"id": "t0", "name": "Main task", "actionCount": i, "actions": actions}]
-    })
-    .to_string()
-}
+pub use super::configuration::generate_configuration;
 
 #[cfg(test)]
 mod tests {

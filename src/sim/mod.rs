@@ -6,8 +6,11 @@
 //!
 //! It serves the login host and the API host on one address. `GET /sim/stats` reports request counts.
 
+mod configuration;
 pub mod data;
+mod dependencies;
 mod export_jobs;
+pub mod objects;
 mod org_views;
 mod write;
 
@@ -31,8 +34,10 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use data::{AWKWARD_NAMES, ConfigSource, FLOW_TYPES, SimFlow, generate_org};
+pub use data::{AWKWARD_NAMES, ConfigSource, FLOW_TYPES, FlowRef, SimFlow, generate_org};
+pub use dependencies::MISSING_DEPENDENCIES;
 pub use export_jobs::archy_yaml;
+pub use objects::{ObjectKind, SimObject, SimObjects};
 pub use org_views::default_organization;
 
 /// What to do with a `pageSize` above the maximum (the real API's behaviour is unconfirmed).
@@ -175,6 +180,10 @@ pub struct SimConfig {
     /// Flows (by id) deleted right after their first configuration is served (gone by the time
     /// the YAML phase asks for them).
     pub deleted_after_fetch: HashSet<String>,
+    /// The org's non-flow objects (queues, data actions, prompts, data tables, users, outcomes,
+    /// milestones); [`SimObjects::rebuilt`] holds them under new ids, [`SimObjects::without`]
+    /// drops one. Publishing a flow that references an id not here fails.
+    pub objects: SimObjects,
     /// Write faults, each spent on the first write of its step: the write happens, then the
     /// answer is a 500, never comes, or (a create) carries no id.
     pub write_faults: Vec<WriteFault>,
@@ -290,6 +299,7 @@ impl SimConfig {
             fail_checkin: None,
             fail_publish: None,
             deleted_after_fetch: HashSet::new(),
+            objects: SimObjects::standard(),
             write_faults: Vec::new(),
             refuse_save: None,
             publish_without_version: false,
@@ -504,6 +514,7 @@ impl SimServer {
                 get(version_configuration),
             )
             .route("/sim/stats", get(stats))
+            .merge(objects::routes())
             .route("/sim/locks", get(write::lock_table))
             .fallback(not_found)
             .with_state(state.clone());

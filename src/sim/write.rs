@@ -201,7 +201,12 @@ fn create_in_org(s: &SimState, body: &str) -> Response {
         );
     }
     let n = s.stats.write_requests.load(Ordering::Relaxed);
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0xC0FFEE ^ n ^ org.flows.len() as u64);
+    // Names are unique per type, so hashing them in keeps concurrent creates from sharing an id.
+    let seed = std::hash::BuildHasher::hash_one(
+        &std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(),
+        (0xC0FFEE_u64, n, org.flows.len(), &name, &flow_type),
+    );
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     let id = uuid_from(&mut rng);
     let division = body
         .pointer("/division/id")
@@ -377,7 +382,7 @@ fn operation(s: Arc<SimState>, id: &str, action: &'static str, version: Option<S
         tokio::time::sleep(delay).await;
         let failure = match action {
             "CHECKIN" => s.config.fail_checkin.clone(),
-            _ => s.config.fail_publish.clone(),
+            _ => (s.config.fail_publish.clone()).or_else(|| super::dependencies::publish_problem(&s, &flow_id)),
         };
         let mut org = s.org();
         let Some(i) = org.by_id.get(&flow_id).copied() else {
