@@ -2,10 +2,12 @@
 //! settings table ([`crate::settings`]); the simulator's and the demo's are declared here. Secrets
 //! have no flag that takes their value: only files and environment.
 
-use clap::builder::PossibleValuesParser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Arg, ArgAction, ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use crate::settings::{self, Flags, Kind, Setting};
+use crate::sim::OversizePage;
+use crate::sink::Format;
 
 /// Back up every Genesys Cloud Architect flow to local disk or S3-compatible storage.
 #[derive(Debug, Parser)]
@@ -124,7 +126,8 @@ fn export_arg(s: &'static Setting) -> Arg {
     let arg = Arg::new(s.id)
         .long(s.flag.trim_start_matches("--"))
         .help(help)
-        .help_heading(s.heading);
+        .help_heading(s.heading)
+        .hide(s.hidden);
     match s.kind {
         Kind::Switch => arg.action(ArgAction::SetTrue),
         Kind::List => arg.action(ArgAction::Append).value_delimiter(',').value_name("TYPE"),
@@ -256,8 +259,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub json: bool,
     /// Older spelling of --json (`--output json`).
-    #[arg(long, hide = true, value_parser = ["text", "json"])]
-    pub output: Option<String>,
+    #[arg(long, hide = true, value_enum)]
+    pub output: Option<OutputFormat>,
     /// How long a check-in or publish may run before the flow is reported failed.
     #[arg(long, default_value = "5m")]
     pub operation_timeout: String,
@@ -293,8 +296,8 @@ pub struct DiffArgs {
     #[arg(long, value_name = "ID")]
     pub flow: Option<String>,
     /// With --flow: which configuration to compare.
-    #[arg(long, default_value = "latest", value_parser = ["latest", "published"])]
-    pub content: String,
+    #[arg(long, value_enum, default_value_t = DiffContent::Latest)]
+    pub content: DiffContent,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Compare runs of two different orgs (refused otherwise: their flows share no history).
@@ -349,8 +352,12 @@ pub struct SimArgs {
     pub max_page_size: u64,
     /// What a larger page size gets: `reject` (400), `clamp` (serve the maximum and report it),
     /// or `silent-clamp` (serve the maximum but report the size asked for, and a pageCount to match).
-    #[arg(long, default_value = "reject", value_parser = ["reject", "clamp", "silent-clamp"])]
-    pub oversize_page: String,
+    #[arg(
+        long,
+        default_value = "reject",
+        value_parser = PossibleValuesParser::new(["reject", "clamp", "silent-clamp"]).try_map(|s| s.parse::<OversizePage>())
+    )]
+    pub oversize_page: OversizePage,
     /// Every Kth flow's configuration fails --flaky-failures times first.
     #[arg(long)]
     pub flaky_every: Option<usize>,
@@ -450,9 +457,31 @@ pub struct DemoArgs {
     #[arg(long, default_value = "./flowvault-demo")]
     pub to: String,
     /// Layout of the demo run: tar-gz or objects.
-    #[arg(long, default_value = "tar-gz", value_parser = ["tar-gz", "objects"])]
-    pub format: String,
+    #[arg(
+        long,
+        default_value = "tar-gz",
+        value_parser = PossibleValuesParser::new(["tar-gz", "objects"]).try_map(|s| s.parse::<Format>())
+    )]
+    pub format: Format,
     /// Number of flows in the simulated org.
     #[arg(long, default_value_t = 60)]
     pub flows: usize,
+}
+
+/// The older `restore --output` (hidden; `--json` is the spelling every command shares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `diff --flow ID --content`: which configuration of the flow to compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffContent {
+    /// The latest saved configuration (may be a draft).
+    Latest,
+    /// The published configuration.
+    Published,
 }

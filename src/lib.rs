@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod cli;
 pub mod commands;
+pub mod document;
 pub mod export;
 pub mod genesys;
 pub mod manifest;

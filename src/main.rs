@@ -2,19 +2,22 @@
 
 use clap::Parser;
 use flowvault::cli::{Cli, Command, LogFormat};
-use flowvault::commands::{self, exit};
+use std::process::ExitCode;
+
+use flowvault::commands::{self, CommandError, Outcome, exit};
 use flowvault::export::{StopCause, StopSignal};
 use flowvault::settings::{ExportSettings, process_env};
 use tracing_subscriber::EnvFilter;
 
-fn main() {
+fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            // Help and version go to stdout; a reader that closed it early changes nothing.
             let code = if e.use_stderr() { exit::USAGE } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
+            e.print().ok();
+            return commands::status(code);
         }
     };
     init_logging(cli.log_format, &cli.log_level);
@@ -22,11 +25,36 @@ fn main() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("flowvault: cannot start the async runtime: {e}");
-            std::process::exit(exit::FATAL);
+            return commands::status(exit::FATAL);
         }
     };
-    let code = runtime.block_on(run(cli));
-    std::process::exit(code);
+    let prefix = prefix(&cli.command);
+    let outcome = runtime.block_on(run(cli));
+    // Tasks still running (a signal watcher, a blocking read) are not waited for.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => code,
+        Err(CommandError::Closed) => ExitCode::SUCCESS,
+        Err(CommandError::Failed { code, message }) => {
+            eprintln!("{prefix}: {message}");
+            commands::status(code)
+        }
+    }
+}
+
+/// What an error line starts with: `flowvault COMMAND` (export's own lines say `flowvault`).
+fn prefix(command: &Command) -> &'static str {
+    match command {
+        Command::Export(_) => "flowvault",
+        Command::Sim(_) => "flowvault sim",
+        Command::Runs(_) => "flowvault runs",
+        Command::Verify(_) => "flowvault verify",
+        Command::Diff(_) => "flowvault diff",
+        Command::Restore(_) => "flowvault restore",
+        Command::Doctor(_) => "flowvault doctor",
+        Command::Plan(_) => "flowvault plan",
+        Command::Demo(_) => "flowvault demo",
+    }
 }
 
 /// Keeps glibc's malloc from holding memory the run no longer uses. Each thread that meets
@@ -60,17 +88,11 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
-async fn run(cli: Cli) -> i32 {
+async fn run(cli: Cli) -> Outcome {
     let log_format = cli.log_format;
     match cli.command {
         Command::Export(args) => {
-            let settings = match ExportSettings::resolve(&args.flags, &process_env) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("flowvault: {e}");
-                    return exit::USAGE;
-                }
-            };
+            let settings = ExportSettings::resolve(&args.flags, &process_env).map_err(CommandError::usage)?;
             let stop = StopSignal::default();
             watch_signals(stop.clone());
             let show_progress = !settings.reporting.quiet
@@ -78,36 +100,20 @@ async fn run(cli: Cli) -> i32 {
                 && std::io::IsTerminal::is_terminal(&std::io::stderr());
             commands::export::run_job(&settings, stop, show_progress).await
         }
-        Command::Sim(args) => match commands::sim::run(&args).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("flowvault sim: {e}");
-                exit::FATAL
-            }
-        },
+        Command::Sim(args) => commands::sim::run(&args).await,
         Command::Runs(args) => commands::runs::run(&args).await,
         Command::Verify(args) => commands::verify::run(&args).await,
         Command::Diff(args) => commands::diff::run(&args).await,
         Command::Restore(args) => commands::restore::run(&args).await,
         Command::Doctor(args) => commands::doctor::run(&args.export.flags, args.restore.then_some(args.publish)).await,
-        Command::Plan(args) => match ExportSettings::resolve(&args.flags, &process_env) {
-            Ok(settings) => commands::plan::run(&settings).await,
-            Err(e) => commands::fail("plan", e, commands::exit::USAGE),
-        },
+        Command::Plan(args) => {
+            let settings = ExportSettings::resolve(&args.flags, &process_env).map_err(CommandError::usage)?;
+            commands::plan::run(&settings).await
+        }
         Command::Demo(args) => {
             let stop = StopSignal::default();
             watch_signals(stop.clone());
-            match commands::demo::run(&args, stop).await {
-                Ok(report) => {
-                    let code = commands::export::summary(&report, false);
-                    println!("{}", commands::demo::next_steps(&report.location, &args.to));
-                    code
-                }
-                Err(e) => {
-                    eprintln!("flowvault demo: {e}");
-                    exit::FATAL
-                }
-            }
+            commands::demo::run(&args, stop).await
         }
     }
 }

@@ -4,10 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::genesys::Organization;
-use crate::genesys::PassRecord;
-use crate::genesys::flow::DivisionRef;
-
 /// The manifest schema identifier written today; bump on incompatible changes.
 pub const SCHEMA: &str = "flowvault.manifest/v2";
 
@@ -149,7 +145,7 @@ pub struct Listing {
     pub malformed: u64,
     /// Each pass: what it served and how many flows were new.
     #[serde(default)]
-    pub passes: Vec<PassRecord>,
+    pub passes: Vec<ListingPass>,
 }
 
 /// Counts per outcome.
@@ -203,7 +199,7 @@ pub struct FlowRecord {
     #[serde(rename = "type")]
     pub flow_type: String,
     /// The flow's division.
-    pub division: Option<DivisionRef>,
+    pub division: Option<Division>,
     /// `publishedVersion.id` as listed.
     pub published_version: Option<String>,
     /// `savedVersion.id` as listed.
@@ -247,7 +243,7 @@ impl FlowRecord {
         id: String,
         name: String,
         flow_type: String,
-        division: Option<DivisionRef>,
+        division: Option<Division>,
         versions: (Option<String>, Option<String>),
         error: String,
     ) -> FlowRecord {
@@ -350,7 +346,7 @@ pub struct Manifest {
     pub format: String,
     /// The org the run read (`GET /api/v2/organizations/me`); absent in v1 manifests.
     #[serde(default)]
-    pub organization: Option<Organization>,
+    pub organization: Option<Org>,
     /// Which configurations were asked for: `latest`, `published` or `both` (v1: `latest`).
     #[serde(default = "v1_content")]
     pub content: String,
@@ -436,7 +432,7 @@ pub struct UnseenFlow {
     #[serde(rename = "type")]
     pub flow_type: String,
     /// Its division.
-    pub division: Option<DivisionRef>,
+    pub division: Option<Division>,
 }
 
 impl Manifest {
@@ -646,6 +642,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_org_passes_and_divisions_of_a_written_manifest_read_back_and_write_out_unchanged() {
+        let org = r#"{"id":"o1","name":"Acme","thirdPartyOrgName":"acme","domain":null}"#;
+        let pass = r#"{"pass":2,"phase":"final","pages":3,"flows":7,"new_flows":1,"api_total":7,"page_size":100}"#;
+        let division = r#"{"id":"d1","name":"Home"}"#;
+        let back = |json: &str, value: serde_json::Value| {
+            assert_eq!(
+                value,
+                serde_json::from_str::<serde_json::Value>(json).unwrap(),
+                "{json}"
+            );
+        };
+        back(
+            org,
+            serde_json::to_value(serde_json::from_str::<Org>(org).unwrap()).unwrap(),
+        );
+        back(
+            pass,
+            serde_json::to_value(serde_json::from_str::<ListingPass>(pass).unwrap()).unwrap(),
+        );
+        back(
+            division,
+            serde_json::to_value(serde_json::from_str::<Division>(division).unwrap()).unwrap(),
+        );
+        let org: Org = serde_json::from_str(org).unwrap();
+        assert_eq!(org.describe(), "`acme` (o1)");
+    }
+
+    #[test]
     fn a_v1_manifest_is_read_as_rows_with_one_latest_document() {
         let v1 = r#"{"schema":"flowvault.manifest/v1","run_id":"r","tool":{"name":"flowvault","version":"0.1.0"},
             "started_at":"a","finished_at":"b","region":null,"api_url":"https://api.x/","format":"tar-gz",
@@ -737,4 +761,74 @@ mod tests {
         let e = Manifest::from_slice(br#"{"schema":"flowvault.manifest/v9"}"#).unwrap_err();
         assert!(e.to_string().contains("flowvault.manifest/v9"), "{e}");
     }
+}
+
+/// The org a run read, as the manifest records it (the names `organizations/me` uses). The
+/// manifest's own type: the on-disk schema does not follow the API client's structs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Org {
+    /// Org id (a UUID).
+    pub id: String,
+    /// Display name (can be changed by an admin).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The org's short name: unique and immutable.
+    #[serde(default)]
+    pub third_party_org_name: Option<String>,
+    /// The org's domain.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+impl Org {
+    /// `short name (id)`, or the id alone.
+    pub fn describe(&self) -> String {
+        match (&self.third_party_org_name, &self.name) {
+            (Some(short), _) => format!("`{short}` ({})", self.id),
+            (None, Some(name)) => format!("`{name}` ({})", self.id),
+            (None, None) => self.id.clone(),
+        }
+    }
+}
+
+/// One pass over the listing, as the manifest records it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListingPass {
+    /// 1-based, across both phases.
+    pub pass: u32,
+    /// Before and while fetching, or after.
+    pub phase: PassPhase,
+    /// Pages requested.
+    pub pages: u64,
+    /// Distinct flows this pass served.
+    pub flows: u64,
+    /// Flows no earlier pass had served.
+    pub new_flows: u64,
+    /// The API's `total` on the last page of each filter, summed.
+    pub api_total: Option<u64>,
+    /// The page size the pass ended with.
+    pub page_size: u64,
+}
+
+/// When a listing pass ran (serialized `initial` / `final`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PassPhase {
+    /// Before and while the run fetches.
+    #[default]
+    Initial,
+    /// After the run fetched what was listed.
+    Final,
+}
+
+/// A flow's division, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Division {
+    /// Division id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Division name.
+    #[serde(default)]
+    pub name: Option<String>,
 }

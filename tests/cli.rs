@@ -514,3 +514,65 @@ async fn json_logs_are_one_object_per_line_with_the_flow_id_on_retries() {
     );
     assert_no_secrets(&stderr, &sim);
 }
+
+/// Copies every file under `from` into `to` (the same tree).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_piped_into_a_reader_that_stops_after_one_line_ends_quietly_with_status_0() {
+    use tokio::io::AsyncBufReadExt;
+    let sim = start_sim(org(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&mut export_cmd(&sim, dir.path(), "r0000")).await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    // Far more table than a pipe buffers, so the writer meets the closed pipe for certain.
+    for i in 1..600 {
+        copy_tree(&dir.path().join("r0000"), &dir.path().join(format!("r{i:04}")));
+    }
+    let mut child = flowvault()
+        .arg("runs")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).await.unwrap();
+    assert!(first.starts_with("RUN"), "{first}");
+    drop(reader);
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "no error line expected, got:\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_spells_json_output_json_like_every_command_and_keeps_output_json_as_a_hidden_alias() {
+    let sim = start_sim(org(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    for (run_id, flags) in [("a", &["--json"][..]), ("b", &["--output", "json"][..])] {
+        let out = run(export_cmd(&sim, dir.path(), run_id).args(flags)).await;
+        assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(summary["status"], "complete", "{flags:?}: {summary}");
+    }
+    let help = run(flowvault().args(["export", "--help"])).await;
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("--json"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("--output")),
+        "the older spelling stays hidden:\n{text}"
+    );
+}

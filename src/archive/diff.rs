@@ -17,6 +17,7 @@ use super::{ReadError, RunHandle, each_member};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::document::Document;
 use crate::manifest::{Content, FlowRecord, Manifest, Outcome};
 
 /// A flow on one side.
@@ -266,16 +267,10 @@ fn classify(report: &mut DiffReport, ra: &FlowRecord, rb: &FlowRecord, contents_
 /// The SHA-256 of a stored `{"flow", "configuration"}` document's configuration, as embedded
 /// (byte for byte what export hashes), when `body` is the document the manifest describes.
 pub fn configuration_hash(body: &[u8], document_sha256: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Doc<'a> {
-        #[serde(borrow)]
-        configuration: &'a serde_json::value::RawValue,
-    }
     if hex::encode(Sha256::digest(body)) != document_sha256 {
         return None;
     }
-    let doc: Doc = serde_json::from_slice(body).ok()?;
-    Some(hex::encode(Sha256::digest(doc.configuration.get().as_bytes())))
+    Document::parse(body).ok().map(|doc| doc.configuration_sha256())
 }
 
 /// The configuration hashes of `m`'s documents that have none in the manifest (v1 rows), read

@@ -19,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{ReadError, RunHandle};
+use crate::document::{Identity, identify};
 use crate::manifest::{Document, FlowRecord, Manifest, Outcome, Totals};
 use crate::sink::{ARCHIVE_NAME, MANIFEST_NAME};
 
@@ -152,7 +153,7 @@ impl VerifyReport {
 struct Seen {
     size: u64,
     sha256: Option<String>,
-    flow: Result<Option<(String, String, String)>, String>,
+    flow: Result<Option<Identity>, String>,
 }
 
 impl Seen {
@@ -194,7 +195,7 @@ fn inspect(body: impl Read, json: bool, limit: u64) -> std::io::Result<Seen> {
         },
     );
     let flow = if json {
-        document_flow(&mut reader).map(Some)
+        identify(&mut reader).map(Some).map_err(|e| e.to_string())
     } else {
         Ok(None)
     };
@@ -205,21 +206,6 @@ fn inspect(body: impl Read, json: bool, limit: u64) -> std::io::Result<Seen> {
         sha256: Some(hex::encode(hashing.hasher.finalize())),
         flow,
     })
-}
-
-/// The id, name and type of the flow a `{"flow", "configuration"}` document is about, parsed
-/// as a stream (the configuration is skipped, not held).
-fn document_flow(body: impl Read) -> Result<(String, String, String), String> {
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        flow: serde_json::Map<String, serde_json::Value>,
-        #[allow(dead_code)]
-        configuration: serde::de::IgnoredAny,
-    }
-    let doc: Doc =
-        serde_json::from_reader(body).map_err(|e| format!("not a {{\"flow\", \"configuration\"}} document: {e}"))?;
-    let field = |k: &str| doc.flow.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    Ok((field("id"), field("name"), field("type")))
 }
 
 /// Verifies `run`; `Err` only when the run cannot be read at all.
@@ -605,11 +591,11 @@ fn check(row: &FlowRecord, doc: &Document, seen: &Seen, report: &mut VerifyRepor
     }
     match &seen.flow {
         Err(why) => report.problems.push(Problem::of(row, doc, why.clone())),
-        Ok(Some((id, name, flow_type))) => {
+        Ok(Some(who)) => {
             for (what, want, got) in [
-                ("flow.id", &row.id, id),
-                ("flow.name", &row.name, name),
-                ("flow.type", &row.flow_type, flow_type),
+                ("flow.id", &row.id, &who.id),
+                ("flow.name", &row.name, &who.name),
+                ("flow.type", &row.flow_type, &who.flow_type),
             ] {
                 if want != got {
                     report.problems.push(

@@ -2,8 +2,10 @@
 //! real settings resolution, so a newcomer sees the whole job work without a Genesys account.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use super::{CommandError, Outcome};
 use crate::cli::DemoArgs;
 use crate::export::{ExportReport, StopSignal};
 use crate::settings::{self as s, ExportSettings, Flags};
@@ -31,9 +33,20 @@ pub fn demo_org(flows: usize) -> SimConfig {
     config
 }
 
-/// Runs the demo and returns the report.
-pub async fn run(args: &DemoArgs, stop: StopSignal) -> anyhow::Result<ExportReport> {
-    let server = SimServer::start(demo_org(args.flows), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await?;
+/// Runs the demo: the export's summary, then what to try next.
+pub async fn run(args: &DemoArgs, stop: StopSignal) -> Outcome {
+    let report = export(args, stop).await?;
+    let mut out = std::io::stdout().lock();
+    let code = super::export::summary(&mut out, &report, false)?;
+    writeln!(out, "{}", next_steps(&report.location, &args.to))?;
+    Ok(super::status(code))
+}
+
+/// Runs the export of the demo org and returns the report.
+async fn export(args: &DemoArgs, stop: StopSignal) -> Result<ExportReport, CommandError> {
+    let server = SimServer::start(demo_org(args.flows), SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
+        .await
+        .map_err(CommandError::fatal)?;
     eprintln!(
         "flowvault demo: simulated org with {} flows at {}",
         args.flows,
@@ -42,7 +55,7 @@ pub async fn run(args: &DemoArgs, stop: StopSignal) -> anyhow::Result<ExportRepo
     let flags = Flags::from([
         (s::API_URL.id, server.url().to_string()),
         (s::TO.id, args.to.clone()),
-        (s::FORMAT.id, args.format.clone()),
+        (s::FORMAT.id, args.format.to_string()),
         (s::RATE_LIMIT.id, "40/s".to_string()),
         (s::CONCURRENCY.id, "16".to_string()),
         (s::MAX_BACKOFF.id, "2s".to_string()),
@@ -53,8 +66,10 @@ pub async fn run(args: &DemoArgs, stop: StopSignal) -> anyhow::Result<ExportRepo
         n if n == s::CLIENT_SECRET.env[0] => Some(DEMO_CLIENT_SECRET.to_string()),
         _ => None,
     };
-    let settings = ExportSettings::resolve(&flags, &env)?;
-    let report = super::export::run(&settings, stop, None).await?;
+    let settings = ExportSettings::resolve(&flags, &env).map_err(CommandError::fatal)?;
+    let report = super::export::run(&settings, stop, None)
+        .await
+        .map_err(CommandError::fatal)?;
     server.shutdown().await;
     Ok(report)
 }

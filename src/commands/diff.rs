@@ -8,57 +8,43 @@ use std::io::Write;
 
 use sha2::{Digest, Sha256};
 
-use super::exit;
+use super::{CommandError, Outcome, exit};
 use crate::archive::diff::{self, DiffReport, json_diff};
 use crate::archive::{self, ReadError, RunHandle, verify};
-use crate::cli::DiffArgs;
+use crate::cli::{DiffArgs, DiffContent};
+use crate::document::Document;
 use crate::manifest::{Content, Manifest};
 use crate::settings::{process_env, read_options};
 
-/// Compares the runs; the exit code.
-pub async fn run(args: &DiffArgs) -> i32 {
-    let options = match read_options(&args.store.flags, &process_env) {
-        Ok(o) => o,
-        Err(e) => return super::fail("diff", e, exit::USAGE),
-    };
+/// Compares the runs; the exit code says whether they differ (with `--exit-code`).
+pub async fn run(args: &DiffArgs) -> Outcome {
+    let options = read_options(&args.store.flags, &process_env).map_err(CommandError::usage)?;
     // Both locations are parsed before either store is touched: bad input is usage, first.
     for spec in [&args.run_a, &args.run_b] {
-        if let Err(e) = archive::RunSpec::parse(spec, None) {
-            return super::fail_read("diff", &e);
-        }
+        archive::RunSpec::parse(spec, None).map_err(|e| CommandError::read(&e))?;
     }
     let mut sides = Vec::new();
     for spec in [&args.run_a, &args.run_b] {
-        let side = match archive::locate(spec, None, &options).await {
-            Ok(run) => run.manifest().await.map(|m| (run, m)),
-            Err(e) => Err(e),
-        };
-        match side {
-            Ok(s) => sides.push(s),
-            Err(e) => return super::fail_read("diff", &e),
-        }
+        let run = archive::locate(spec, None, &options)
+            .await
+            .map_err(|e| CommandError::read(&e))?;
+        let manifest = run.manifest().await.map_err(|e| CommandError::read(&e))?;
+        sides.push((run, manifest));
     }
-    let (b, a) = (sides.pop(), sides.pop());
-    let (Some((run_a, a)), Some((run_b, b))) = (a, b) else {
-        return exit::FATAL;
+    let (Some((run_b, b)), Some((run_a, a))) = (sides.pop(), sides.pop()) else {
+        return Err(CommandError::fatal("two runs are needed"));
     };
     if let Some(orgs) = diff::other_orgs(&a, &b) {
         if !args.across_orgs {
-            return super::fail(
-                "diff",
-                format!(
-                    "the runs are of different orgs ({orgs}); nothing was compared: add --across-orgs to compare them anyway"
-                ),
-                exit::USAGE,
-            );
+            return Err(CommandError::usage(format!(
+                "the runs are of different orgs ({orgs}); nothing was compared: add --across-orgs to compare them anyway"
+            )));
         }
-        if !args.json
-            && let Err(e) = writeln!(
+        if !args.json {
+            writeln!(
                 std::io::stdout(),
                 "orgs differ: {orgs}; compared anyway (--across-orgs)"
-            )
-        {
-            return super::fail("diff", e, exit::FATAL);
+            )?;
         }
     }
     if let Some(id) = &args.flow {
@@ -69,49 +55,42 @@ pub async fn run(args: &DiffArgs) -> i32 {
         diff::computed_hashes(&run_b, &b).await,
     ) {
         (Ok(ha), Ok(hb)) => (ha, hb),
-        (Err(e), _) | (_, Err(e)) => return super::fail_read("diff", &e),
+        (Err(e), _) | (_, Err(e)) => return Err(CommandError::read(&e)),
     };
     let report = diff::diff_with(&a, &b, &hashes.0, &hashes.1);
-    let mut out = std::io::stdout().lock();
-    let printed = if args.json {
-        super::print_json(&report)
+    if args.json {
+        super::print_json(&report)?;
     } else {
-        print(&mut out, &report, &run_a.location, &run_b.location)
-    };
-    match printed {
-        Err(e) => super::fail("diff", e, exit::FATAL),
-        Ok(()) if args.exit_code && report.has_differences() => exit::INCOMPLETE,
-        Ok(()) => exit::COMPLETE,
+        print(&mut std::io::stdout().lock(), &report, &run_a.location, &run_b.location)?;
     }
+    Ok(differs(args.exit_code && report.has_differences()))
 }
 
-/// `--flow ID`: the structural diff of one flow's configuration; the exit code.
-async fn one_flow(args: &DiffArgs, id: &str, a: (&RunHandle, &Manifest), b: (&RunHandle, &Manifest)) -> i32 {
-    let content = if args.content == "published" {
-        Content::Published
+/// Exit 3 when the runs differ and `--exit-code` asks to say so, else 0.
+fn differs(say_so: bool) -> std::process::ExitCode {
+    super::status(if say_so { exit::INCOMPLETE } else { exit::COMPLETE })
+}
+
+/// `--flow ID`: the structural diff of one flow's configuration.
+async fn one_flow(args: &DiffArgs, id: &str, a: (&RunHandle, &Manifest), b: (&RunHandle, &Manifest)) -> Outcome {
+    let content = match args.content {
+        DiffContent::Published => Content::Published,
+        DiffContent::Latest => Content::Latest,
+    };
+    let (changes, only) = flow_diff(id, content, a, b).await.map_err(|e| CommandError::read(&e))?;
+    if args.json {
+        super::print_json(&changes)?;
     } else {
-        Content::Latest
-    };
-    let (changes, only) = match flow_diff(id, content, a, b).await {
-        Ok(found) => found,
-        Err(e) => return super::fail_read("diff", &e),
-    };
-    let mut out = std::io::stdout().lock();
-    let differs = !changes.is_empty();
-    let printed = if args.json {
-        super::print_json(&changes)
-    } else if let Some(line) = only {
-        writeln!(out, "{line}")
-    } else if changes.is_empty() {
-        writeln!(out, "flow {id}: the {} configurations are identical", content.as_str())
-    } else {
-        changes.iter().try_for_each(|c| writeln!(out, "{c}"))
-    };
-    match printed {
-        Err(e) => super::fail("diff", e, exit::FATAL),
-        Ok(()) if differs && args.exit_code => exit::INCOMPLETE,
-        Ok(()) => exit::COMPLETE,
+        let mut out = std::io::stdout().lock();
+        if let Some(line) = only {
+            writeln!(out, "{line}")?;
+        } else if changes.is_empty() {
+            writeln!(out, "flow {id}: the {} configurations are identical", content.as_str())?;
+        } else {
+            changes.iter().try_for_each(|c| writeln!(out, "{c}"))?;
+        }
     }
+    Ok(differs(args.exit_code && !changes.is_empty()))
 }
 
 /// One side's configuration of flow `id`: `None` when the run has no such flow (or no such
@@ -149,9 +128,10 @@ async fn configuration(
             run.location
         )));
     }
-    let parsed: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ReadError::Archive(format!("{}/{} is not JSON: {e}", run.location, doc.path)))?;
-    Ok(Some(parsed.get("configuration").cloned().unwrap_or_default()))
+    let unreadable = |e: &dyn std::fmt::Display| ReadError::Archive(format!("{}/{}: {e}", run.location, doc.path));
+    let stored = Document::parse(&bytes).map_err(|e| unreadable(&e))?;
+    let configuration = serde_json::from_slice(stored.configuration_bytes()).map_err(|e| unreadable(&e))?;
+    Ok(Some(configuration))
 }
 
 /// The structural diff of one flow's configuration between the two runs, and, when the flow is

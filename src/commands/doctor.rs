@@ -5,14 +5,14 @@
 
 use std::io::Write;
 
-use super::exit;
+use super::{Outcome, exit};
 use crate::genesys::{ApiError, AuthError, GenesysClient};
 use crate::preflight::{self, Check};
 use crate::settings::{ExportSettings, Flags, process_env};
 
-/// Runs the checks and prints them; the exit code. `restore`: `Some(publish)` also checks what
+/// Runs the checks and prints them; exit 0 when every check passes. `restore`: `Some(publish)` also checks what
 /// `restore --apply` (with `--publish`) needs.
-pub async fn run(flags: &Flags, restore: Option<bool>) -> i32 {
+pub async fn run(flags: &Flags, restore: Option<bool>) -> Outcome {
     let mut checks = Vec::new();
     match ExportSettings::resolve(flags, &process_env) {
         Err(e) => checks.push(Check::fail(
@@ -31,31 +31,36 @@ pub async fn run(flags: &Flags, restore: Option<bool>) -> i32 {
             checks.push(preflight::check_scratch(settings.export_options().since.as_ref()).await);
         }
     }
-    let mut out = std::io::stdout().lock();
-    for c in &checks {
-        let _ = writeln!(
+    print(&mut std::io::stdout().lock(), &checks)?;
+    Ok(super::status(if checks.iter().all(|c| c.ok) {
+        exit::COMPLETE
+    } else {
+        exit::FATAL
+    }))
+}
+
+/// The checklist, then the permissions table.
+fn print(out: &mut impl Write, checks: &[Check]) -> std::io::Result<()> {
+    for c in checks {
+        writeln!(
             out,
             "{} {:<14} {}",
             if c.ok { "ok  " } else { "FAIL" },
             c.step,
             c.detail
-        );
+        )?;
         if let Some(fix) = &c.fix {
-            let _ = writeln!(out, "     {:<14} fix: {fix}", "");
+            writeln!(out, "     {:<14} fix: {fix}", "")?;
         }
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "\nwhat each feature needs (Genesys role permissions | S3 actions):"
-    );
+    )?;
     for (feature, genesys, s3) in preflight::PERMISSIONS {
-        let _ = writeln!(out, "  {feature:<22} {genesys} | {s3}");
+        writeln!(out, "  {feature:<22} {genesys} | {s3}")?;
     }
-    if checks.iter().all(|c| c.ok) {
-        exit::COMPLETE
-    } else {
-        exit::FATAL
-    }
+    Ok(())
 }
 
 fn login_fix(e: &ApiError) -> String {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::exit;
+use std::io::Write;
+
+use super::{CommandError, Outcome, exit};
 use crate::export::{self, Ending, ExportOptions, ExportReport, Progress, StopSignal};
 use crate::genesys::{ApiError, GenesysClient, Organization};
 use crate::metrics;
@@ -47,24 +49,35 @@ impl StartError {
 
 /// Runs one export as a job: the run, its summary on stdout (text or JSON), its metrics; the exit
 /// code. `show_progress` draws a progress bar on stderr.
-pub async fn run_job(settings: &ExportSettings, stop: StopSignal, show_progress: bool) -> i32 {
+pub async fn run_job(settings: &ExportSettings, stop: StopSignal, show_progress: bool) -> Outcome {
     let started = unix_now();
     let result = run_with_progress(settings, stop, show_progress).await;
     let code = match &result {
-        Ok(report) => summary(report, settings.reporting.json),
-        Err(e) => {
-            eprintln!("flowvault: {e}");
-            if settings.reporting.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"status": "fatal", "exit_code": e.exit_code(), "error": e.to_string()})
-                );
-            }
-            e.exit_code()
-        }
+        Ok(report) => super::exit_code(&report.ending),
+        Err(e) => e.exit_code(),
     };
+    let printed = print_ending(&result, settings.reporting.json);
     publish_metrics(settings, result.as_ref().ok(), started, code).await;
-    code
+    match (result, printed) {
+        (Err(e), _) => Err(CommandError::new(code, e)),
+        // The run ended as it did whoever reads its summary; a closed pipe changes nothing.
+        (Ok(_), Ok(())) | (Ok(_), Err(CommandError::Closed)) => Ok(super::status(code)),
+        (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+/// The summary of a run, or the JSON line of a run that could not start, on stdout.
+fn print_ending(result: &Result<ExportReport, StartError>, json: bool) -> Result<(), CommandError> {
+    let mut out = std::io::stdout().lock();
+    match result {
+        Ok(report) => summary(&mut out, report, json).map(drop)?,
+        Err(e) if json => {
+            let value = serde_json::json!({"status": "fatal", "exit_code": e.exit_code(), "error": e.to_string()});
+            writeln!(out, "{value}")?;
+        }
+        Err(_) => {}
+    }
+    Ok(())
 }
 
 fn unix_now() -> f64 {
@@ -75,7 +88,7 @@ fn unix_now() -> f64 {
 }
 
 /// Prints the end-of-run summary (text lines, or one JSON object) and picks the exit code.
-pub fn summary(report: &ExportReport, json: bool) -> i32 {
+pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::io::Result<i32> {
     let m = &report.manifest;
     let t = &m.totals;
     let code = super::exit_code(&report.ending);
@@ -110,10 +123,11 @@ pub fn summary(report: &ExportReport, json: bool) -> i32 {
             "requests": report.requests.by_status.values().sum::<u64>(),
             "throttled": report.requests.throttled,
         });
-        println!("{value}");
-        return code;
+        writeln!(out, "{value}")?;
+        return Ok(code);
     }
-    println!(
+    writeln!(
+        out,
         "{}: {} listed, {} exported, {} not found, {} failed, {} skipped{}",
         if m.complete { "complete" } else { "INCOMPLETE" },
         t.listed,
@@ -125,26 +139,27 @@ pub fn summary(report: &ExportReport, json: bool) -> i32 {
             .as_ref()
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
-    );
+    )?;
     match (&m.since, &m.since_note) {
-        (Some(since), _) => println!(
+        (Some(since), _) => writeln!(
+            out,
             "since:    {since}: {} unchanged flows carried over, {} fetched",
             t.carried,
             t.exported.saturating_sub(t.carried)
-        ),
-        (None, Some(note)) => println!("since:    every flow fetched: {note}"),
+        )?,
+        (None, Some(note)) => writeln!(out, "since:    every flow fetched: {note}")?,
         (None, None) => {}
     }
     if let Some(a) = archive {
-        println!("archive:  {a}");
+        writeln!(out, "archive:  {a}")?;
     } else if m.format == "objects" {
-        println!("flows:    {}/flows/", report.location);
+        writeln!(out, "flows:    {}/flows/", report.location)?;
     }
     match &manifest {
-        Some(path) => println!("manifest: {path}"),
-        None => println!("manifest: not written (see the error above)"),
+        Some(path) => writeln!(out, "manifest: {path}")?,
+        None => writeln!(out, "manifest: not written (see the error above)")?,
     }
-    code
+    Ok(code)
 }
 
 /// Pushes and/or writes the run's metrics, as configured; failures are logged, not fatal.

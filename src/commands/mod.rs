@@ -19,20 +19,66 @@ pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
     writeln!(out)
 }
 
-/// Prints `flowvault COMMAND: error` on one line and hands back `code`.
-pub fn fail(command: &str, error: impl std::fmt::Display, code: i32) -> i32 {
-    let text = error.to_string();
-    let line: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    eprintln!("flowvault {command}: {}", line.join(" "));
-    code
+/// How a command ends: its exit code, or an error carrying its own.
+pub type Outcome = Result<std::process::ExitCode, CommandError>;
+
+/// Why a command ended early. `main` prints it once, as `flowvault COMMAND: message`.
+#[derive(Debug)]
+pub enum CommandError {
+    /// The reader of stdout went away (`flowvault runs | head -1`): end quietly, status 0.
+    Closed,
+    /// A one-line message and the exit code it ends with.
+    Failed { code: i32, message: String },
 }
 
-/// The one error table of the commands that take a run or a destination (`runs`, `verify`,
-/// `diff`, `restore`): a malformed location is usage (2), a run or store that cannot be read is
-/// fatal (1); either way one line that says what to fix.
-pub fn fail_read(command: &str, error: &crate::archive::ReadError) -> i32 {
-    let code = if error.is_usage() { exit::USAGE } else { exit::FATAL };
-    fail(command, error, code)
+impl CommandError {
+    /// `error` on one line (its lines joined), ending with `code`.
+    pub fn new(code: i32, error: impl std::fmt::Display) -> Self {
+        let text = error.to_string();
+        let line: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        CommandError::Failed {
+            code,
+            message: line.join(" "),
+        }
+    }
+
+    /// A malformed flag, variable or setting (exit 2).
+    pub fn usage(error: impl std::fmt::Display) -> Self {
+        Self::new(exit::USAGE, error)
+    }
+
+    /// Credentials, listing, destination or store (exit 1).
+    pub fn fatal(error: impl std::fmt::Display) -> Self {
+        Self::new(exit::FATAL, error)
+    }
+
+    /// The one error table of the commands that take a run or a destination (`runs`, `verify`,
+    /// `diff`, `restore`): a malformed location is usage (2), a run or store that cannot be read
+    /// is fatal (1); either way one line that says what to fix.
+    pub fn read(error: &crate::archive::ReadError) -> Self {
+        let code = if error.is_usage() { exit::USAGE } else { exit::FATAL };
+        Self::new(code, error)
+    }
+
+    /// A write to stdout that failed: a closed pipe ends quietly, anything else is fatal.
+    pub fn output(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            CommandError::Closed
+        } else {
+            Self::fatal(error)
+        }
+    }
+}
+
+impl From<std::io::Error> for CommandError {
+    fn from(error: std::io::Error) -> Self {
+        Self::output(error)
+    }
+}
+
+/// `code` as the process's exit status (codes above 255 cannot be one: fatal).
+pub fn status(code: i32) -> std::process::ExitCode {
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// Exit codes, by who is at fault (documented in the README).

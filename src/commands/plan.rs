@@ -4,88 +4,86 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use super::exit;
+use std::process::ExitCode;
+
 use super::export::identify;
+use super::{CommandError, Outcome};
 use crate::genesys::GenesysClient;
 use crate::preflight;
 use crate::settings::ExportSettings;
 use crate::sink;
 
-/// Prints the plan; the exit code.
-pub async fn run(settings: &ExportSettings) -> i32 {
+/// Prints the plan.
+pub async fn run(settings: &ExportSettings) -> Outcome {
     let destination = match sink::check(&settings.destination, &settings.run_id, &settings.s3).await {
         Ok(location) => format!("{location} is usable ({})", settings.format),
-        Err(e) => return super::fail("plan", format!("destination check failed: {e}"), exit::FATAL),
+        Err(e) => return Err(CommandError::fatal(format!("destination check failed: {e}"))),
     };
-    let client = match GenesysClient::connect(settings.client.clone()) {
-        Ok(c) => Arc::new(c),
-        Err(e) => return super::fail("plan", e, exit::FATAL),
-    };
-    if let Err(e) = client.authenticate().await {
-        return super::fail("plan", e, exit::FATAL);
-    }
-    let org = match identify(&client, settings.expect_org.as_deref()).await {
-        Ok(o) => o,
-        Err(e) => return super::fail("plan", e, exit::FATAL),
-    };
-    let census = match preflight::census(&client, &settings.types, settings.page_size).await {
-        Ok(c) => c,
-        Err(e) => return super::fail("plan", e, exit::FATAL),
-    };
+    let client = Arc::new(GenesysClient::connect(settings.client.clone()).map_err(CommandError::fatal)?);
+    client.authenticate().await.map_err(CommandError::fatal)?;
+    let org = identify(&client, settings.expect_org.as_deref())
+        .await
+        .map_err(CommandError::fatal)?;
+    let census = preflight::census(&client, &settings.types, settings.page_size)
+        .await
+        .map_err(CommandError::fatal)?;
+    let org = org.map(|o| o.describe()).unwrap_or_else(|| "unknown".into());
+    print(&mut std::io::stdout().lock(), settings, &org, &destination, &census)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan's lines.
+fn print(
+    out: &mut impl Write,
+    settings: &ExportSettings,
+    org: &str,
+    destination: &str,
+    census: &preflight::OrgCensus,
+) -> std::io::Result<()> {
     let rate = settings.client.rate_per_second;
     let estimate = preflight::estimate(
-        &census,
+        census,
         settings.content,
         settings.yaml.as_ref().map(|y| y.batch_size),
         rate,
     );
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "org:          {}",
-        org.map(|o| o.describe()).unwrap_or_else(|| "unknown".into())
-    );
-    let _ = writeln!(out, "destination:  {destination}");
-    let _ = writeln!(
+    writeln!(out, "org:          {org}")?;
+    writeln!(out, "destination:  {destination}")?;
+    writeln!(
         out,
         "flows:        {} ({} with a draft newer than the published version, {} never published)",
         census.flows, census.drafts, census.never_published
-    );
+    )?;
     for (t, n) in &census.per_type {
-        let _ = writeln!(out, "  {t:<22} {n}");
+        writeln!(out, "  {t:<22} {n}")?;
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "content:      {}{}",
         settings.content.as_str(),
         if settings.yaml.is_some() { " + Archy YAML" } else { "" }
-    );
-    let _ = writeln!(out, "requests:     about {}", estimate.requests);
+    )?;
+    writeln!(out, "requests:     about {}", estimate.requests)?;
     match estimate.seconds_at_rate {
-        Some(s) => {
-            let _ = writeln!(
-                out,
-                "time:         about {} at {:.1} requests/s",
-                human(s),
-                rate.unwrap_or_default()
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "time:         no rate limit configured: bounded by the API's own limit and latency"
-            );
-        }
+        Some(s) => writeln!(
+            out,
+            "time:         about {} at {:.1} requests/s",
+            human(s),
+            rate.unwrap_or_default()
+        )?,
+        None => writeln!(
+            out,
+            "time:         no rate limit configured: bounded by the API's own limit and latency"
+        )?,
     }
     if let Some((since, full_every)) = &settings.since {
-        let _ = writeln!(
+        writeln!(
             out,
             "incremental:  --since {since}: these figures are a full run's; a run carrying unchanged flows over sends the listing pages plus about one request per changed flow (a full run at least every {}s, --full-every)",
             full_every.as_secs()
-        );
+        )?;
     }
-    let _ = writeln!(out, "nothing was written");
-    exit::COMPLETE
+    writeln!(out, "nothing was written")
 }
 
 fn human(seconds: f64) -> String {

@@ -6,10 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::exit;
 use super::verify::latest_of;
+use super::{CommandError, Outcome, exit};
 use crate::archive;
-use crate::cli::{RestoreArgs, RestoreContent};
+use crate::cli::{OutputFormat, RestoreArgs, RestoreContent};
 use crate::export::{StopCause, StopSignal};
 use crate::genesys::GenesysClient;
 use crate::restore::{self, ContentChoice, FlowOutcome, RestoreError, RestoreOptions, RestoreReport, Selection};
@@ -42,7 +42,7 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
 }
 
 /// The exit code of a restore that could not be planned.
-fn plan_failure(e: RestoreError) -> i32 {
+fn plan_failure(e: RestoreError) -> CommandError {
     let code = match &e {
         RestoreError::OtherOrg { .. }
         | RestoreError::NothingSelected
@@ -51,11 +51,11 @@ fn plan_failure(e: RestoreError) -> i32 {
         RestoreError::Unverified { .. } => exit::INCOMPLETE,
         _ => exit::FATAL,
     };
-    super::fail("restore", e, code)
+    CommandError::new(code, e)
 }
 
-/// Plans (and with `--apply` runs) the restore; the exit code.
-pub async fn run(args: &RestoreArgs) -> i32 {
+/// Plans (and with `--apply` runs) the restore; the exit code says how it went.
+pub async fn run(args: &RestoreArgs) -> Outcome {
     let (options, connection, store) = match (
         options(args),
         ConnectionSettings::resolve(&args.settings.flags, &process_env).map_err(|e| e.to_string()),
@@ -69,30 +69,20 @@ pub async fn run(args: &RestoreArgs) -> i32 {
             c,
             s,
         ),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return super::fail("restore", e, exit::USAGE),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(CommandError::usage(e)),
     };
     let stop = StopSignal::default();
     watch_signals(&stop);
-    let run = match archive::locate(&args.run.run, latest_of(&args.run), &store).await {
-        Ok(r) => r,
-        Err(e) => return super::fail_read("restore", &e),
-    };
-    let manifest = match run.manifest().await {
-        Ok(m) => m,
-        Err(e) => return super::fail_read("restore", &e),
-    };
-    let client = match GenesysClient::connect(connection.client) {
-        Ok(c) => Arc::new(c),
-        Err(e) => return super::fail("restore", e, exit::FATAL),
-    };
-    if let Err(e) = client.authenticate().await {
-        return super::fail("restore", e, exit::FATAL);
-    }
-    let mut report = match restore::plan(&client, &run, &manifest, &options).await {
-        Ok(r) => r,
-        Err(e) => return plan_failure(e),
-    };
-    let json = args.json || args.output.as_deref() == Some("json");
+    let run = archive::locate(&args.run.run, latest_of(&args.run), &store)
+        .await
+        .map_err(|e| CommandError::read(&e))?;
+    let manifest = run.manifest().await.map_err(|e| CommandError::read(&e))?;
+    let client = Arc::new(GenesysClient::connect(connection.client).map_err(CommandError::fatal)?);
+    client.authenticate().await.map_err(CommandError::fatal)?;
+    let mut report = restore::plan(&client, &run, &manifest, &options)
+        .await
+        .map_err(plan_failure)?;
+    let json = args.json || args.output == Some(OutputFormat::Json);
     if !json {
         print_plan(&report, args.apply);
     }
@@ -111,15 +101,17 @@ pub async fn run(args: &RestoreArgs) -> i32 {
         print_outcomes(&report);
     }
     if let Some(e) = fatal {
-        return super::fail("restore", e, exit::FATAL);
+        return Err(CommandError::fatal(e));
     }
-    match (stop.cause(), args.apply, report.all_good() && written) {
-        (Some(StopCause::Signal(2)), true, _) => exit::SIGINT,
-        (Some(StopCause::Signal(n)), true, _) => 128 + n,
-        (_, false, _) => exit::COMPLETE,
-        (_, true, true) => exit::COMPLETE,
-        _ => exit::INCOMPLETE,
-    }
+    Ok(super::status(
+        match (stop.cause(), args.apply, report.all_good() && written) {
+            (Some(StopCause::Signal(2)), true, _) => exit::SIGINT,
+            (Some(StopCause::Signal(n)), true, _) => 128 + n,
+            (_, false, _) => exit::COMPLETE,
+            (_, true, true) => exit::COMPLETE,
+            _ => exit::INCOMPLETE,
+        },
+    ))
 }
 
 /// Turns SIGINT and SIGTERM into a stop: the flow in hand is finished or its lock given back,

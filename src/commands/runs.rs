@@ -2,41 +2,29 @@
 
 use std::io::Write;
 
-use super::exit;
+use std::process::ExitCode;
+
+use super::{CommandError, Outcome};
 use crate::archive::{self, RunSummary};
 use crate::cli::RunsArgs;
 use crate::settings::{process_env, read_options};
 use crate::sink::Destination;
 use crate::sink::reader::open_reader;
 
-/// Lists the runs; the exit code.
-pub async fn run(args: &RunsArgs) -> i32 {
-    let options = match read_options(&args.store.flags, &process_env) {
-        Ok(o) => o,
-        Err(e) => return super::fail("runs", e, exit::USAGE),
-    };
-    let destination = match Destination::parse(&args.destination) {
-        Ok(d) => d,
-        Err(e) => return super::fail_read("runs", &e.into()),
-    };
-    let runs = match open_reader(&destination, &options).await {
-        Ok(reader) => archive::list_runs(&reader).await,
-        Err(e) => Err(e.into()),
-    };
-    let runs = match runs {
-        Ok(r) => r,
-        Err(e) => return super::fail_read("runs", &e),
-    };
-    let mut out = std::io::stdout().lock();
-    let written = if args.json {
-        super::print_json(&runs)
+/// Lists the runs.
+pub async fn run(args: &RunsArgs) -> Outcome {
+    let options = read_options(&args.store.flags, &process_env).map_err(CommandError::usage)?;
+    let destination = Destination::parse(&args.destination).map_err(|e| CommandError::read(&e.into()))?;
+    let reader = open_reader(&destination, &options)
+        .await
+        .map_err(|e| CommandError::read(&e.into()))?;
+    let runs = archive::list_runs(&reader).await.map_err(|e| CommandError::read(&e))?;
+    if args.json {
+        super::print_json(&runs)?;
     } else {
-        print_table(&mut out, &runs)
-    };
-    match written {
-        Ok(()) => exit::COMPLETE,
-        Err(e) => super::fail("runs", e, exit::FATAL),
+        print_table(&mut std::io::stdout().lock(), &runs)?;
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_table(out: &mut impl Write, runs: &[RunSummary]) -> std::io::Result<()> {

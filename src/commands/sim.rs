@@ -3,8 +3,10 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
+use super::{CommandError, Outcome};
 use crate::cli::SimArgs;
 use crate::settings::{ConfigError, parse_duration, parse_rate};
 use serde_json::json;
@@ -31,7 +33,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     config.token_lifetime = parse_duration(&args.token_lifetime, "--token-lifetime")?.max(Duration::from_secs(1));
     config.latency = parse_duration(&args.latency, "--latency")?;
     config.max_page_size = args.max_page_size.max(1);
-    config.oversize_page = args.oversize_page.parse().map_err(ConfigError)?;
+    config.oversize_page = args.oversize_page;
     config.retry_after_override = args.retry_after;
     config.omit_retry_after = args.no_retry_after;
     if let Some(rate) = &args.rate_limit {
@@ -151,17 +153,17 @@ fn apply_listing_knobs(config: &mut SimConfig, args: &SimArgs) {
 }
 
 /// Serves until the process is stopped.
-pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
-    let config = sim_config(args)?;
+pub async fn run(args: &SimArgs) -> Outcome {
+    let config = sim_config(args).map_err(CommandError::fatal)?;
     let ip: std::net::IpAddr = args
         .bind
         .parse()
-        .map_err(|_| anyhow::anyhow!("--bind `{}` is not an IP address", args.bind))?;
+        .map_err(|_| CommandError::fatal(format!("--bind `{}` is not an IP address", args.bind)))?;
     let n = config.flows.len();
     let client_id = config.client_id.clone();
     let server = SimServer::start(config, SocketAddr::new(ip, args.port))
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+        .map_err(|e| CommandError::fatal(format!("cannot listen on {}:{}: {e}", args.bind, args.port)))?;
     let mut out = std::io::stdout();
     writeln!(out, "flowvault sim listening on {}", server.url())?;
     writeln!(
@@ -177,7 +179,7 @@ pub async fn run(args: &SimArgs) -> anyhow::Result<()> {
     out.flush()?;
     wait_for_signal().await;
     server.shutdown().await;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::exit;
+use super::{CommandError, Outcome, exit};
 use crate::archive::{self, Latest, verify};
 use crate::cli::{RunArg, VerifyArgs};
 use crate::settings::{process_env, read_options};
@@ -18,48 +18,35 @@ pub fn latest_of(arg: &RunArg) -> Option<Latest> {
     }
 }
 
-/// Verifies the run; the exit code.
-pub async fn run(args: &VerifyArgs) -> i32 {
-    let options = match read_options(&args.store.flags, &process_env) {
-        Ok(o) => o,
-        Err(e) => return super::fail("verify", e, exit::USAGE),
-    };
+/// Verifies the run; the exit code says what it found.
+pub async fn run(args: &VerifyArgs) -> Outcome {
+    let options = read_options(&args.store.flags, &process_env).map_err(CommandError::usage)?;
     if args.quick && !args.run.run.to_ascii_lowercase().starts_with("s3://") {
-        return super::fail(
-            "verify",
+        return Err(CommandError::usage(
             "--quick compares S3's stored checksums; it needs an s3:// run in the objects format",
-            exit::USAGE,
-        );
+        ));
     }
-    let run = match archive::locate(&args.run.run, latest_of(&args.run), &options).await {
-        Ok(r) => r,
-        Err(e) => return super::fail_read("verify", &e),
-    };
+    let run = archive::locate(&args.run.run, latest_of(&args.run), &options)
+        .await
+        .map_err(|e| CommandError::read(&e))?;
     if args.quick && run.has_archive {
-        return super::fail(
-            "verify",
+        return Err(CommandError::usage(
             "--quick works on the objects format only; a tar.gz must be read to be verified",
-            exit::USAGE,
-        );
+        ));
     }
-    let report = match verify::verify(&run, args.quick).await {
-        Ok(r) => r,
-        Err(e) => return super::fail_read("verify", &e),
-    };
-    let mut out = std::io::stdout().lock();
-    let printed = if args.json {
-        super::print_json(&report)
+    let report = verify::verify(&run, args.quick)
+        .await
+        .map_err(|e| CommandError::read(&e))?;
+    if args.json {
+        super::print_json(&report)?;
     } else {
-        print(&mut out, &report)
-    };
-    if let Err(e) = printed {
-        return super::fail("verify", e, exit::FATAL);
+        print(&mut std::io::stdout().lock(), &report)?;
     }
-    match (report.ok(), &report.incomplete) {
+    Ok(super::status(match (report.ok(), &report.incomplete) {
         (false, _) => exit::INCOMPLETE,
         (true, Some(_)) => exit::VERIFIED_INCOMPLETE,
         (true, None) => exit::COMPLETE,
-    }
+    }))
 }
 
 fn print(out: &mut impl Write, r: &verify::VerifyReport) -> std::io::Result<()> {

@@ -172,7 +172,7 @@ fn listed_row(item: &Listed) -> FlowRecord {
                 summary.id.clone(),
                 summary.name.clone(),
                 summary.flow_type.clone(),
-                summary.division.clone(),
+                summary.division.clone().map(Into::into),
                 (summary.published_version.clone(), summary.saved_version.clone()),
                 "the run stopped before this flow was fetched".into(),
             );
@@ -539,7 +539,7 @@ fn stored_document(
     want: &Wanted,
     fetched: &crate::genesys::client::Fetched,
 ) -> (Document, Bytes) {
-    let body = build_document(summary.raw.get(), fetched.body.get());
+    let body = crate::document::build(summary.raw.get(), fetched.body.get());
     let doc = Document {
         contents: want.contents.clone(),
         version: want.version.clone(),
@@ -549,15 +549,4 @@ fn stored_document(
         configuration_sha256: Some(hex::encode(Sha256::digest(fetched.body.get().as_bytes()))),
     };
     (doc, Bytes::from(body))
-}
-
-/// `{"flow": <row as listed>, "configuration": <as served>}`, both embedded byte for byte.
-pub fn build_document(flow_json: &str, configuration_json: &str) -> Vec<u8> {
-    let mut doc = Vec::with_capacity(flow_json.len() + configuration_json.len() + 32);
-    doc.extend_from_slice(b"{\"flow\":");
-    doc.extend_from_slice(flow_json.as_bytes());
-    doc.extend_from_slice(b",\"configuration\":");
-    doc.extend_from_slice(configuration_json.as_bytes());
-    doc.extend_from_slice(b"}\n");
-    doc
 }

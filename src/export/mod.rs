@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use tracing::{Instrument, error, info, info_span, warn};
 
+pub use crate::document::build as build_document;
 pub use base::{SinceOptions, check_exists as check_since, previous_archive_size};
-pub use collect::build_document;
 pub use ending::{Ending, RunError};
 pub use stop::{StopCause, StopSignal};
 pub use yaml::YamlOptions;
@@ -328,7 +328,7 @@ fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, bas
         region: options.region.clone(),
         api_url: client.api_url().to_string(),
         format: options.format.to_string(),
-        organization: options.organization.clone(),
+        organization: options.organization.as_ref().map(Into::into),
         content: options.content.as_str().into(),
         yaml: options.yaml.is_some(),
         destination: options.destination.clone(),
@@ -372,7 +372,7 @@ fn listing_record(report: &ListingReport, type_filter: &[String]) -> Listing {
         type_filter: type_filter.to_vec(),
         discrepancy: report.unverified.clone(),
         malformed: report.malformed,
-        passes: report.passes.clone(),
+        passes: report.passes.iter().map(Into::into).collect(),
     }
 }
 

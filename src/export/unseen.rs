@@ -136,7 +136,7 @@ async fn read_views(
                     id: view.id,
                     name: view.name,
                     flow_type: view.flow_type,
-                    division: view.division,
+                    division: view.division.map(Into::into),
                 });
             }
             Some(_) => {}

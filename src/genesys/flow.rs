@@ -15,6 +15,13 @@ pub struct DivisionRef {
     pub name: Option<String>,
 }
 
+/// How the manifest records a flow's division.
+impl From<DivisionRef> for crate::manifest::Division {
+    fn from(d: DivisionRef) -> Self {
+        crate::manifest::Division { id: d.id, name: d.name }
+    }
+}
+
 #[derive(Deserialize, Default)]
 struct VersionRef {
     #[serde(default)]

@@ -169,6 +169,24 @@ pub struct PassRecord {
     pub page_size: u64,
 }
 
+/// How the manifest records a pass.
+impl From<&PassRecord> for crate::manifest::ListingPass {
+    fn from(p: &PassRecord) -> Self {
+        crate::manifest::ListingPass {
+            pass: p.pass,
+            phase: match p.phase {
+                Phase::Initial => crate::manifest::PassPhase::Initial,
+                Phase::Final => crate::manifest::PassPhase::Final,
+            },
+            pages: p.pages,
+            flows: p.flows,
+            new_flows: p.new_flows,
+            api_total: p.api_total,
+            page_size: p.page_size,
+        }
+    }
+}
+
 /// Everything the listing learned, for the manifest.
 #[derive(Debug, Clone, Default)]
 pub struct ListingReport {

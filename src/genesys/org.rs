@@ -33,10 +33,30 @@ impl Organization {
 
     /// `short name (id)`, or the id alone.
     pub fn describe(&self) -> String {
-        match (&self.third_party_org_name, &self.name) {
-            (Some(short), _) => format!("`{short}` ({})", self.id),
-            (None, Some(name)) => format!("`{name}` ({})", self.id),
-            (None, None) => self.id.clone(),
+        crate::manifest::Org::from(self).describe()
+    }
+}
+
+/// How the manifest records an org (its own type, serialized as `organizations/me` names it).
+impl From<&Organization> for crate::manifest::Org {
+    fn from(o: &Organization) -> Self {
+        crate::manifest::Org {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            third_party_org_name: o.third_party_org_name.clone(),
+            domain: o.domain.clone(),
+        }
+    }
+}
+
+/// The org a manifest recorded, to compare with (or describe like) the org of the credentials.
+impl From<&crate::manifest::Org> for Organization {
+    fn from(o: &crate::manifest::Org) -> Self {
+        Organization {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            third_party_org_name: o.third_party_org_name.clone(),
+            domain: o.domain.clone(),
         }
     }
 }

@@ -377,16 +377,9 @@ pub enum RestoreError {
 
 /// The `configuration` member of a stored document, byte for byte, and the archived flow row.
 fn split_document(body: &[u8]) -> Option<(Bytes, serde_json::Value)> {
-    #[derive(serde::Deserialize)]
-    struct Doc<'a> {
-        #[serde(borrow)]
-        flow: &'a serde_json::value::RawValue,
-        #[serde(borrow)]
-        configuration: &'a serde_json::value::RawValue,
-    }
-    let doc: Doc = serde_json::from_slice(body).ok()?;
-    let flow = serde_json::from_str(doc.flow.get()).ok()?;
-    Some((Bytes::copy_from_slice(doc.configuration.get().as_bytes()), flow))
+    let doc = crate::document::Document::parse(body).ok()?;
+    let flow = doc.flow_row().ok()?;
+    Some((Bytes::copy_from_slice(doc.configuration_bytes()), flow))
 }
 
 #[cfg(test)]

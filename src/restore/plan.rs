@@ -29,7 +29,8 @@ pub async fn plan(
         Err(e) if e.is_fatal_for_run() => return Err(e.into()),
         Err(e) => (None, Some(e.to_string())),
     };
-    let other_org = org_guard(manifest.organization.as_ref(), target.as_ref(), unknown, options)?;
+    let archive_org = manifest.organization.as_ref().map(Organization::from);
+    let other_org = org_guard(archive_org.as_ref(), target.as_ref(), unknown, options)?;
     let mut flows = Vec::with_capacity(selected.loaded.len() + selected.refused.len());
     // Up to --concurrency flows read at once, in archive order, through the one limiter.
     let planned: Vec<Result<FlowRestore, RestoreError>> = futures::StreamExt::collect(futures::StreamExt::buffered(
@@ -46,7 +47,7 @@ pub async fn plan(
     info!(flows = flows.len(), "restore planned");
     Ok(RestoreReport {
         run: run.location.clone(),
-        archive_org: manifest.organization.clone(),
+        archive_org,
         target_org: target,
         applied: false,
         published: false,

@@ -42,6 +42,8 @@ pub struct Setting {
     pub choices: &'static [&'static str],
     /// `NAME_FILE` variables are read as files holding the value.
     pub secret_file: bool,
+    /// An older spelling kept working but left out of `--help` and the README's table.
+    pub hidden: bool,
 }
 
 impl Setting {
@@ -56,7 +58,12 @@ impl Setting {
             kind: Kind::Value,
             choices: &[],
             secret_file: false,
+            hidden: false,
         }
+    }
+    const fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
     }
     const fn default(mut self, d: &'static str) -> Self {
         self.default = Some(d);
@@ -509,6 +516,7 @@ pub const EXPORT: &[&Setting] = &[
     &METRICS_FILE,
     &QUIET,
     &OUTPUT_FORMAT,
+    &JSON,
 ];
 
 /// Where metrics are pushed.
@@ -545,7 +553,18 @@ pub const OUTPUT_FORMAT: Setting = Setting::new(
 )
 .default("text")
 .heading(REPORTING)
-.choices(&["text", "json"]);
+.choices(&["text", "json"])
+.hidden();
+/// The end-of-run summary as JSON: the `--json` every command shares (`--output json` is the
+/// older, hidden spelling).
+pub const JSON: Setting = Setting::new(
+    "json",
+    "--json",
+    &["FLOWVAULT_JSON"],
+    "Print the end-of-run summary on stdout as one JSON object (older spelling: --output json / FLOWVAULT_OUTPUT=json).",
+)
+.heading(REPORTING)
+.kind(Kind::Switch);
 
 /// The settings of the commands that read runs back: how to reach an S3-compatible store.
 pub const READ: &[&Setting] = &[&S3_ENDPOINT, &S3_REGION, &S3_FORCE_PATH_STYLE];
@@ -610,7 +629,7 @@ pub fn lookup(setting: &Setting, flags: &Flags, env: EnvLookup<'_>) -> Option<Fo
 /// The README's settings table (kept in the README between markers; a test checks it is current).
 pub fn markdown_table() -> String {
     let mut out = String::from("| Flag | Environment | Default | Meaning |\n|---|---|---|---|\n");
-    for s in EXPORT {
+    for s in EXPORT.iter().filter(|s| !s.hidden) {
         let flag = if s.flag.is_empty() {
             "—".to_string()
         } else {

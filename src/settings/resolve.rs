@@ -113,9 +113,9 @@ fn reporting(r: &Reader<'_>) -> Result<Reporting, ConfigError> {
         pushgateway,
         metrics_file: r.text(&s::METRICS_FILE).map(std::path::PathBuf::from),
         quiet: r.switch(&s::QUIET)?,
-        json: r
-            .text(&s::OUTPUT_FORMAT)
-            .is_some_and(|o| o.trim().eq_ignore_ascii_case("json")),
+        json: r.switch(&s::JSON)?
+            || r.text(&s::OUTPUT_FORMAT)
+                .is_some_and(|o| o.trim().eq_ignore_ascii_case("json")),
     })
 }
 
