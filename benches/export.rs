@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use flowvault::manifest::{Manifest, Outcome};
 use flowvault::sim::{SimConfig, SimRateLimit, SimServer};
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 use support::targets::{Place, Target};
 

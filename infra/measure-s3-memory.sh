@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The memory figure of infra/README.md: peak RSS (GNU time's maximum resident set size) of the
-# release binary exporting the simulated org to SeaweedFS, started as tests/support/s3.rs starts it,
+# release binary exporting the simulated org to SeaweedFS, started as tests/it/support/s3.rs starts it,
 # a full run and a `--since latest` run, per format.
-#   cargo build --release && cargo test --test export_s3   # builds the binary, installs weed and moto
+#   cargo build --release && cargo test --test it export_s3::   # builds the binary, installs weed and moto
 #   FORMATS=tar-gz infra/measure-s3-memory.sh 30000        # needs /usr/bin/time (Debian: time)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -473,6 +473,7 @@ fn storage(r: &Reader<'_>, destination: &Destination) -> Result<S3Options, Confi
         incomplete_upload_age: r
             .duration(&s::INCOMPLETE_UPLOAD_AGE)?
             .unwrap_or(Duration::from_secs(86_400)),
+        static_credentials: None,
     })
 }
 

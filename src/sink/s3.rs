@@ -62,6 +62,9 @@ pub struct S3Options {
     pub keep_incomplete_uploads: bool,
     /// Incomplete multipart uploads older than this are aborted at the start of a run.
     pub incomplete_upload_age: Duration,
+    /// Static credentials (access key id, secret) instead of the standard AWS chain: for a
+    /// library caller that holds its own, without touching the process environment.
+    pub static_credentials: Option<(String, crate::secret::Secret)>,
 }
 
 impl Default for S3Options {
@@ -79,6 +82,7 @@ impl Default for S3Options {
             request_timeout: Duration::from_secs(60),
             keep_incomplete_uploads: false,
             incomplete_upload_age: Duration::from_secs(86_400),
+            static_credentials: None,
         }
     }
 }
@@ -239,6 +243,10 @@ pub async fn build_client(settings: &S3Options) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &settings.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some((key, secret)) = &settings.static_credentials {
+        let credentials = aws_sdk_s3::config::Credentials::new(key, secret.expose(), None, None, "flowvault");
+        loader = loader.credentials_provider(credentials);
     }
     let shared = loader.load().await;
     let mut builder = aws_sdk_s3::config::Builder::from(&shared)

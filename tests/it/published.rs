@@ -3,7 +3,7 @@
 //! exit-code-107 disguise, the org's identity and the wrong-org guard, and flows of divisions the
 //! client cannot list reported, not silently missing.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 

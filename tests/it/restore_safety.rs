@@ -3,7 +3,7 @@
 //! flowvault (the sim's lock table proves it), reports an honest outcome per flow even when
 //! interrupted, fails closed on an unknown org, and reads only what `verify` accepts.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -2,7 +2,7 @@
 //! accepts, a textfile for node-exporter, a progress bar on a terminal and never in a pipe,
 //! `plan` and `doctor` against the simulated org and SeaweedFS, and a JSON summary.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::sync::atomic::Ordering;

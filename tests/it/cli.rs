@@ -1,7 +1,7 @@
 //! Bad input, table-driven: each case is run as a user runs the binary and must end with the
 //! documented exit code, one clear line naming the setting, and no secret anywhere in the output.
 
-mod support;
+use crate::support;
 
 use std::ffi::OsString;
 

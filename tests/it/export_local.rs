@@ -1,6 +1,6 @@
 //! Exporting a simulated org to local disk, as a user runs it: the binary, real HTTP, real files.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! panicking) in any phase. Every write's error reaches its row, and the exit code, the manifest,
 //! `runs` and `verify` agree.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Output, Stdio};

@@ -3,7 +3,7 @@
 //! conflict for the flow and its callers; called flows are published before their callers, and
 //! flows that call each other are created first and then saved.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 

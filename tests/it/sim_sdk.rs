@@ -1,6 +1,6 @@
 //! The simulated org is faithful enough for the official Genesys Cloud Python SDK.
 
-mod support;
+use crate::support;
 
 use support::*;
 

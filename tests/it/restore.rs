@@ -1,7 +1,7 @@
 //! The disaster-recovery loop closes: archived flows go back into an org — planned first, written
 //! only with --apply — and a re-export matches the archive.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -1,7 +1,7 @@
 //! Faults, interrupts and limits: every case ends in a documented state — the right exit code, a
 //! manifest that tells the truth, and no secret in any output.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::sync::atomic::Ordering;

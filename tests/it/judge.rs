@@ -3,7 +3,7 @@
 //! without its archive; and every command that takes a run or a destination answers bad input
 //! the same way. Each case runs over local disk and S3, in both formats.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 

@@ -3,7 +3,7 @@
 //! proves its listing against a changing simulated org, and the pipeline runs from the simulated
 //! org into a memory sink.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use flowvault::sink::local::LocalStore;
 use flowvault::sink::memory::MemoryStore;
 use flowvault::sink::s3::{S3Options, S3Store};
 use flowvault::sink::{Format, RunStore, Spooled, with_format};
-use support::s3::{BUCKET, S3Server};
+use support::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 use support::*;
 
 /// A store under test and a way to read back what it holds.
@@ -39,12 +39,9 @@ impl Store {
                     endpoint: Some(s3.endpoint.clone()),
                     force_path_style: true,
                     region: Some("us-east-1".into()),
+                    static_credentials: Some((ACCESS_KEY.into(), Secret::new(SECRET_KEY))),
                     ..S3Options::default()
                 };
-                for (k, v) in s3.env() {
-                    // SAFETY: only this test reads the AWS variables, and it sets them first.
-                    unsafe { std::env::set_var(k, v) };
-                }
                 Arc::new(S3Store::open(BUCKET, "conf", run_id, &options).await.unwrap())
             }
         }

@@ -3,7 +3,7 @@
 //! against the flow before "deleted", the page-size fallback said once at info (and remembered by
 //! the next incremental run, and followed by `plan`), and a demo that reads without warnings.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 

@@ -3,7 +3,7 @@
 //! against the simulated org and a real S3 server (only the addresses of the org, the store and
 //! the secret files are pointed at the test's).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

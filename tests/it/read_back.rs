@@ -2,7 +2,7 @@
 //! local disk and both S3 servers in both formats; `diff` reports exactly what changed in the org
 //! between two runs, across location kinds; `runs` lists runs newest first with their status.
 
-mod support;
+use crate::support;
 
 use flowvault::sim::{ConfigSource, generate_org};
 use support::targets::{EVERY_TARGET, Place, Target};

@@ -2,7 +2,7 @@
 //! previous run, and the result is a complete standalone archive whose documents are the ones a
 //! full run writes, byte for byte — in every store and format.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;

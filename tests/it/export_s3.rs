@@ -2,7 +2,7 @@
 //! twice: against moto and against SeaweedFS (which also checks signatures and checksums), each
 //! started per test on free ports.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

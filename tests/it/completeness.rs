@@ -3,7 +3,7 @@
 //! that exists at the end of the run is `exported` (or `not_found` if deleted), or the manifest
 //! says `complete: false` with the reason and the exit code is not 0; stored bytes match the rows.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

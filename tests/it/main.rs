@@ -1,0 +1,23 @@
+//! The integration tests, one binary: the support code (servers, the sim, fixtures) compiles once.
+//! Each module is one behaviour area.
+
+mod support;
+
+mod cli;
+mod completeness;
+mod export_fidelity;
+mod export_local;
+mod export_s3;
+mod faults;
+mod in_process;
+mod incremental;
+mod infra;
+mod judge;
+mod operations;
+mod published;
+mod read_back;
+mod restore;
+mod restore_rebuild;
+mod restore_safety;
+mod sim_sdk;
+mod storage_faults;
