@@ -9,8 +9,7 @@ use serde::Serialize;
 use crate::export::ContentMode;
 use crate::genesys::GenesysClient;
 use crate::genesys::pages::{self, ListError, PageSize, Source};
-use crate::sink::s3::{S3Options, S3Store};
-use crate::sink::{self, Destination, Format, SinkError};
+use crate::sink::{self, Destination, ProbeError, SinkError, StoreOptions};
 
 /// The listing a plan is based on.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -168,32 +167,16 @@ pub async fn check_scratch(since: Option<&crate::export::SinceOptions>) -> Check
 }
 
 /// Checks the destination the way a run uses it, then writes and deletes one probe under it.
-pub async fn check_destination(destination: &Destination, s3: &S3Options) -> Check {
+pub async fn check_destination(destination: &Destination, store: &StoreOptions) -> Check {
     const STEP: &str = "destination";
-    let probe_id = ".flowvault-doctor";
-    match destination {
-        Destination::Local(_) => match sink::open(destination, probe_id, Format::Objects, s3).await {
-            Ok(_) => Check::pass(
-                STEP,
-                format!("{destination} is a writable directory (a probe file was written and removed)"),
-            ),
-            Err(e) => Check::fail(STEP, e.to_string(), destination_fix(&e)),
-        },
-        Destination::S3 { bucket, prefix } => match S3Store::open(bucket, prefix, probe_id, s3).await {
-            Err(e) => Check::fail(STEP, e.to_string(), destination_fix(&e)),
-            Ok(store) => match store.probe().await {
-                Ok(None) => Check::pass(
-                    STEP,
-                    format!("{destination}: listed, and a probe object was written and deleted"),
-                ),
-                Ok(Some(warning)) => Check::pass(STEP, format!("{destination}: listed and written; {warning}")),
-                Err(e) => Check::fail(
-                    STEP,
-                    format!("{destination} can be listed but not written: {e}"),
-                    "grant s3:PutObject (and s3:AbortMultipartUpload, kms:GenerateDataKey with SSE-KMS) on the prefix",
-                ),
-            },
-        },
+    match sink::probe(destination, store).await {
+        Ok(done) => Check::pass(STEP, done),
+        Err(ProbeError::Unusable(e)) => Check::fail(STEP, e.to_string(), destination_fix(&e)),
+        Err(ProbeError::NotWritable(e)) => Check::fail(
+            STEP,
+            format!("{destination} can be listed but not written: {e}"),
+            "grant s3:PutObject (and s3:AbortMultipartUpload, kms:GenerateDataKey with SSE-KMS) on the prefix",
+        ),
     }
 }
 

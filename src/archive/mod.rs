@@ -1,7 +1,7 @@
 //! Reading runs back: find a run in a destination (local or S3, by path, URL or `--latest`),
 //! list a destination's runs, and read a run's manifest and documents — for `runs`, `verify`
-//! and `diff`. Everything goes through the stores' read side ([`crate::sink::reader`]) and the
-//! same location parsing as `export --to`.
+//! and `diff`. Everything goes through the destination's [`Store`] (opened by
+//! [`crate::sink::open_store`]) and the same location parsing as `export --to`.
 
 pub mod diff;
 pub mod verify;
@@ -13,9 +13,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::manifest::{Manifest, ManifestError, Totals};
-use crate::sink::reader::{StoreReader, open_reader};
-use crate::sink::s3::S3Options;
-use crate::sink::{ARCHIVE_NAME, BadDestination, Destination, MANIFEST_NAME, SinkError};
+use crate::sink::{ARCHIVE_NAME, BadDestination, Destination, Entry, MANIFEST_NAME, SinkError, Store, StoreOptions};
 
 /// A run that cannot be found or read.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +81,7 @@ pub enum Latest {
 /// A run found in a destination, with its sidecar manifest's bytes as stored.
 pub struct RunHandle {
     /// Reads the destination holding the run.
-    pub reader: Arc<dyn StoreReader>,
+    pub reader: Arc<dyn Store>,
     /// The run id (its directory or prefix name).
     pub run_id: String,
     /// `DEST/RUN`.
@@ -252,10 +250,10 @@ impl RunSpec {
 
 /// Finds the run `spec` names: `DEST/RUN`, a path to a `flows.tar.gz`, `s3://bucket/prefix/RUN`,
 /// or, with `latest`, the newest (complete) run of the destination `spec`.
-pub async fn locate(spec: &str, latest: Option<Latest>, s3: &S3Options) -> Result<RunHandle, ReadError> {
+pub async fn locate(spec: &str, latest: Option<Latest>, options: &StoreOptions) -> Result<RunHandle, ReadError> {
     match RunSpec::parse(spec, latest)? {
         RunSpec::Latest { destination, which } => {
-            let reader = open_reader(&destination, s3).await?;
+            let reader = crate::sink::open_store(&destination, options).await?;
             let runs = list_runs(&reader).await?;
             let pick = runs
                 .iter()
@@ -267,7 +265,7 @@ pub async fn locate(spec: &str, latest: Option<Latest>, s3: &S3Options) -> Resul
             handle(reader, pick.run_id.clone()).await
         }
         RunSpec::Run { root, run_id } => {
-            let reader = open_reader(&root, s3).await?;
+            let reader = crate::sink::open_store(&root, options).await?;
             handle(reader, run_id).await
         }
     }
@@ -276,58 +274,19 @@ pub async fn locate(spec: &str, latest: Option<Latest>, s3: &S3Options) -> Resul
 /// `DEST/RUN` (or `DEST/RUN/flows.tar.gz`), already parsed as `destination` → the destination
 /// and the run id. Parsed before trimming, so a bare `s3://` is a malformed URL, not a path.
 fn split_run(spec: &str, destination: Destination) -> Result<(Destination, String), ReadError> {
-    let strip = |s: &str| {
-        let s = s.trim_end_matches('/');
-        s.strip_suffix(ARCHIVE_NAME)
-            .or_else(|| s.strip_suffix(MANIFEST_NAME))
-            .filter(|rest| rest.is_empty() || rest.ends_with('/'))
-            .unwrap_or(s)
-            .trim_end_matches('/')
-            .to_string()
-    };
-    let not_a_run = |fix| ReadError::NotARun {
+    destination.split_run().map_err(|fix| ReadError::NotARun {
         given: spec.to_string(),
         fix,
-    };
-    match destination {
-        Destination::Local(path) => {
-            let trimmed = std::path::PathBuf::from(strip(&path.to_string_lossy()));
-            let run_id = trimmed
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .filter(|n| n != "." && n != "..")
-                .ok_or_else(|| not_a_run("give DEST/RUN, a path to a flows.tar.gz, or DEST with --latest"))?;
-            let parent = trimmed.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-            let parent = if parent.as_os_str().is_empty() {
-                ".".into()
-            } else {
-                parent
-            };
-            Ok((Destination::Local(parent), run_id))
-        }
-        Destination::S3 { bucket, prefix } => {
-            let prefix = strip(&prefix);
-            let (root, run_id) = match prefix.rsplit_once('/') {
-                Some((root, run)) => (root.to_string(), run.to_string()),
-                None if !prefix.is_empty() => (String::new(), prefix),
-                None => {
-                    return Err(not_a_run(
-                        "give s3://bucket/prefix/RUN, or s3://bucket/prefix with --latest",
-                    ));
-                }
-            };
-            Ok((Destination::S3 { bucket, prefix: root }, run_id))
-        }
-    }
+    })
 }
 
 /// Whether the listing `entries` of run `run_id` hold `member`.
-fn holds(entries: &[crate::sink::reader::Entry], run_id: &str, member: &str) -> bool {
+fn holds(entries: &[Entry], run_id: &str, member: &str) -> bool {
     let name = format!("{run_id}/{member}");
     entries.iter().any(|e| e.name == name)
 }
 
-async fn handle(reader: Arc<dyn StoreReader>, run_id: String) -> Result<RunHandle, ReadError> {
+async fn handle(reader: Arc<dyn Store>, run_id: String) -> Result<RunHandle, ReadError> {
     let location = format!("{}/{run_id}", reader.location().trim_end_matches('/'));
     let entries = reader.list(&run_id).await?;
     let has_archive = holds(&entries, &run_id, ARCHIVE_NAME);
@@ -373,7 +332,7 @@ pub struct RunSummary {
 /// Streams manifest `name` through `row` (see [`RunHandle::manifest_streamed`]); `None` when it
 /// does not exist.
 async fn stream_manifest<S: Send + 'static>(
-    reader: &Arc<dyn StoreReader>,
+    reader: &Arc<dyn Store>,
     name: &str,
     location: &str,
     mut state: S,
@@ -398,11 +357,7 @@ async fn stream_manifest<S: Send + 'static>(
 /// stream and stopped at the first row, so listing runs does not read every run's rows. Its
 /// last bytes are read too: a manifest cut off mid-rows has a whole head but no end (the head
 /// is returned with why the manifest is unreadable).
-async fn read_head(
-    reader: &Arc<dyn StoreReader>,
-    run_id: &str,
-    size: u64,
-) -> Result<(Manifest, Option<String>), String> {
+async fn read_head(reader: &Arc<dyn Store>, run_id: &str, size: u64) -> Result<(Manifest, Option<String>), String> {
     let name = format!("{run_id}/{MANIFEST_NAME}");
     let head = match stream_manifest(reader, &name, run_id, (), |_, _| false).await {
         Ok(Some((m, ()))) => m,
@@ -443,7 +398,7 @@ pub fn ends_like_a_manifest(tail: &[u8]) -> bool {
 
 /// Why a run whose manifest reads is still not whole: its archive (tar-gz) or its documents
 /// (objects) are not all stored.
-fn missing_part(m: &Manifest, entries: &[crate::sink::reader::Entry], run_id: &str) -> Option<String> {
+fn missing_part(m: &Manifest, entries: &[Entry], run_id: &str) -> Option<String> {
     if let Some(archive) = &m.archive {
         return (!holds(entries, run_id, archive))
             .then(|| format!("its manifest names {archive}, which is not stored (a run without its archive)"));
@@ -461,7 +416,7 @@ fn missing_part(m: &Manifest, entries: &[crate::sink::reader::Entry], run_id: &s
 }
 
 /// The runs of a destination, newest first.
-pub async fn list_runs(reader: &Arc<dyn StoreReader>) -> Result<Vec<RunSummary>, ReadError> {
+pub async fn list_runs(reader: &Arc<dyn Store>) -> Result<Vec<RunSummary>, ReadError> {
     let mut runs = Vec::new();
     for run_id in reader.run_ids().await? {
         let entries = reader.list(&run_id).await?;
@@ -560,17 +515,14 @@ mod tests {
         assert_eq!(
             RunSpec::parse("s3://bucket/p/RUN/flows.tar.gz", None).unwrap(),
             RunSpec::Run {
-                root: Destination::S3 {
-                    bucket: "bucket".into(),
-                    prefix: "p".into()
-                },
+                root: Destination::parse("s3://bucket/p").unwrap(),
                 run_id: "RUN".into()
             }
         );
         assert_eq!(
             RunSpec::parse("/backups/RUN/", None).unwrap(),
             RunSpec::Run {
-                root: Destination::Local("/backups".into()),
+                root: Destination::parse("/backups").unwrap(),
                 run_id: "RUN".into()
             }
         );

@@ -27,7 +27,7 @@ pub async fn run(flags: &Flags, restore: Option<bool>) -> Outcome {
             {
                 restore_checks(&client, publish, &mut checks).await;
             }
-            checks.push(preflight::check_destination(&settings.destination, &settings.s3).await);
+            checks.push(preflight::check_destination(&settings.destination, &settings.store).await);
             checks.push(preflight::check_scratch(settings.export_options().since.as_ref()).await);
         }
     }

@@ -220,7 +220,13 @@ pub async fn run(
     if let Some(since) = &export_options.since {
         export::check_since(since).await.map_err(StartError::Since)?;
     }
-    let mut sink = sink::open(&settings.destination, &settings.run_id, settings.format, &settings.s3).await?;
+    let mut sink = sink::open(
+        &settings.destination,
+        &settings.run_id,
+        settings.format,
+        &settings.store,
+    )
+    .await?;
     let organization = match connect(settings).await {
         Ok(started) => started,
         Err(e) => {

@@ -15,7 +15,7 @@ use crate::sink;
 
 /// Prints the plan.
 pub async fn run(settings: &ExportSettings) -> Outcome {
-    let destination = match sink::check(&settings.destination, &settings.run_id, &settings.s3).await {
+    let destination = match sink::check(&settings.destination, &settings.run_id, &settings.store).await {
         Ok(location) => format!("{location} is usable ({})", settings.format),
         Err(e) => return Err(CommandError::fatal(format!("destination check failed: {e}"))),
     };

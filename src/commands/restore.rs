@@ -157,12 +157,16 @@ fn report_path(args: &RestoreArgs, location: &str, run_id: &str) -> PathBuf {
     }
     let stamp = crate::manifest::default_run_id();
     let name = format!("{run_id}-restore-{stamp}.json");
-    match Destination::parse(location) {
-        Ok(Destination::Local(run_dir)) => run_dir
+    match Destination::parse(location)
+        .ok()
+        .as_ref()
+        .and_then(Destination::local_dir)
+    {
+        Some(run_dir) => run_dir
             .parent()
             .map(|p| p.join(&name))
             .unwrap_or_else(|| PathBuf::from(&name)),
-        _ => PathBuf::from(format!("flowvault-{name}")),
+        None => PathBuf::from(format!("flowvault-{name}")),
     }
 }
 

@@ -8,14 +8,13 @@ use super::{CommandError, Outcome};
 use crate::archive::{self, RunSummary};
 use crate::cli::RunsArgs;
 use crate::settings::{process_env, read_options};
-use crate::sink::Destination;
-use crate::sink::reader::open_reader;
+use crate::sink::{Destination, open_store};
 
 /// Lists the runs.
 pub async fn run(args: &RunsArgs) -> Outcome {
     let options = read_options(&args.store.flags, &process_env).map_err(CommandError::usage)?;
     let destination = Destination::parse(&args.destination).map_err(|e| CommandError::read(&e.into()))?;
-    let reader = open_reader(&destination, &options)
+    let reader = open_store(&destination, &options)
         .await
         .map_err(|e| CommandError::read(&e.into()))?;
     let runs = archive::list_runs(&reader).await.map_err(|e| CommandError::read(&e))?;

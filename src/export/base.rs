@@ -24,8 +24,7 @@ use super::rows::RowLog;
 use crate::archive::{self, Latest, RunHandle};
 use crate::genesys::{FlowId, Organization};
 use crate::manifest::{Content, Document, FlowRecord, Manifest, Outcome, RunRef, Source};
-use crate::sink::CopySource;
-use crate::sink::s3::S3Options;
+use crate::sink::{CopySource, StoreOptions};
 
 /// `--since` and `--full-every`.
 #[derive(Debug, Clone)]
@@ -37,8 +36,8 @@ pub struct SinceOptions {
     pub latest: bool,
     /// A run is full when the last full run started longer ago than this.
     pub full_every: Duration,
-    /// How to reach S3, when the run is there.
-    pub s3: S3Options,
+    /// How to reach the store the run is in.
+    pub store: StoreOptions,
 }
 
 /// A usable previous run.
@@ -116,7 +115,7 @@ async fn try_open(
 ) -> Result<Base, (String, bool)> {
     let problem = |why: String| (why, false);
     let latest = options.latest.then_some(Latest::Complete);
-    let run = archive::locate(&options.spec, latest, &options.s3)
+    let run = archive::locate(&options.spec, latest, &options.store)
         .await
         .map_err(|e| problem(format!("the previous run cannot be used: {e}")))?;
     // Read row by row: only the carryable rows are kept, in a temporary file.
@@ -424,7 +423,7 @@ pub async fn check_exists(options: &SinceOptions) -> Result<(), String> {
     if options.latest {
         return Ok(());
     }
-    match archive::locate(&options.spec, None, &options.s3).await {
+    match archive::locate(&options.spec, None, &options.store).await {
         Ok(_) => Ok(()),
         Err(e @ (archive::ReadError::NoRun { .. } | archive::ReadError::Location(_))) => Err(e.to_string()),
         Err(archive::ReadError::Store(crate::sink::SinkError::Io { source, path, .. }))
@@ -441,7 +440,7 @@ pub async fn check_exists(options: &SinceOptions) -> Result<(), String> {
 /// location and the bytes of the documents a run would unpack. `None` for anything else.
 pub async fn previous_archive_size(options: &SinceOptions) -> Option<(String, u64)> {
     let latest = options.latest.then_some(Latest::Complete);
-    let run = archive::locate(&options.spec, latest, &options.s3).await.ok()?;
+    let run = archive::locate(&options.spec, latest, &options.store).await.ok()?;
     if !run.has_archive {
         return None;
     }

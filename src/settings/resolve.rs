@@ -12,6 +12,7 @@ use crate::genesys::region::{DEFAULT_REGION, Region};
 use crate::genesys::{ClientConfig, RetryConfig};
 use crate::secret::Secret;
 use crate::settings as s;
+use crate::sink::StoreOptions;
 use crate::sink::s3::{MAX_PART_SIZE, MIN_PART_SIZE, S3Options};
 use crate::sink::{Destination, Format};
 
@@ -62,8 +63,8 @@ pub struct ExportSettings {
     pub shutdown_grace: Duration,
     /// Stop after this long.
     pub max_duration: Option<Duration>,
-    /// S3 settings.
-    pub s3: S3Options,
+    /// How to reach and write the store (S3 settings).
+    pub store: StoreOptions,
     /// Which configurations to store.
     pub content: ContentMode,
     /// Also store Archy YAML, batched and retried so.
@@ -201,7 +202,7 @@ impl ExportSettings {
             max_list_passes,
             shutdown_grace,
             max_duration,
-            s3,
+            store: s3.into(),
             content,
             yaml,
             expect_org,
@@ -239,7 +240,7 @@ impl ExportSettings {
                     },
                     latest,
                     full_every: *full_every,
-                    s3: self.s3.clone(),
+                    store: self.store.clone(),
                 }
             }),
         }
@@ -455,7 +456,7 @@ fn storage(r: &Reader<'_>, destination: &Destination) -> Result<S3Options, Confi
     }
     let endpoint = s3_endpoint(r)?;
     let storage_class = r.text(&s::STORAGE_CLASS);
-    if !matches!(destination, Destination::S3 { .. }) && (sse.is_some() || storage_class.is_some()) {
+    if !destination.is_s3() && (sse.is_some() || storage_class.is_some()) {
         return err("--sse and --storage-class apply only to s3:// destinations");
     }
     Ok(S3Options {
@@ -544,14 +545,15 @@ fn connection(r: &Reader<'_>) -> Result<(ConnectionSettings, u64, u32), ConfigEr
 }
 
 /// How the commands that read runs reach an S3-compatible store ([`s::READ`]).
-pub fn read_options(flags: &Flags, env: EnvLookup<'_>) -> Result<S3Options, ConfigError> {
+pub fn read_options(flags: &Flags, env: EnvLookup<'_>) -> Result<StoreOptions, ConfigError> {
     let r = Reader { flags, env };
-    Ok(S3Options {
+    let s3 = S3Options {
         endpoint: s3_endpoint(&r)?,
         region: r.text(&s::S3_REGION),
         force_path_style: r.switch(&s::S3_FORCE_PATH_STYLE)?,
         ..S3Options::default()
-    })
+    };
+    Ok(s3.into())
 }
 
 /// Concurrency that hides latency at the given rate: enough for about a second and a half of requests.

@@ -4,16 +4,19 @@
 //! directory, a tarball or a bucket.
 //!
 //! A sink is a *format* over a *store*: [`ObjectsSink`] writes one object per flow and
-//! [`TarGzSink`] streams one archive, each over any [`RunStore`] — a local directory
-//! ([`local::LocalStore`]), an S3 prefix ([`s3::S3Store`]) or memory ([`memory::MemoryStore`]).
-//! So the archive logic exists once, and a new store gets both formats. [`open`] is the one way
-//! to check a destination and get the sink for a run.
+//! [`TarGzSink`] streams one archive, each into one run ([`RunDir`]) of any [`Store`] — a local
+//! directory ([`local::LocalStore`]), an S3 prefix ([`s3::S3Store`]) or memory
+//! ([`memory::MemoryStore`]). So the archive logic exists once, and a new store gets both
+//! formats. The same [`Store`] is the read side (`runs`, `verify`, `diff`, `restore`,
+//! `export --since`). [`open_store`] is the one way from a [`Destination`] and [`StoreOptions`]
+//! to a store, and the only place the kind of destination is matched; [`open`] claims a run in
+//! it and returns the sink.
 
 pub mod local;
 pub mod memory;
 pub mod objects;
-pub mod reader;
 pub mod s3;
+mod store;
 pub mod targz;
 
 use std::path::PathBuf;
@@ -23,14 +26,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use objects::ObjectsSink;
+pub use store::{CopySource, Entry, RunDir, Store, StoreOptions, Upload};
 pub use targz::{TarGzEncoder, TarGzSink};
 
 /// Name of the manifest inside a run (and the last member of a tarball).
 pub const MANIFEST_NAME: &str = "manifest.json";
 /// Name of the archive inside a run, for the tar-gz format.
 pub const ARCHIVE_NAME: &str = "flows.tar.gz";
-/// Documents written at once to a local directory in the objects format (each is fsynced).
-const LOCAL_WRITES_IN_FLIGHT: usize = 4;
 
 /// A destination for one run's flow documents and manifest.
 #[async_trait]
@@ -76,25 +78,6 @@ pub trait Sink: Send {
     /// SHA-256 is `sha256`; the copy is checked against it where the store reports one.
     async fn copy(&mut self, name: &str, from: CopySource, _sha256: String) -> Result<(), SinkError> {
         Err(from.cannot_copy_into(&self.location(), name))
-    }
-}
-
-/// An object another run stored, to be copied by the store (same S3 endpoint).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopySource {
-    /// Its bucket.
-    pub bucket: String,
-    /// Its key.
-    pub key: String,
-}
-
-impl CopySource {
-    /// The error of a destination that cannot copy objects.
-    fn cannot_copy_into(&self, location: &str, name: &str) -> SinkError {
-        SinkError::Store {
-            message: format!("{location} cannot copy s3://{}/{} into {name}", self.bucket, self.key),
-            retryable: false,
-        }
     }
 }
 
@@ -188,7 +171,7 @@ impl Spooled {
     }
 
     /// Writes it to `store` as `name`: one request when small, in pieces otherwise.
-    pub async fn store_as(&self, store: &dyn RunStore, name: &str) -> Result<(), SinkError> {
+    pub async fn store_as(&self, store: &dyn Store, name: &str) -> Result<(), SinkError> {
         let io = |e: std::io::Error| SinkError::Store {
             message: format!("cannot read the spooled {name} back: {e}"),
             retryable: false,
@@ -255,50 +238,6 @@ pub struct StoreFailure {
     pub name: String,
     /// Why.
     pub error: SinkError,
-}
-
-/// Where a run's files go: a local directory, an S3 prefix, memory. Names are relative to the run.
-#[async_trait]
-pub trait RunStore: Send + Sync {
-    /// Where the run is, e.g. `/backups/RUN` or `s3://bucket/prefix/RUN`.
-    fn location(&self) -> String;
-
-    /// Labels objects written from now on with the org they came from, where the store can.
-    fn set_org(&self, _org_id: &str) {}
-
-    /// Gives back the claim of the run id when nothing was written (see [`Sink::release`]).
-    async fn release(&self) {}
-
-    /// Removes an object this run completed (an archive whose manifest could not be written
-    /// beside it must not look whole).
-    async fn remove(&self, name: &str) -> Result<(), SinkError>;
-
-    /// Writes one whole object, replacing nothing that a reader could see half-written.
-    async fn put(&self, name: &str, bytes: Bytes, content_type: &str) -> Result<(), SinkError>;
-
-    /// Starts an object written in pieces (the archive); it appears under `name` only when completed.
-    async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError>;
-
-    /// Whether [`RunStore::copy`] works here.
-    fn can_copy(&self) -> bool {
-        false
-    }
-
-    /// Copies `from` to `name` within the store; `sha256` (hex) is what the copy must hold.
-    async fn copy(&self, name: &str, from: &CopySource, _sha256: &str) -> Result<(), SinkError> {
-        Err(from.cannot_copy_into(&self.location(), name))
-    }
-}
-
-/// An object written in pieces: invisible under its name until [`Upload::complete`].
-#[async_trait]
-pub trait Upload: Send {
-    /// Appends bytes.
-    async fn write(&mut self, bytes: Vec<u8>) -> Result<(), SinkError>;
-    /// Makes the object appear, whole, under its name.
-    async fn complete(&mut self) -> Result<(), SinkError>;
-    /// Drops what was written; nothing appears.
-    async fn discard(&mut self);
 }
 
 /// A failure to use or write to the destination; each variant says what to fix.
@@ -447,6 +386,66 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// Whether the destination is an S3 bucket (the S3-only settings apply to it).
+    pub fn is_s3(&self) -> bool {
+        matches!(self, Destination::S3 { .. })
+    }
+
+    /// The local directory, when the destination is one.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Destination::Local(path) => Some(path),
+            Destination::S3 { .. } => None,
+        }
+    }
+
+    /// A run's location (`DEST/RUN`, `DEST/RUN/flows.tar.gz`, `DEST/RUN/manifest.json`,
+    /// `s3://bucket/prefix/RUN`), already parsed as this destination, split into the destination
+    /// holding the run and the run id; `Err` says how to name a run instead.
+    pub fn split_run(&self) -> Result<(Destination, String), &'static str> {
+        let strip = |s: &str| {
+            let s = s.trim_end_matches('/');
+            s.strip_suffix(ARCHIVE_NAME)
+                .or_else(|| s.strip_suffix(MANIFEST_NAME))
+                .filter(|rest| rest.is_empty() || rest.ends_with('/'))
+                .unwrap_or(s)
+                .trim_end_matches('/')
+                .to_string()
+        };
+        match self {
+            Destination::Local(path) => {
+                let trimmed = PathBuf::from(strip(&path.to_string_lossy()));
+                let run_id = trimmed
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|n| n != "." && n != "..")
+                    .ok_or("give DEST/RUN, a path to a flows.tar.gz, or DEST with --latest")?;
+                let parent = trimmed.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+                let parent = if parent.as_os_str().is_empty() {
+                    ".".into()
+                } else {
+                    parent
+                };
+                Ok((Destination::Local(parent), run_id))
+            }
+            Destination::S3 { bucket, prefix } => {
+                let prefix = strip(prefix);
+                let (root, run_id) = match prefix.rsplit_once('/') {
+                    Some((root, run)) => (root.to_string(), run.to_string()),
+                    None if !prefix.is_empty() => (String::new(), prefix),
+                    None => return Err("give s3://bucket/prefix/RUN, or s3://bucket/prefix with --latest"),
+                };
+                let root = Destination::S3 {
+                    bucket: bucket.clone(),
+                    prefix: root,
+                };
+                Ok((root, run_id))
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -486,6 +485,23 @@ pub fn validate_bucket(bucket: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The store a destination names: the one place that turns a kind of destination into a store.
+/// Nothing is read or written yet (an S3 client is built; a local path that is a file is
+/// refused); each use says what is wrong (a missing bucket, a denied prefix, a missing directory).
+pub async fn open_store(destination: &Destination, options: &StoreOptions) -> Result<Arc<dyn Store>, SinkError> {
+    match destination {
+        Destination::Local(root) => {
+            if let Ok(meta) = tokio::fs::metadata(root).await
+                && !meta.is_dir()
+            {
+                return Err(SinkError::NotADirectory { path: root.clone() });
+            }
+            Ok(Arc::new(local::LocalStore::new(root)))
+        }
+        Destination::S3 { bucket, prefix } => Ok(Arc::new(s3::S3Store::new(bucket, prefix, &options.s3).await)),
+    }
+}
+
 /// Checks `destination` once (it is writable, the run id is free), claims the run id for this
 /// process (a second export with the same id fails here) and returns the sink for `format`.
 /// Nothing of the run is written until the first document or the manifest arrives; a run that
@@ -494,40 +510,49 @@ pub async fn open(
     destination: &Destination,
     run_id: &str,
     format: Format,
-    s3_options: &s3::S3Options,
+    options: &StoreOptions,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    let (store, in_flight): (Arc<dyn RunStore>, usize) = match destination {
-        Destination::Local(root) => {
-            let mut store = local::LocalStore::open(root, run_id).await?;
-            store.claim().await?;
-            (Arc::new(store), LOCAL_WRITES_IN_FLIGHT)
-        }
-        Destination::S3 { bucket, prefix } => {
-            let store = s3::S3Store::open(bucket, prefix, run_id, s3_options).await?;
-            store.claim().await?;
-            store.sweep_uploads().await;
-            (Arc::new(store), s3_options.uploads_in_flight)
-        }
-    };
-    Ok(with_format(store, format, in_flight))
+    let store = open_store(destination, options).await?;
+    store.claim(run_id).await?;
+    let in_flight = store.writes_in_flight();
+    Ok(with_format(RunDir::new(store, run_id), format, in_flight))
 }
 
 /// Checks `destination` as [`open`] does (writable, the run id free) without claiming the run id
 /// or writing anything (`plan`); returns where the run would go.
-pub async fn check(destination: &Destination, run_id: &str, s3_options: &s3::S3Options) -> Result<String, SinkError> {
-    match destination {
-        Destination::Local(root) => Ok(local::LocalStore::open(root, run_id).await?.location()),
-        Destination::S3 { bucket, prefix } => {
-            Ok(s3::S3Store::open(bucket, prefix, run_id, s3_options).await?.location())
-        }
+pub async fn check(destination: &Destination, run_id: &str, options: &StoreOptions) -> Result<String, SinkError> {
+    let store = open_store(destination, options).await?;
+    store.check_run(run_id).await?;
+    Ok(RunDir::new(store, run_id).location())
+}
+
+/// Why a destination's probe (`doctor`) failed.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The destination cannot be used at all (missing, denied, not a directory).
+    Unusable(SinkError),
+    /// It can be listed but a probe object cannot be written.
+    NotWritable(SinkError),
+}
+
+/// Checks `destination` the way a run uses it, then writes and removes one probe under it
+/// (`doctor`). Says what was done, with a warning when the probe could not be removed.
+pub async fn probe(destination: &Destination, options: &StoreOptions) -> Result<String, ProbeError> {
+    const PROBE_RUN: &str = ".flowvault-doctor";
+    let store = open_store(destination, options).await.map_err(ProbeError::Unusable)?;
+    store.check_run(PROBE_RUN).await.map_err(ProbeError::Unusable)?;
+    match store.probe().await {
+        Ok(None) => Ok(format!("{destination}: writable (a probe was written and removed)")),
+        Ok(Some(warning)) => Ok(format!("{destination}: listed and written; {warning}")),
+        Err(e) => Err(ProbeError::NotWritable(e)),
     }
 }
 
-/// The sink for `format` over an already checked store.
-pub fn with_format(store: Arc<dyn RunStore>, format: Format, in_flight: usize) -> Box<dyn Sink> {
+/// The sink for `format` into a run of an already checked (and claimed) store.
+pub fn with_format(run: RunDir, format: Format, in_flight: usize) -> Box<dyn Sink> {
     match format {
-        Format::TarGz => Box::new(TarGzSink::new(store)),
-        Format::Objects => Box::new(ObjectsSink::new(store, in_flight)),
+        Format::TarGz => Box::new(TarGzSink::new(run)),
+        Format::Objects => Box::new(ObjectsSink::new(run, in_flight)),
     }
 }
 

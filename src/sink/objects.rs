@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use super::{CopySource, MANIFEST_NAME, RunStore, Sink, SinkError, Spooled, StoreFailure};
+use super::{CopySource, MANIFEST_NAME, RunDir, Sink, SinkError, Spooled, StoreFailure};
 
 /// One write of the objects format.
 enum Write {
@@ -20,7 +20,7 @@ enum Write {
 
 /// One object per flow over any store.
 pub struct ObjectsSink {
-    store: Arc<dyn RunStore>,
+    run: RunDir,
     permits: Arc<Semaphore>,
     writes: JoinSet<Result<(), SinkError>>,
     /// The document each write task stores, so a task that panics still names its document.
@@ -29,10 +29,10 @@ pub struct ObjectsSink {
 }
 
 impl ObjectsSink {
-    /// Writes into `store`, at most `in_flight` objects at once.
-    pub fn new(store: Arc<dyn RunStore>, in_flight: usize) -> Self {
+    /// Writes into `run`, at most `in_flight` objects at once.
+    pub fn new(run: RunDir, in_flight: usize) -> Self {
         ObjectsSink {
-            store,
+            run,
             permits: Arc::new(Semaphore::new(in_flight.max(1))),
             writes: JoinSet::new(),
             names: HashMap::new(),
@@ -51,8 +51,8 @@ impl ObjectsSink {
             .acquire_owned()
             .await
             .map_err(|_| SinkError::Closed)?;
-        let store = self.store.clone();
-        let task_name = name.to_string();
+        let store = self.run.store().clone();
+        let task_name = self.run.name(name);
         let task = self.writes.spawn(async move {
             let result = match write {
                 Write::Put(document) => store.put(&task_name, document, "application/json").await,
@@ -87,7 +87,7 @@ impl ObjectsSink {
 #[async_trait]
 impl Sink for ObjectsSink {
     fn location(&self) -> String {
-        self.store.location()
+        self.run.location()
     }
 
     async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError> {
@@ -95,7 +95,7 @@ impl Sink for ObjectsSink {
     }
 
     fn can_copy(&self) -> bool {
-        self.store.can_copy()
+        self.run.store().can_copy()
     }
 
     async fn copy(&mut self, name: &str, from: CopySource, sha256: String) -> Result<(), SinkError> {
@@ -117,20 +117,24 @@ impl Sink for ObjectsSink {
                 retryable: false,
             });
         }
-        manifest.store_as(&*self.store, MANIFEST_NAME).await
+        manifest
+            .store_as(&**self.run.store(), &self.run.name(MANIFEST_NAME))
+            .await
     }
 
     async fn abort(&mut self, manifest: &Spooled) -> Result<(), SinkError> {
         let _ = self.settle().await;
-        manifest.store_as(&*self.store, MANIFEST_NAME).await
+        manifest
+            .store_as(&**self.run.store(), &self.run.name(MANIFEST_NAME))
+            .await
     }
 
     fn set_org(&self, org_id: &str) {
-        self.store.set_org(org_id);
+        self.run.store().set_org(org_id);
     }
 
     async fn release(&mut self) {
-        self.store.release().await;
+        self.run.release().await;
     }
 
     fn keeps_documents_on_abort(&self) -> bool {

@@ -1,4 +1,4 @@
-//! An S3 bucket prefix as a run store: `s3://bucket/prefix/RUN/...`.
+//! An S3 bucket prefix as a store: runs are `s3://bucket/prefix/RUN/...`.
 //!
 //! Objects go up with one PutObject each; the archive is streamed as a multipart upload (a single
 //! PutObject when it stays small). Every object and part carries an explicit
@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use super::{CopySource, RunStore, SinkError, Upload};
+use super::{CopySource, Entry, SinkError, Store, Upload};
 
 /// S3 allows at most this many parts in one multipart upload.
 const MAX_PARTS: i32 = 10_000;
@@ -87,26 +87,26 @@ impl Default for S3Options {
     }
 }
 
-/// A checked bucket and the key prefix of this run (cheap to clone: the client is shared).
+/// A bucket and a key prefix (cheap to clone: the client is shared).
 #[derive(Clone)]
 pub struct S3Store {
     client: Client,
     bucket: String,
-    /// `prefix/RUN/` (or `RUN/` without a prefix).
-    run_prefix: String,
-    run_id: String,
+    /// The destination's prefix, without leading or trailing `/`: runs, claims and crashed
+    /// uploads are under it.
+    prefix: String,
+    /// The endpoint, for messages.
+    endpoint: String,
     options: S3Options,
     /// The org the run reads, stamped on every object once known.
     org_id: Arc<std::sync::OnceLock<String>>,
-    /// The destination's prefix (without the run id), where claims and crashed uploads are looked for.
-    prefix: String,
-    /// Whether this run has written anything (a claim of a run that wrote nothing is given back).
+    /// Whether this process has written anything (a claim of a run that wrote nothing is given back).
     wrote: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// `bucket/key` as CopyObject takes it: the key percent-encoded, its `/` kept.
+/// `bucket/key` as CopyObject takes it (`from.key` is `bucket/key`): percent-encoded, `/` kept.
 fn copy_source(from: &CopySource) -> String {
-    let mut out = format!("{}/", from.bucket);
+    let mut out = String::new();
     for b in from.key.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
             out.push(b as char);
@@ -287,55 +287,60 @@ impl aws_sdk_s3::config::Intercept for NoteAnswers {
 }
 
 impl S3Store {
+    /// The store at `bucket`/`prefix`; nothing is sent yet.
+    pub async fn new(bucket: &str, prefix: &str, options: &S3Options) -> Self {
+        S3Store {
+            client: build_client(options).await,
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint: options.endpoint.clone().unwrap_or_else(|| "AWS S3".to_string()),
+            options: options.clone(),
+            org_id: Arc::default(),
+            wrote: Arc::default(),
+        }
+    }
+
+    /// The key of `name` (relative to the prefix).
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    /// Where run `run_id` is.
+    fn run_location(&self, run_id: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(run_id))
+    }
+
     /// Checks, with one `ListObjectsV2` under the run's prefix, that the bucket exists and is
     /// readable with these credentials and that the prefix holds no run yet. Fails in seconds on
     /// a wrong endpoint or bucket.
-    pub async fn open(bucket: &str, prefix: &str, run_id: &str, options: &S3Options) -> Result<Self, SinkError> {
-        let client = build_client(options).await;
-        let endpoint = options.endpoint.clone().unwrap_or_else(|| "AWS S3".to_string());
-        let run_prefix = if prefix.is_empty() {
-            format!("{run_id}/")
-        } else {
-            format!("{prefix}/{run_id}/")
-        };
-        let listed = client
+    async fn check_run_free(&self, run_id: &str) -> Result<(), SinkError> {
+        let run_prefix = format!("{}/", self.key(run_id));
+        let listed = self
+            .client
             .list_objects_v2()
-            .bucket(bucket)
+            .bucket(&self.bucket)
             .prefix(&run_prefix)
             .max_keys(1)
             .send()
-            .await;
-        match listed {
-            Ok(out) => {
-                if let Some(key) = out.contents().first().and_then(|o| o.key()) {
-                    return Err(SinkError::RunExists {
-                        location: format!("s3://{bucket}/{}", run_prefix.trim_end_matches('/')),
-                        found: key.to_string(),
-                    });
-                }
-            }
-            Err(e) => return Err(access_error(&e, bucket, &run_prefix, &endpoint)),
+            .await
+            .map_err(|e| access_error(&e, &self.bucket, &run_prefix, &self.endpoint))?;
+        match listed.contents().first().and_then(|o| o.key()) {
+            Some(key) => Err(SinkError::RunExists {
+                location: self.run_location(run_id),
+                found: key.to_string(),
+            }),
+            None => Ok(()),
         }
-        Ok(S3Store {
-            client,
-            bucket: bucket.to_string(),
-            run_prefix,
-            run_id: run_id.to_string(),
-            options: options.clone(),
-            org_id: Arc::default(),
-            prefix: prefix.to_string(),
-            wrote: Arc::default(),
-        })
-    }
-
-    fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.run_prefix)
     }
 
     /// Writes one small object under the prefix and deletes it again (`doctor`). `Ok(Some(why))`
     /// when the write worked but the delete was refused (the job's policy need not grant deletes).
-    pub async fn probe(&self) -> Result<Option<String>, SinkError> {
-        let name = "probe";
+    async fn write_probe(&self) -> Result<Option<String>, SinkError> {
+        let name = ".flowvault-doctor/probe";
         self.put(name, Bytes::from_static(b"flowvault doctor probe\n"), "text/plain")
             .await?;
         let key = self.key(name);
@@ -363,12 +368,17 @@ impl S3Store {
     }
 }
 
+/// The run id of object `name` (its first segment: `RUN/...`).
+fn run_of(name: &str) -> &str {
+    name.split('/').next().unwrap_or(name)
+}
+
 /// The run's metadata (run id, org) and the store's options (encryption, storage class) on a
 /// request that creates an object: PutObject, CopyObject, CreateMultipartUpload.
 macro_rules! with_run_options {
-    ($req:expr, $store:expr) => {{
+    ($req:expr, $store:expr, $run_id:expr) => {{
         let store: &S3Store = &$store;
-        let mut req = $req.metadata("flowvault-run-id", &store.run_id);
+        let mut req = $req.metadata("flowvault-run-id", $run_id);
         if let Some(org) = store.org_id.get() {
             req = req.metadata("flowvault-org-id", org);
         }
@@ -386,13 +396,32 @@ macro_rules! with_run_options {
 }
 
 #[async_trait]
-impl RunStore for S3Store {
+impl Store for S3Store {
+    fn writes_in_flight(&self) -> usize {
+        self.options.uploads_in_flight
+    }
+
+    async fn check_run(&self, run_id: &str) -> Result<(), SinkError> {
+        self.check_run_free(run_id).await
+    }
+
+    async fn claim(&self, run_id: &str) -> Result<(), SinkError> {
+        self.check_run_free(run_id).await?;
+        self.claim_run(run_id).await?;
+        self.sweep_uploads().await;
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<Option<String>, SinkError> {
+        self.write_probe().await
+    }
+
     fn set_org(&self, org_id: &str) {
         let _ = self.org_id.set(org_id.to_string());
     }
 
-    async fn release(&self) {
-        self.release_claim().await;
+    async fn release(&self, run_id: &str) {
+        self.release_claim(run_id).await;
     }
 
     async fn remove(&self, name: &str) -> Result<(), SinkError> {
@@ -408,7 +437,10 @@ impl RunStore for S3Store {
     }
 
     fn location(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.run_prefix.trim_end_matches('/'))
+        match self.prefix.as_str() {
+            "" => format!("s3://{}", self.bucket),
+            prefix => format!("s3://{}/{prefix}", self.bucket),
+        }
     }
 
     /// PutObject with an explicit SHA-256 checksum and the run's metadata and options.
@@ -424,11 +456,20 @@ impl RunStore for S3Store {
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(b64_sha256(&body))
             .body(ByteStream::from(body));
-        req = with_run_options!(req, self);
+        req = with_run_options!(req, self, run_of(name));
         req.send()
             .await
             .map(|_| ())
             .map_err(|e| self.store_error("cannot write", &key, &e))
+    }
+
+    fn copy_source(&self, name: &str) -> Option<CopySource> {
+        let key = self.key(name);
+        Some(CopySource {
+            origin: self.origin(),
+            location: format!("s3://{}/{key}", self.bucket),
+            key: format!("{}/{key}", self.bucket),
+        })
     }
 
     fn can_copy(&self) -> bool {
@@ -438,6 +479,9 @@ impl RunStore for S3Store {
     /// CopyObject within the endpoint, with this run's metadata and options; the store computes
     /// the copy's SHA-256, which must be `sha256`.
     async fn copy(&self, name: &str, from: &CopySource, sha256: &str) -> Result<(), SinkError> {
+        if from.origin != self.origin() {
+            return Err(from.cannot_copy_into(&self.location(), name));
+        }
         self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
         let key = self.key(name);
         let mut req = self
@@ -449,11 +493,11 @@ impl RunStore for S3Store {
             .metadata_directive(MetadataDirective::Replace)
             .content_type("application/json")
             .checksum_algorithm(ChecksumAlgorithm::Sha256);
-        req = with_run_options!(req, self);
+        req = with_run_options!(req, self, run_of(name));
         let out = req
             .send()
             .await
-            .map_err(|e| self.store_error(&format!("cannot copy s3://{}/{} to", from.bucket, from.key), &key, &e))?;
+            .map_err(|e| self.store_error(&format!("cannot copy {from} to"), &key, &e))?;
         let copied = out
             .copy_object_result()
             .and_then(|r| r.checksum_sha256())
@@ -461,9 +505,7 @@ impl RunStore for S3Store {
         match copied {
             Some(sha) if hex::encode(&sha) != sha256 => Err(SinkError::Store {
                 message: format!(
-                    "the copy of s3://{}/{} at s3://{}/{key} has SHA-256 {} where the manifest says {sha256}",
-                    from.bucket,
-                    from.key,
+                    "the copy of {from} at s3://{}/{key} has SHA-256 {} where the manifest says {sha256}",
                     self.bucket,
                     hex::encode(&sha)
                 ),
@@ -471,6 +513,30 @@ impl RunStore for S3Store {
             }),
             _ => Ok(()),
         }
+    }
+
+    async fn run_ids(&self) -> Result<Vec<String>, SinkError> {
+        self.read_run_ids().await
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>, SinkError> {
+        self.read_list(dir).await
+    }
+
+    async fn open(&self, name: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError> {
+        self.read_stream(name).await
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<Bytes>, SinkError> {
+        self.read_whole(name).await
+    }
+
+    async fn read_from(&self, name: &str, offset: u64) -> Result<Option<Bytes>, SinkError> {
+        self.read_range(name, offset).await
+    }
+
+    async fn stored_sha256(&self, name: &str) -> Result<Option<String>, SinkError> {
+        self.read_sha256(name).await
     }
 
     async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError> {
@@ -554,7 +620,7 @@ impl S3Upload {
             .key(&self.key)
             .content_type(&self.content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256);
-        req = with_run_options!(req, self.store);
+        req = with_run_options!(req, self.store, run_of(&self.name));
         let out = req
             .send()
             .await
@@ -691,3 +757,4 @@ impl Upload for S3Upload {
 
 // After `with_run_options!`, which the claim's request uses too.
 mod claim;
+mod read;

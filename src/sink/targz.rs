@@ -8,14 +8,13 @@
 //! sealed: the archive holds what was put, and its manifest says the run is incomplete.
 
 use std::io::{self, Write};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::{ARCHIVE_NAME, MANIFEST_NAME, RunStore, Sink, SinkError, Spooled, Upload};
+use super::{ARCHIVE_NAME, MANIFEST_NAME, RunDir, Sink, SinkError, Spooled, Upload};
 
 /// Streams tar entries through gzip into a buffer the caller drains.
 pub struct TarGzEncoder {
@@ -98,16 +97,16 @@ fn member_header(size: u64) -> tar::Header {
 }
 
 pub struct TarGzSink {
-    store: Arc<dyn RunStore>,
+    run: RunDir,
     encoder: Option<TarGzEncoder>,
     upload: Option<Box<dyn Upload>>,
 }
 
 impl TarGzSink {
-    /// An archive in `store`; the upload starts with the first document.
-    pub fn new(store: Arc<dyn RunStore>) -> Self {
+    /// An archive in `run`; the upload starts with the first document.
+    pub fn new(run: RunDir) -> Self {
         TarGzSink {
-            store,
+            run,
             encoder: Some(TarGzEncoder::new()),
             upload: None,
         }
@@ -115,7 +114,7 @@ impl TarGzSink {
 
     fn encode_error(&self, e: io::Error) -> SinkError {
         SinkError::Store {
-            message: format!("cannot encode {}/{ARCHIVE_NAME}: {e}", self.store.location()),
+            message: format!("cannot encode {}/{ARCHIVE_NAME}: {e}", self.run.location()),
             retryable: false,
         }
     }
@@ -151,7 +150,12 @@ impl TarGzSink {
     /// Sends encoded bytes to the archive's upload, starting it on the first bytes.
     async fn write(&mut self, out: Vec<u8>) -> Result<(), SinkError> {
         if self.upload.is_none() {
-            self.upload = Some(self.store.create_upload(ARCHIVE_NAME, "application/gzip").await?);
+            self.upload = Some(
+                self.run
+                    .store()
+                    .create_upload(&self.run.name(ARCHIVE_NAME), "application/gzip")
+                    .await?,
+            );
         }
         match self.upload.as_mut() {
             Some(upload) => upload.write(out).await,
@@ -163,7 +167,7 @@ impl TarGzSink {
 #[async_trait]
 impl Sink for TarGzSink {
     fn location(&self) -> String {
-        self.store.location()
+        self.run.location()
     }
 
     async fn put(&mut self, name: &str, document: Bytes) -> Result<(), SinkError> {
@@ -184,11 +188,13 @@ impl Sink for TarGzSink {
             upload.discard().await;
             return Err(e);
         }
-        let sidecar = manifest.store_as(&*self.store, MANIFEST_NAME).await;
+        let sidecar = manifest
+            .store_as(&**self.run.store(), &self.run.name(MANIFEST_NAME))
+            .await;
         if sidecar.is_err() {
             // The archive holds a manifest saying the run is whole; without its sidecar the run
             // is not, so the archive goes too rather than be read back as complete.
-            if let Err(e) = self.store.remove(ARCHIVE_NAME).await {
+            if let Err(e) = self.run.store().remove(&self.run.name(ARCHIVE_NAME)).await {
                 tracing::warn!("the manifest could not be written and the sealed archive could not be removed: {e}");
             }
         }
@@ -200,15 +206,17 @@ impl Sink for TarGzSink {
         if let Some(mut upload) = self.upload.take() {
             upload.discard().await;
         }
-        manifest.store_as(&*self.store, MANIFEST_NAME).await
+        manifest
+            .store_as(&**self.run.store(), &self.run.name(MANIFEST_NAME))
+            .await
     }
 
     fn set_org(&self, org_id: &str) {
-        self.store.set_org(org_id);
+        self.run.store().set_org(org_id);
     }
 
     async fn release(&mut self) {
-        self.store.release().await;
+        self.run.release().await;
     }
 
     fn keeps_documents_on_abort(&self) -> bool {

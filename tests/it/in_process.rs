@@ -14,27 +14,30 @@ use flowvault::genesys::{ClientConfig, FlowLister, GenesysClient, ListOptions, L
 use flowvault::manifest::Outcome;
 use flowvault::secret::Secret;
 use flowvault::sim::{ListingChange, SimServer};
-use flowvault::sink::local::LocalStore;
 use flowvault::sink::memory::MemoryStore;
-use flowvault::sink::s3::{S3Options, S3Store};
-use flowvault::sink::{Format, RunStore, Spooled, with_format};
+use flowvault::sink::s3::S3Options;
+use flowvault::sink::{Destination, Format, RunDir, SinkError, Spooled, Store, StoreOptions, open_store, with_format};
 use support::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 use support::*;
 
-/// A store under test and a way to read back what it holds.
-enum Store {
-    /// One memory store per run id.
-    Memory(std::sync::Mutex<BTreeMap<String, MemoryStore>>),
+/// A place under test (a store behind the one opener) and a way to read back what it holds
+/// without going through the store.
+enum Place {
+    Memory(MemoryStore),
     Local(tempfile::TempDir),
     S3(S3Server),
 }
 
-impl Store {
-    async fn open(&self, run_id: &str) -> Arc<dyn RunStore> {
+impl Place {
+    /// The place's store, as `sink::open_store` opens it from a destination.
+    async fn store(&self) -> Arc<dyn Store> {
         match self {
-            Store::Memory(runs) => Arc::new(runs.lock().unwrap().entry(run_id.to_string()).or_default().clone()),
-            Store::Local(dir) => Arc::new(LocalStore::open(dir.path(), run_id).await.unwrap()),
-            Store::S3(s3) => {
+            Place::Memory(store) => Arc::new(store.clone()),
+            Place::Local(dir) => {
+                let destination = Destination::parse(dir.path().to_str().unwrap()).unwrap();
+                open_store(&destination, &StoreOptions::default()).await.unwrap()
+            }
+            Place::S3(s3) => {
                 let options = S3Options {
                     endpoint: Some(s3.endpoint.clone()),
                     force_path_style: true,
@@ -42,23 +45,34 @@ impl Store {
                     static_credentials: Some((ACCESS_KEY.into(), Secret::new(SECRET_KEY))),
                     ..S3Options::default()
                 };
-                Arc::new(S3Store::open(BUCKET, "conf", run_id, &options).await.unwrap())
+                let destination = Destination::parse(&format!("s3://{BUCKET}/conf")).unwrap();
+                open_store(&destination, &StoreOptions::from(options)).await.unwrap()
             }
         }
     }
 
+    /// Run `run_id` of the place's store, claimed.
+    async fn open(&self, run_id: &str) -> RunDir {
+        let store = self.store().await;
+        store.claim(run_id).await.unwrap();
+        RunDir::new(store, run_id)
+    }
+
     async fn read(&self, run_id: &str) -> BTreeMap<String, Vec<u8>> {
         match self {
-            Store::Memory(runs) => runs.lock().unwrap()[run_id]
-                .objects()
-                .into_iter()
-                .map(|(k, v)| (k, v.to_vec()))
-                .collect(),
-            Store::Local(dir) => {
+            Place::Memory(store) => {
+                let prefix = format!("{run_id}/");
+                store
+                    .objects()
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.to_vec())))
+                    .collect()
+            }
+            Place::Local(dir) => {
                 let run = dir.path().join(run_id);
                 if run.exists() { read_tree(&run) } else { BTreeMap::new() }
             }
-            Store::S3(s3) => {
+            Place::S3(s3) => {
                 let prefix = format!("conf/{run_id}/");
                 let mut out = BTreeMap::new();
                 for key in s3.keys(&prefix).await {
@@ -83,7 +97,7 @@ fn documents() -> Vec<(String, Bytes)> {
 
 /// The suite every store passes in both formats: finish seals every document and the manifest
 /// last; abort leaves no partial archive (objects stay) and still writes the manifest.
-async fn conformance(store: Store, case: &str) {
+async fn conformance(store: Place, case: &str) {
     for format in [Format::TarGz, Format::Objects] {
         let run_id = format!("done-{format}");
         let mut sink = with_format(store.open(&run_id).await, format, 2);
@@ -132,26 +146,124 @@ async fn conformance(store: Store, case: &str) {
         }
         assert_eq!(sink.keeps_documents_on_abort(), format == Format::Objects);
     }
+    read_side(&store, case).await;
+}
+
+/// The read side of the same store: the runs it holds, each run's objects as written (listed,
+/// read whole, from an offset and streamed), a second claim of a written run refused, and a
+/// store-side copy where the store offers one.
+async fn read_side(place: &Place, case: &str) {
+    use tokio::io::AsyncReadExt;
+    let store = place.store().await;
+    let ids = store.run_ids().await.unwrap();
+    for run_id in ["done-tar-gz", "done-objects", "aborted-tar-gz", "aborted-objects"] {
+        assert!(ids.iter().any(|id| id == run_id), "{case}: {run_id} in {ids:?}");
+    }
+    assert!(
+        ids.iter().all(|id| !id.starts_with('.')),
+        "{case}: claims are not runs: {ids:?}"
+    );
+    for run_id in ["done-tar-gz", "done-objects"] {
+        let held = place.read(run_id).await;
+        let listed = store.list(run_id).await.unwrap();
+        let names: Vec<String> = listed.iter().map(|e| e.name.clone()).collect();
+        let expected: Vec<String> = held.keys().map(|k| format!("{run_id}/{k}")).collect();
+        assert_eq!(names, expected, "{case}: the listing names what was written, sorted");
+        for entry in &listed {
+            let bytes = &held[&entry.name[run_id.len() + 1..]];
+            assert_eq!(entry.size, bytes.len() as u64, "{case} {}", entry.name);
+            let whole = store.read(&entry.name).await.unwrap().unwrap();
+            assert!(whole[..] == bytes[..], "{case} {}: read whole", entry.name);
+            let tail = store.read_from(&entry.name, entry.size - 3).await.unwrap().unwrap();
+            assert_eq!(
+                &tail[..],
+                &bytes[bytes.len() - 3..],
+                "{case} {}: its last bytes",
+                entry.name
+            );
+            let mut streamed = Vec::new();
+            let mut stream = store.open(&entry.name).await.unwrap().unwrap();
+            stream.read_to_end(&mut streamed).await.unwrap();
+            assert!(streamed[..] == bytes[..], "{case} {}: streamed", entry.name);
+        }
+        assert!(
+            store.read(&format!("{run_id}/missing.json")).await.unwrap().is_none(),
+            "{case}"
+        );
+        assert!(
+            store.open(&format!("{run_id}/missing.json")).await.unwrap().is_none(),
+            "{case}"
+        );
+        let again = store.claim(run_id).await;
+        assert!(
+            matches!(again, Err(SinkError::RunExists { .. })),
+            "{case}: {run_id} claimed twice"
+        );
+    }
+    if store.can_copy() {
+        let name = "done-objects/flows/bot/flow-0--id0.json";
+        let bytes = store.read(name).await.unwrap().unwrap();
+        let from = store.copy_source(name).expect("a store that copies names its objects");
+        store
+            .copy("copied/flows/x.json", &from, &sha256_hex(&bytes))
+            .await
+            .unwrap();
+        let copied = store.read("copied/flows/x.json").await.unwrap().unwrap();
+        assert_eq!(copied, bytes, "{case}: copied inside the store, byte for byte");
+    }
+}
+
+#[tokio::test]
+async fn a_store_copies_only_from_itself_and_only_the_bytes_the_manifest_names() {
+    let (store, other) = (MemoryStore::new(), MemoryStore::new());
+    store
+        .put("a/flows/x.json", Bytes::from_static(b"{}"), "application/json")
+        .await
+        .unwrap();
+    let from = store.copy_source("a/flows/x.json").unwrap();
+    let refused = other
+        .copy("b/flows/x.json", &from, &sha256_hex(b"{}"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot copy memory://a/flows/x.json"),
+        "{refused}"
+    );
+    let wrong = store
+        .copy("b/flows/x.json", &from, &sha256_hex(b"[]"))
+        .await
+        .unwrap_err();
+    assert!(wrong.to_string().contains("SHA-256"), "{wrong}");
+    assert!(
+        store.read("b/flows/x.json").await.unwrap().is_none(),
+        "no wrong copy is left"
+    );
+    store.copy("b/flows/x.json", &from, &sha256_hex(b"{}")).await.unwrap();
+    assert_eq!(
+        store.read("b/flows/x.json").await.unwrap().unwrap(),
+        Bytes::from_static(b"{}")
+    );
 }
 
 #[tokio::test]
 async fn the_memory_store_passes_the_sink_conformance_suite() {
-    conformance(Store::Memory(Default::default()), "memory").await;
+    conformance(Place::Memory(MemoryStore::new()), "memory").await;
 }
 
 #[tokio::test]
 async fn the_local_store_passes_the_sink_conformance_suite() {
-    conformance(Store::Local(tempfile::tempdir().unwrap()), "local").await;
+    conformance(Place::Local(tempfile::tempdir().unwrap()), "local").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_s3_store_passes_the_sink_conformance_suite_against_seaweedfs() {
-    conformance(Store::S3(S3Server::seaweedfs().await), "seaweedfs").await;
+    conformance(Place::S3(S3Server::seaweedfs().await), "seaweedfs").await;
 }
 
 #[tokio::test]
 async fn a_store_that_fails_mid_run_reports_the_documents_it_lost() {
-    let mut sink = with_format(Arc::new(MemoryStore::failing_after(2)), Format::Objects, 1);
+    let run = RunDir::new(Arc::new(MemoryStore::failing_after(2)), "r");
+    let mut sink = with_format(run, Format::Objects, 1);
     for (name, doc) in documents() {
         sink.put(&name, doc).await.unwrap();
     }
@@ -257,7 +369,7 @@ async fn the_pipeline_exports_the_org_into_a_memory_sink_and_seals_it() {
     let client = client_for(&sim);
     client.authenticate().await.unwrap();
     let store = MemoryStore::new();
-    let sink = with_format(Arc::new(store.clone()), Format::TarGz, 1);
+    let sink = with_format(RunDir::new(Arc::new(store.clone()), "mem"), Format::TarGz, 1);
     let options = ExportOptions {
         run_id: "mem".into(),
         format: Format::TarGz,
@@ -278,7 +390,7 @@ async fn the_pipeline_exports_the_org_into_a_memory_sink_and_seals_it() {
     assert!(matches!(report.ending, Ending::Complete), "{:?}", report.ending);
     assert!(report.manifest.flows.is_empty(), "rows are not held in memory");
     let held = store.objects();
-    let m = &flowvault::manifest::Manifest::from_slice(&held["manifest.json"]).unwrap();
+    let m = &flowvault::manifest::Manifest::from_slice(&held["mem/manifest.json"]).unwrap();
     assert!(m.complete && report.manifest.complete);
     assert_eq!((m.totals.exported, m.totals.not_found), (39, 1));
     assert_eq!(m.totals, report.manifest.totals);
@@ -287,10 +399,10 @@ async fn the_pipeline_exports_the_org_into_a_memory_sink_and_seals_it() {
         Outcome::NotFound
     );
     assert_eq!(
-        &held["manifest.json"][..],
+        &held["mem/manifest.json"][..],
         &m.to_bytes()[..],
         "written as a whole manifest is"
     );
     assert_eq!(report.stored_bytes, m.documents().map(|(_, d)| d.bytes).sum::<u64>());
-    assert_archive_matches_manifest(&held["flows.tar.gz"], m);
+    assert_archive_matches_manifest(&held["mem/flows.tar.gz"], m);
 }

@@ -18,7 +18,7 @@ use flowvault::manifest::{Content, Manifest, Outcome, Source};
 use flowvault::secret::Secret;
 use flowvault::sim::{ListingChange, SimConfig, SimServer};
 use flowvault::sink::local::LocalStore;
-use flowvault::sink::{CopySource, Format, RunStore, SinkError, Upload, with_format};
+use flowvault::sink::{CopySource, Entry, Format, RunDir, SinkError, Store, Upload, with_format};
 use support::s3::{BUCKET, FaultyS3, S3Fault, S3Server};
 use support::*;
 
@@ -114,9 +114,25 @@ struct Refusing {
 }
 
 #[async_trait]
-impl RunStore for Refusing {
+impl Store for Refusing {
     fn location(&self) -> String {
         self.inner.location()
+    }
+
+    fn writes_in_flight(&self) -> usize {
+        self.inner.writes_in_flight()
+    }
+
+    async fn check_run(&self, run_id: &str) -> Result<(), SinkError> {
+        self.inner.check_run(run_id).await
+    }
+
+    async fn claim(&self, run_id: &str) -> Result<(), SinkError> {
+        self.inner.claim(run_id).await
+    }
+
+    async fn probe(&self) -> Result<Option<String>, SinkError> {
+        self.inner.probe().await
     }
 
     async fn put(&self, name: &str, bytes: Bytes, content_type: &str) -> Result<(), SinkError> {
@@ -142,6 +158,22 @@ impl RunStore for Refusing {
 
     async fn copy(&self, name: &str, from: &CopySource, sha256: &str) -> Result<(), SinkError> {
         self.inner.copy(name, from, sha256).await
+    }
+
+    async fn run_ids(&self) -> Result<Vec<String>, SinkError> {
+        self.inner.run_ids().await
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>, SinkError> {
+        self.inner.list(dir).await
+    }
+
+    async fn open(&self, name: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError> {
+        self.inner.open(name).await
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<Bytes>, SinkError> {
+        self.inner.read(name).await
     }
 }
 
@@ -579,8 +611,8 @@ async fn a_yaml_write_refused_by_a_local_store_fails_that_flow_only() {
     let sim = start_sim(yaml_org()).await;
     let victim = yaml_victim();
     let dir = tempfile::tempdir().unwrap();
-    let mut inner = LocalStore::open(dir.path(), "r").await.unwrap();
-    inner.claim().await.unwrap();
+    let inner = LocalStore::new(dir.path());
+    inner.claim("r").await.unwrap();
     let tail = format!("{victim}.yaml");
     let store = Refusing {
         inner,
@@ -589,7 +621,7 @@ async fn a_yaml_write_refused_by_a_local_store_fails_that_flow_only() {
     };
     let client = client_for(&sim);
     client.authenticate().await.unwrap();
-    let sink = with_format(Arc::new(store), Format::Objects, 2);
+    let sink = with_format(RunDir::new(Arc::new(store), "r"), Format::Objects, 2);
     let report = export::run(client, sink, pipeline_options(true), StopSignal::default()).await;
     assert!(matches!(report.ending, Ending::Incomplete(_)), "{:?}", report.ending);
     let run_dir = dir.path().join("r");
@@ -652,8 +684,8 @@ async fn a_panicking_write_task_marks_its_own_flow() {
     let sim = start_sim(org(12)).await;
     let victim = listing_order(&org(12))[5].clone();
     let dir = tempfile::tempdir().unwrap();
-    let mut inner = LocalStore::open(dir.path(), "r").await.unwrap();
-    inner.claim().await.unwrap();
+    let inner = LocalStore::new(dir.path());
+    inner.claim("r").await.unwrap();
     let needle = victim.clone();
     let store = Refusing {
         inner,
@@ -662,7 +694,7 @@ async fn a_panicking_write_task_marks_its_own_flow() {
     };
     let client = client_for(&sim);
     client.authenticate().await.unwrap();
-    let sink = with_format(Arc::new(store), Format::Objects, 2);
+    let sink = with_format(RunDir::new(Arc::new(store), "r"), Format::Objects, 2);
     let report = export::run(client, sink, pipeline_options(false), StopSignal::default()).await;
     assert!(matches!(report.ending, Ending::Incomplete(_)), "{:?}", report.ending);
     let m = read_manifest(&dir.path().join("r"));

@@ -45,28 +45,27 @@ fn is_run_object(key: &str, prefix: &str) -> bool {
 }
 
 impl S3Store {
-    fn claim_key(&self) -> String {
-        match self.prefix.as_str() {
-            "" => format!("{CLAIMS_DIR}/{}", self.run_id),
-            prefix => format!("{prefix}/{CLAIMS_DIR}/{}", self.run_id),
-        }
+    fn claim_key(&self, run_id: &str) -> String {
+        self.key(&format!("{CLAIMS_DIR}/{run_id}"))
     }
 
-    /// Claims this run id for this process, exclusively; a run that loses the claim fails with
+    /// Claims `run_id` for this process, exclusively; a run that loses the claim fails with
     /// [`SinkError::RunExists`] having written nothing of the run.
-    pub async fn claim(&self) -> Result<(), SinkError> {
-        let key = self.claim_key();
+    pub(super) async fn claim_run(&self, run_id: &str) -> Result<(), SinkError> {
+        let key = self.claim_key(run_id);
         let token = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
         let body = serde_json::json!({
-            "run_id": self.run_id,
+            "run_id": run_id,
             "token": token,
             "claimed_at": crate::manifest::now_rfc3339(),
         })
         .to_string();
-        if self.read_claim(&key).await?.is_some() || matches!(self.create(&key, &body).await?, Created::AlreadyThere) {
-            return Err(self.claimed_elsewhere(&key));
+        if self.read_claim(&key).await?.is_some()
+            || matches!(self.create(&key, &body, run_id).await?, Created::AlreadyThere)
+        {
+            return Err(self.claimed_elsewhere(&key, run_id));
         }
-        if matches!(self.create(&key, &body).await?, Created::Yes) {
+        if matches!(self.create(&key, &body, run_id).await?, Created::Yes) {
             warn!(
                 "the store at {} ignores If-None-Match on PutObject; the run id's claim is confirmed by reading it back after {}s",
                 self.options.endpoint.as_deref().unwrap_or("AWS S3"),
@@ -76,16 +75,16 @@ impl S3Store {
         }
         match self.read_claim(&key).await? {
             Some(stored) if stored.contains(&token) => {
-                info!(claim = %format!("s3://{}/{key}", self.bucket), "claimed run id {}", self.run_id);
+                info!(claim = %format!("s3://{}/{key}", self.bucket), "claimed run id {run_id}");
                 Ok(())
             }
-            _ => Err(self.claimed_elsewhere(&key)),
+            _ => Err(self.claimed_elsewhere(&key, run_id)),
         }
     }
 
-    fn claimed_elsewhere(&self, key: &str) -> SinkError {
+    fn claimed_elsewhere(&self, key: &str, run_id: &str) -> SinkError {
         SinkError::RunExists {
-            location: format!("s3://{}/{}", self.bucket, self.run_prefix.trim_end_matches('/')),
+            location: self.run_location(run_id),
             found: format!(
                 "its claim s3://{}/{key}: another export has this run id (if that run is dead, delete the claim)",
                 self.bucket
@@ -94,7 +93,7 @@ impl S3Store {
     }
 
     /// PutObject with `If-None-Match: *`.
-    async fn create(&self, key: &str, body: &str) -> Result<Created, SinkError> {
+    async fn create(&self, key: &str, body: &str, run_id: &str) -> Result<Created, SinkError> {
         let body = Bytes::from(body.to_string());
         let req = self
             .client
@@ -107,7 +106,7 @@ impl S3Store {
             .checksum_sha256(b64_sha256(&body))
             .body(ByteStream::from(body));
         // Encryption and storage class as for the run's objects (a bucket policy may require them).
-        let sent = with_run_options!(req, self).send().await;
+        let sent = with_run_options!(req, self, run_id).send().await;
         match sent {
             Ok(_) => Ok(Created::Yes),
             Err(e) if matches!(status_of(&e), Some(412 | 409)) => Ok(Created::AlreadyThere),
@@ -132,17 +131,17 @@ impl S3Store {
 
     /// Gives the claim back when the run wrote nothing (it failed before it started), so a
     /// retry with the same run id can have it.
-    pub async fn release_claim(&self) {
+    pub(super) async fn release_claim(&self, run_id: &str) {
         if self.wrote.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let key = self.claim_key();
+        let key = self.claim_key(run_id);
         if let Err(e) = self.client.delete_object().bucket(&self.bucket).key(&key).send().await {
             warn!(
                 "the run wrote nothing, but its claim s3://{}/{key} could not be deleted ({}); delete it to use run id {} again",
                 self.bucket,
                 describe(&e),
-                self.run_id
+                run_id
             );
         }
     }
@@ -150,7 +149,7 @@ impl S3Store {
     /// Reports the multipart uploads under the destination's prefix that no run completed (a
     /// crashed run's archive, or one being written now) and aborts those older than
     /// `incomplete_upload_age`, unless told to keep them. Never fails the run.
-    pub async fn sweep_uploads(&self) {
+    pub(super) async fn sweep_uploads(&self) {
         let prefix = match self.prefix.as_str() {
             "" => String::new(),
             p => format!("{p}/"),
