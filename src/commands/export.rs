@@ -264,8 +264,7 @@ pub async fn run(
 
 /// Connects and authenticates (the one place a run does) and reads the org.
 async fn connect(settings: &ExportSettings) -> Result<(Arc<GenesysClient>, Option<Organization>), StartError> {
-    let client = Arc::new(GenesysClient::connect(settings.client.clone())?);
-    client.authenticate().await?;
+    let client = super::connect(settings.client.clone()).await?;
     let organization = identify(&client, settings.expect_org.as_deref()).await?;
     Ok((client, organization))
 }

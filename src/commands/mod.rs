@@ -11,6 +11,17 @@ pub mod runs;
 pub mod sim;
 pub mod verify;
 
+/// Connects to the org and authenticates (one token request, so bad credentials fail here,
+/// before anything else is asked): the one way a command gets a client that speaks for the org
+/// (`export`, `plan`, `restore`). `authenticate` is called nowhere else.
+pub async fn connect(
+    config: crate::genesys::ClientConfig,
+) -> Result<std::sync::Arc<crate::genesys::GenesysClient>, crate::genesys::ApiError> {
+    let client = std::sync::Arc::new(crate::genesys::GenesysClient::connect(config)?);
+    client.authenticate().await?;
+    Ok(client)
+}
+
 /// Writes `value` as pretty JSON and a newline to stdout (the `--json` of the read commands).
 pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
     use std::io::Write;

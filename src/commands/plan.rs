@@ -2,13 +2,11 @@
 //! time at the configured rate — and whether the destination is usable. Writes nothing.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use std::process::ExitCode;
 
 use super::export::identify;
 use super::{CommandError, Outcome};
-use crate::genesys::GenesysClient;
 use crate::preflight;
 use crate::settings::ExportSettings;
 use crate::sink;
@@ -19,8 +17,9 @@ pub async fn run(settings: &ExportSettings) -> Outcome {
         Ok(location) => format!("{location} is usable ({})", settings.format),
         Err(e) => return Err(CommandError::fatal(format!("destination check failed: {e}"))),
     };
-    let client = Arc::new(GenesysClient::connect(settings.client.clone()).map_err(CommandError::fatal)?);
-    client.authenticate().await.map_err(CommandError::fatal)?;
+    let client = super::connect(settings.client.clone())
+        .await
+        .map_err(CommandError::fatal)?;
     let org = identify(&client, settings.expect_org.as_deref())
         .await
         .map_err(CommandError::fatal)?;

@@ -4,14 +4,12 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::verify::latest_of;
 use super::{CommandError, Outcome, exit};
 use crate::archive;
 use crate::cli::{OutputFormat, RestoreArgs, RestoreContent};
 use crate::export::{StopCause, StopSignal};
-use crate::genesys::GenesysClient;
 use crate::restore::{self, ContentChoice, FlowOutcome, RestoreError, RestoreOptions, RestoreReport, Selection};
 use crate::settings::{ConnectionSettings, parse_duration, process_env, read_options};
 use crate::sink::Destination;
@@ -77,8 +75,7 @@ pub async fn run(args: &RestoreArgs) -> Outcome {
         .await
         .map_err(|e| CommandError::read(&e))?;
     let manifest = run.manifest().await.map_err(|e| CommandError::read(&e))?;
-    let client = Arc::new(GenesysClient::connect(connection.client).map_err(CommandError::fatal)?);
-    client.authenticate().await.map_err(CommandError::fatal)?;
+    let client = super::connect(connection.client).await.map_err(CommandError::fatal)?;
     let mut report = restore::plan(&client, &run, &manifest, &options)
         .await
         .map_err(plan_failure)?;
