@@ -157,7 +157,7 @@ fn report_path(args: &RestoreArgs, location: &str, run_id: &str) -> PathBuf {
     match Destination::parse(location)
         .ok()
         .as_ref()
-        .and_then(Destination::local_dir)
+        .and_then(|d| d.local_dir())
     {
         Some(run_dir) => run_dir
             .parent()
