@@ -154,11 +154,7 @@ fn report_path(args: &RestoreArgs, location: &str, run_id: &str) -> PathBuf {
     }
     let stamp = crate::manifest::default_run_id();
     let name = format!("{run_id}-restore-{stamp}.json");
-    match Destination::parse(location)
-        .ok()
-        .as_ref()
-        .and_then(|d| d.local_dir())
-    {
+    match Destination::parse(location).ok().as_ref().and_then(|d| d.local_dir()) {
         Some(run_dir) => run_dir
             .parent()
             .map(|p| p.join(&name))
