@@ -145,6 +145,7 @@ impl Store for MemoryStore {
             .filter_map(|k| k.split_once('/').map(|(run, _)| run.to_string()))
             .filter(|run| !run.starts_with('.'))
             .collect();
+        ids.sort();
         ids.dedup();
         Ok(ids)
     }
