@@ -1,9 +1,8 @@
 //! In-process specifications of the library's layers, without the binary: every store passes one
 //! conformance suite (memory, local directory, SeaweedFS, each opened as `sink::open_store` opens
 //! it: written through both formats, then read back, listed, claimed again and copied through the
-//! same `Store`), the flow lister
-//! proves its listing against a changing simulated org, and the pipeline runs from the simulated
-//! org into a memory sink.
+//! same `Store`), the flow lister proves its listing against a changing simulated org, and the
+//! pipeline runs from the simulated org into a memory sink.
 
 use crate::support;
 
