@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 21's structural rules, checked over src/ (not wired into .ci/run; run it by hand):
+"""Issue 21's structural rules, checked over src/ (run by `cargo test`: tests/it/structure.rs):
 no function over 80 lines, no `let _ = write!/writeln!`, `Destination` variants named only in
 src/sink/, `S3Options` only in src/sink/ and src/settings/, `.authenticate()` called once.
 Exit 1 with one line per breach."""
