@@ -12,7 +12,8 @@ use crate::settings::{ConfigError, parse_duration, parse_rate};
 use serde_json::json;
 
 use crate::sim::{
-    ConfigSource, Fault, ListingChange, ObjectKind, SimConfig, SimObjects, SimRateLimit, SimServer, generate_org,
+    ArchitectSizes, ConfigSource, Fault, ListingChange, ObjectKind, SimConfig, SimObjects, SimRateLimit, SimServer,
+    generate_org,
 };
 
 /// Builds the org described by the flags.
@@ -76,8 +77,9 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     config.deleted_after_fetch = every(args.deleted_after_fetch_every).into_iter().collect();
     config.forbidden = forbidden;
     apply_listing_knobs(&mut config, args);
-    config.objects = sim_objects(args)?;
+    config.objects = sim_objects(args)?.with_flows(&config.flows);
     apply_write_knobs(&mut config, args)?;
+    apply_architect_knobs(&mut config, args)?;
     Ok(config)
 }
 
@@ -98,10 +100,11 @@ fn apply_write_knobs(config: &mut SimConfig, args: &SimArgs) -> Result<(), Confi
 
 /// The org's non-flow objects: `--rebuilt-objects` under new ids, minus each `--drop-object`.
 fn sim_objects(args: &SimArgs) -> Result<SimObjects, ConfigError> {
-    let mut objects = if args.rebuilt_objects {
-        SimObjects::rebuilt(args.seed)
-    } else {
-        SimObjects::standard()
+    let mut objects = match (args.rebuilt_objects, args.no_architect_objects) {
+        (true, true) => SimObjects::rebuilt_without_architect(args.seed),
+        (true, false) => SimObjects::rebuilt(args.seed),
+        (false, true) => SimObjects::standard().non_architect(),
+        (false, false) => SimObjects::sized(&architect_sizes(args)),
     };
     for spec in &args.drop_object {
         let (kind, name) = spec
@@ -109,12 +112,59 @@ fn sim_objects(args: &SimArgs) -> Result<SimObjects, ConfigError> {
             .and_then(|(k, n)| Some((ObjectKind::from_manifest_key(k)?, n)))
             .ok_or_else(|| {
                 ConfigError(format!(
-                    "--drop-object `{spec}` is not KIND:NAME with KIND one of queue, dataAction, userPrompt, dataTable, user, flowOutcome, flowMilestone"
+                    "--drop-object `{spec}` is not KIND:NAME with KIND one of queue, dataAction, userPrompt, dataTable, user, flowOutcome, flowMilestone, schedule, scheduleGroup, emergencyGroup, ivr"
                 ))
             })?;
         objects = objects.without(kind, name);
     }
     Ok(objects)
+}
+
+/// The Architect catalogue's sizes: the standard one, or `--bench-catalogue`, with single counts
+/// overridden.
+fn architect_sizes(args: &SimArgs) -> ArchitectSizes {
+    let mut sizes = if args.bench_catalogue {
+        ArchitectSizes::bench()
+    } else {
+        ArchitectSizes::standard()
+    };
+    let set = |field: &mut usize, v: Option<usize>| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(&mut sizes.prompts, args.prompts);
+    set(&mut sizes.data_tables, args.data_tables);
+    set(&mut sizes.schedules, args.schedules);
+    set(&mut sizes.schedule_groups, args.schedule_groups);
+    set(&mut sizes.emergency_groups, args.emergency_groups);
+    set(&mut sizes.ivrs, args.ivrs);
+    if args.languages_per_prompt.is_some() {
+        sizes.languages_per_prompt = args.languages_per_prompt;
+    }
+    if args.table_rows.is_some() {
+        sizes.rows = args.table_rows;
+    }
+    sizes
+}
+
+/// The knobs that make the Architect objects as hard as Genesys: expiring media URLs, missing
+/// permissions, slow or failing transcodes, late outcomes, writes that answer 5xx.
+fn apply_architect_knobs(config: &mut SimConfig, args: &SimArgs) -> Result<(), ConfigError> {
+    config.media_url_ttl = Duration::from_secs(args.media_url_ttl);
+    config.denied_permissions = args.deny_permission.iter().cloned().collect();
+    config.transcode_polls = args.transcode_polls;
+    config.transcode_fail = args.transcode_fail.iter().cloned().collect();
+    config.outcome_visibility_delay = parse_duration(&args.outcome_delay, "--outcome-delay")?;
+    config.object_write_faults = args
+        .object_write_fault
+        .iter()
+        .map(|f| {
+            f.parse()
+                .map_err(|e: String| ConfigError(format!("--object-write-fault {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(())
 }
 
 /// The knobs that change the org or its listing while a client lists it, and the org's identity,
@@ -160,6 +210,16 @@ pub async fn run(args: &SimArgs) -> Outcome {
         .parse()
         .map_err(|_| CommandError::fatal(format!("--bind `{}` is not an IP address", args.bind)))?;
     let n = config.flows.len();
+    let architect: Vec<String> = ObjectKind::ARCHITECT
+        .iter()
+        .filter_map(|k| {
+            Some(format!(
+                "{} {}",
+                config.objects.of_kind(*k).count(),
+                k.architect_name()?
+            ))
+        })
+        .collect();
     let client_id = config.client_id.clone();
     let server = SimServer::start(config, SocketAddr::new(ip, args.port))
         .await
@@ -171,6 +231,7 @@ pub async fn run(args: &SimArgs) -> Outcome {
         "  {n} flows; client id `{client_id}`; token endpoint {}/oauth/token",
         server.url()
     )?;
+    writeln!(out, "  Architect objects: {}", architect.join(", "))?;
     writeln!(
         out,
         "  export it with: FLOWVAULT_API_URL={} GENESYSCLOUD_OAUTHCLIENT_ID=... GENESYSCLOUD_OAUTHCLIENT_SECRET=... flowvault export",
@@ -193,4 +254,72 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn config(flags: &[&str]) -> Result<SimConfig, ConfigError> {
+        let args = ["flowvault", "sim", "--flows", "21"].iter().chain(flags);
+        match Cli::parse_from(args).command {
+            Command::Sim(args) => sim_config(&args),
+            _ => unreachable!("sim parses as sim"),
+        }
+    }
+
+    #[test]
+    fn the_bench_catalogue_flag_sizes_the_architect_objects() {
+        let c = config(&["--bench-catalogue", "--ivrs", "12"]).unwrap();
+        assert_eq!(c.objects.of_kind(ObjectKind::UserPrompt).count(), 300);
+        assert_eq!(c.objects.audio.len(), 900);
+        assert_eq!(c.objects.rows.values().map(Vec::len).sum::<usize>(), 20_000);
+        assert_eq!(c.objects.of_kind(ObjectKind::Ivr).count(), 12);
+    }
+
+    #[test]
+    fn the_architect_knobs_reach_the_org() {
+        let c = config(&[
+            "--media-url-ttl",
+            "5",
+            "--deny-permission",
+            "routing:callRoute:view",
+            "--transcode-polls",
+            "4",
+            "--transcode-fail",
+            "Welcome",
+            "--outcome-delay",
+            "2s",
+            "--object-write-fault",
+            "prompts:503",
+        ])
+        .unwrap();
+        assert_eq!(c.media_url_ttl, Duration::from_secs(5));
+        assert!(c.denied_permissions.contains("routing:callRoute:view"));
+        assert_eq!(
+            (c.transcode_polls, c.outcome_visibility_delay),
+            (4, Duration::from_secs(2))
+        );
+        assert!(c.transcode_fail.contains("Welcome"));
+        assert_eq!(c.object_write_faults[0].kind, ObjectKind::UserPrompt);
+        assert_eq!(c.object_write_faults[0].status, 503);
+    }
+
+    #[test]
+    fn an_org_without_architect_objects_keeps_the_rest() {
+        let c = config(&["--rebuilt-objects", "--no-architect-objects"]).unwrap();
+        assert!(c.objects.objects.iter().all(|o| !o.kind.is_architect()));
+        assert!(c.objects.of_kind(ObjectKind::Queue).count() > 0);
+    }
+
+    #[test]
+    fn an_unknown_object_write_fault_kind_is_a_one_line_error() {
+        let e = config(&["--object-write-fault", "flows:500"]).unwrap_err();
+        assert!(
+            e.to_string().contains("--object-write-fault") && !e.to_string().contains('\n'),
+            "{e}"
+        );
+    }
 }
