@@ -34,6 +34,17 @@ pub(super) struct Collected {
     pub error: Option<RunError>,
 }
 
+impl Collected {
+    /// A run without flows (`--kinds` without `flows`): no rows, no listing.
+    pub fn nothing() -> Collected {
+        Collected {
+            rows: RowLog::new(),
+            listing: ListingReport::default(),
+            error: None,
+        }
+    }
+}
+
 /// What fetching one flow came to.
 enum FetchOutcome {
     /// Documents to store; `failure` says why one that was asked for is missing.
@@ -547,6 +558,7 @@ fn stored_document(
         bytes: body.len() as u64,
         sha256: hex::encode(Sha256::digest(&body)),
         configuration_sha256: Some(hex::encode(Sha256::digest(fetched.body.get().as_bytes()))),
+        language: None,
     };
     (doc, Bytes::from(body))
 }

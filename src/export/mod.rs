@@ -6,6 +6,7 @@
 //! fetched: the archive holds those documents and the manifest says the run is incomplete and why.
 //! Only a broken destination discards a partial archive, since its bytes cannot be trusted.
 
+mod architect;
 mod base;
 mod collect;
 mod ending;
@@ -92,6 +93,8 @@ pub struct ExportOptions {
     pub shutdown_grace: Duration,
     /// Which configurations to store.
     pub content: ContentMode,
+    /// Flows and which Architect kinds to export (`--kinds`).
+    pub kinds: crate::architect::KindSelection,
     /// Also store Archy YAML of each published flow (export jobs), batched and retried so.
     pub yaml: Option<YamlOptions>,
     /// The org the client reads, recorded in the manifest.
@@ -161,17 +164,21 @@ pub async fn run(
 ) -> ExportReport {
     let span = info_span!("run", run_id = %options.run_id);
     let started_at = manifest::now_rfc3339();
-    let views = {
+    let views = options.kinds.flows.then(|| {
         let _g = span.enter();
         unseen::start(client.clone(), options.type_filter.clone())
-    };
+    });
     let (base, since_note) = base::open(options.since.as_ref(), options.organization.as_ref(), sink.can_copy())
         .instrument(span.clone())
         .await;
     let base = base.map(Arc::new);
-    let collected = collect::collect(client.clone(), &mut *sink, &options, base.clone(), &stop)
-        .instrument(span.clone())
-        .await;
+    let collected = if options.kinds.flows {
+        collect::collect(client.clone(), &mut *sink, &options, base.clone(), &stop)
+            .instrument(span.clone())
+            .await
+    } else {
+        collect::Collected::nothing()
+    };
     if let Some(b) = &base {
         span.in_scope(|| b.log_summary());
     }
@@ -181,38 +188,37 @@ pub async fn run(
             .instrument(span.clone())
             .await;
     }
-    let (mut unseen, mut yaml_jobs) = (None, None);
-    if error.is_none() && stop.cause().is_none() {
-        if let Some(yaml_options) = &options.yaml {
-            match yaml::export_yaml(&client, &mut *sink, &mut rows, yaml_options, &stop)
-                .instrument(span.clone())
-                .await
-            {
-                Ok(jobs) => yaml_jobs = Some(jobs),
-                Err(e) => error = Some(e),
-            }
-        }
-        unseen = Some(
-            unseen::finish(views, rows.ids().cloned().collect())
-                .instrument(span.clone())
-                .await,
-        );
-    } else {
-        views.abort();
-    }
+    let (unseen, yaml_jobs) = yaml_and_unseen(&client, &mut *sink, &mut rows, &options, views, &stop, &mut error)
+        .instrument(span.clone())
+        .await;
+    let phase = objects_phase(
+        &client,
+        &mut *sink,
+        &mut rows,
+        &options,
+        base.as_deref(),
+        &stop,
+        &mut error,
+    )
+    .instrument(span.clone())
+    .await;
     // Every phase's writes settle here, before the manifest is built from the rows.
     let limit = Limit::new(&stop, options.shutdown_grace, sink.location());
     if let Err(e) = limit.bounded(rows.settle_writes(&mut *sink)).await {
         error = error.or(Some(RunError::Settle(e)));
     }
     let (totals, mut stored_bytes) = rows.tally();
+    let objects = rows.objects_sorted();
     let ending = decide(error, stop.cause(), &collected.listing, &totals);
+    let (ending, architect) = with_objects(ending, phase.as_ref(), &rows, &options.kinds, &objects);
     let mut m = Manifest {
         listing: listing_record(&collected.listing, &options.type_filter),
         totals,
         unseen,
         since_note,
         yaml_jobs,
+        architect,
+        objects,
         ..head(&options, &client, started_at, base.as_deref())
     };
     let (ending, manifest_written) = seal(&mut *sink, &mut m, &mut rows, ending, &mut stored_bytes, &limit)
@@ -342,7 +348,122 @@ fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, bas
         since_note: None,
         last_full_run: Some(last_full_run),
         yaml_jobs: None,
+        architect: None,
         flows: Vec::new(),
+        objects: Vec::new(),
+    }
+}
+
+/// The YAML phase (with `--yaml`) and the divisionviews comparison, when the flows' phase left
+/// the run able to go on; a YAML phase's fatal error becomes the run's.
+async fn yaml_and_unseen(
+    client: &GenesysClient,
+    sink: &mut dyn Sink,
+    rows: &mut RowLog,
+    options: &ExportOptions,
+    views: Option<unseen::ViewTask>,
+    stop: &StopSignal,
+    error: &mut Option<RunError>,
+) -> (Option<manifest::Unseen>, Option<manifest::YamlJobs>) {
+    let (mut unseen, mut yaml_jobs) = (None, None);
+    if error.is_some() || stop.cause().is_some() {
+        if let Some(views) = views {
+            views.abort();
+        }
+        return (unseen, yaml_jobs);
+    }
+    if let Some(yaml_options) = &options.yaml {
+        match yaml::export_yaml(client, sink, rows, yaml_options, stop).await {
+            Ok(jobs) => yaml_jobs = Some(jobs),
+            Err(e) => *error = Some(e),
+        }
+    }
+    if let Some(views) = views {
+        let listed = rows.ids().cloned().collect();
+        unseen = Some(unseen::finish(views, listed).await);
+    }
+    (unseen, yaml_jobs)
+}
+
+/// The Architect phase, when kinds were asked for and the flows' phase left the run able to
+/// go on; its fatal error (credentials, destination) becomes the run's.
+async fn objects_phase(
+    client: &GenesysClient,
+    sink: &mut dyn Sink,
+    rows: &mut RowLog,
+    options: &ExportOptions,
+    base: Option<&base::Base>,
+    stop: &StopSignal,
+    error: &mut Option<RunError>,
+) -> Option<architect::Phase> {
+    if options.kinds.kinds.is_empty() || error.is_some() {
+        return None;
+    }
+    let phase_options = architect::PhaseOptions {
+        selection: &options.kinds,
+        page_size: options.page_size,
+        concurrency: options.concurrency,
+    };
+    match architect::export_objects(client, sink, rows, &phase_options, base, stop).await {
+        Ok(phase) => Some(phase),
+        Err(e) => {
+            *error = Some(e);
+            None
+        }
+    }
+}
+
+/// The run's ending given its Architect phase too, and the manifest's `architect` section
+/// (present when any Architect kind was asked for).
+fn with_objects(
+    ending: Ending,
+    phase: Option<&architect::Phase>,
+    rows: &RowLog,
+    selection: &crate::architect::KindSelection,
+    objects: &[manifest::ObjectRecord],
+) -> (Ending, Option<manifest::ArchitectSection>) {
+    let ending = if ending.is_complete() {
+        decide_objects(phase, rows)
+    } else {
+        ending
+    };
+    let section = (!selection.kinds.is_empty()).then(|| match phase {
+        Some(p) => p.section(objects),
+        None => not_read(selection),
+    });
+    (ending, section)
+}
+
+/// How a run whose flows are all in ends, given its Architect phase: incomplete when a kind
+/// named explicitly could not be read, a kind's listing failed, or an object was not exported.
+fn decide_objects(phase: Option<&architect::Phase>, rows: &RowLog) -> Ending {
+    let mut reasons: Vec<String> = phase.map(|p| p.incomplete.clone()).unwrap_or_default();
+    let missing = rows.objects_not_exported();
+    if missing > 0 {
+        reasons.push(format!(
+            "{missing} Architect objects were not exported; see the objects with outcome `failed` or `skipped`"
+        ));
+    }
+    if reasons.is_empty() {
+        Ending::Complete
+    } else {
+        Ending::Incomplete(reasons.join("; "))
+    }
+}
+
+/// The `architect` section of a run that ended before its Architect phase.
+fn not_read(selection: &crate::architect::KindSelection) -> manifest::ArchitectSection {
+    manifest::ArchitectSection {
+        kinds: selection
+            .ordered()
+            .into_iter()
+            .map(|k| manifest::KindReport {
+                kind: k.as_str().to_string(),
+                checked: false,
+                note: Some("not read: the run ended before its Architect phase".into()),
+                ..Default::default()
+            })
+            .collect(),
     }
 }
 
@@ -437,6 +558,8 @@ async fn discard(
     m.finished_at = manifest::now_rfc3339();
     if !sink.keeps_documents_on_abort() {
         m.archive = None;
+        rows.discard_objects(&why);
+        m.objects = rows.objects_sorted();
         let stored: Vec<usize> = rows
             .iter()
             .filter(|(_, r)| !r.documents.is_empty())

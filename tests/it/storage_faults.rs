@@ -10,15 +10,14 @@ use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use flowvault::export::{self, Ending, ExportOptions, StopSignal, YamlOptions};
 use flowvault::genesys::{ClientConfig, GenesysClient, RetryConfig};
 use flowvault::manifest::{Content, Manifest, Outcome, Source};
 use flowvault::secret::Secret;
 use flowvault::sim::{ListingChange, SimConfig, SimServer};
 use flowvault::sink::local::LocalStore;
-use flowvault::sink::{CopySource, Entry, Format, RunDir, SinkError, Store, Upload, with_format};
+use flowvault::sink::{Format, RunDir, Store, with_format};
+use support::refusing::Refusing;
 use support::s3::{BUCKET, FaultyS3, S3Fault, S3Server};
 use support::*;
 
@@ -95,6 +94,7 @@ fn pipeline_options(yaml: bool) -> ExportOptions {
         concurrency: 4,
         shutdown_grace: Duration::from_secs(1),
         content: export::ContentMode::Both,
+        kinds: flowvault::architect::KindSelection::flows_only(),
         yaml: yaml.then(|| YamlOptions {
             batch_size: 4,
             retry_wait: Duration::from_millis(50),
@@ -103,77 +103,6 @@ fn pipeline_options(yaml: bool) -> ExportOptions {
         organization: None,
         progress: None,
         since: None,
-    }
-}
-
-/// A store over a local directory that refuses (or panics on) the documents `bad` picks.
-struct Refusing {
-    inner: LocalStore,
-    bad: Box<dyn Fn(&str) -> bool + Send + Sync>,
-    panic: bool,
-}
-
-#[async_trait]
-impl Store for Refusing {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-
-    fn writes_in_flight(&self) -> usize {
-        self.inner.writes_in_flight()
-    }
-
-    async fn check_run(&self, run_id: &str) -> Result<(), SinkError> {
-        self.inner.check_run(run_id).await
-    }
-
-    async fn claim(&self, run_id: &str) -> Result<(), SinkError> {
-        self.inner.claim(run_id).await
-    }
-
-    async fn probe(&self) -> Result<Option<String>, SinkError> {
-        self.inner.probe().await
-    }
-
-    async fn put(&self, name: &str, bytes: Bytes, content_type: &str) -> Result<(), SinkError> {
-        if (self.bad)(name) {
-            if self.panic {
-                panic!("a write task panics on {name}");
-            }
-            return Err(SinkError::Store {
-                message: format!("the store refused {name}"),
-                retryable: false,
-            });
-        }
-        self.inner.put(name, bytes, content_type).await
-    }
-
-    async fn create_upload(&self, name: &str, content_type: &str) -> Result<Box<dyn Upload>, SinkError> {
-        self.inner.create_upload(name, content_type).await
-    }
-
-    async fn remove(&self, name: &str) -> Result<(), SinkError> {
-        self.inner.remove(name).await
-    }
-
-    async fn copy(&self, name: &str, from: &CopySource, sha256: &str) -> Result<(), SinkError> {
-        self.inner.copy(name, from, sha256).await
-    }
-
-    async fn run_ids(&self) -> Result<Vec<String>, SinkError> {
-        self.inner.run_ids().await
-    }
-
-    async fn list(&self, dir: &str) -> Result<Vec<Entry>, SinkError> {
-        self.inner.list(dir).await
-    }
-
-    async fn open(&self, name: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError> {
-        self.inner.open(name).await
-    }
-
-    async fn read(&self, name: &str) -> Result<Option<Bytes>, SinkError> {
-        self.inner.read(name).await
     }
 }
 
