@@ -2,6 +2,7 @@
 //! does it. Exit 0 when everything planned was done (or for a plan), 3 when a flow failed or is
 //! in conflict, 1 fatal, 2 usage.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,20 +13,60 @@ use crate::archive;
 use crate::cli::{OutputFormat, RestoreArgs, RestoreContent};
 use crate::export::{StopCause, StopSignal};
 use crate::genesys::GenesysClient;
+use crate::restore::architect::{ArchitectKind, ArchitectOptions};
 use crate::restore::{self, ContentChoice, FlowOutcome, RestoreError, RestoreOptions, RestoreReport, Selection};
 use crate::settings::{ConnectionSettings, parse_duration, process_env, read_options};
 use crate::sink::Destination;
 
+/// `--kinds`: whether flows are named, and which Architect kinds (`None`: not given).
+fn parse_kinds(spec: Option<&str>) -> Result<Option<(bool, BTreeSet<ArchitectKind>)>, String> {
+    let Some(spec) = spec else { return Ok(None) };
+    let mut flows = false;
+    let mut kinds = BTreeSet::new();
+    for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match word.to_ascii_lowercase().as_str() {
+            "flows" => flows = true,
+            "all" => {
+                flows = true;
+                kinds.extend(ArchitectKind::ALL);
+            }
+            w => match ArchitectKind::parse(w) {
+                Some(k) => {
+                    kinds.insert(k);
+                }
+                None => {
+                    return Err(format!(
+                        "--kinds: unknown kind {word:?}; use flows, prompts, datatables, schedules, schedulegroups, emergencygroups, ivrs, outcomes, milestones or all"
+                    ));
+                }
+            },
+        }
+    }
+    if !flows && kinds.is_empty() {
+        return Err("--kinds names nothing to restore".into());
+    }
+    Ok(Some((flows, kinds)))
+}
+
 fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
-    let selection = Selection {
+    let mut selection = Selection {
         ids: args.flows.clone(),
         name_glob: args.name.clone(),
         types: args.types.clone(),
         all: args.all,
     };
-    if selection.is_empty() {
-        return Err("choose the flows to restore: --flow ID, --name GLOB, --type TYPE or --all".into());
+    let kinds = parse_kinds(args.kinds.as_deref())?;
+    match &kinds {
+        Some((false, _)) if !selection.is_empty() => {
+            return Err("--flow, --name, --type and --all choose flows, but --kinds does not name flows; add flows to --kinds".into());
+        }
+        Some((true, _)) if selection.is_empty() => selection.all = true,
+        None if selection.is_empty() => {
+            return Err("choose the flows to restore: --flow ID, --name GLOB, --type TYPE or --all (or name the kinds with --kinds)".into());
+        }
+        _ => {}
     }
+    let (flows, architect_kinds) = kinds.unwrap_or((true, BTreeSet::new()));
     Ok(RestoreOptions {
         selection,
         content: match args.content {
@@ -38,7 +79,25 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
         to_other_org: args.to_other_org,
         operation_timeout: parse_duration(&args.operation_timeout, "--operation-timeout").map_err(|e| e.to_string())?,
         concurrency: 1,
+        flows,
+        architect: ArchitectOptions {
+            kinds: architect_kinds,
+            prune_rows: args.prune_rows,
+            transcode_polls: args.transcode_polls,
+        },
     })
+}
+
+/// Without `--kinds`: every Architect kind the archive holds, besides the flows.
+async fn default_kinds(args: &RestoreArgs, run: &archive::RunHandle, options: &mut RestoreOptions) -> Result<(), CommandError> {
+    if args.kinds.is_some() {
+        return Ok(());
+    }
+    let rows = restore::architect::load::object_rows(run)
+        .await
+        .map_err(|e| CommandError::new(exit::FATAL, e))?;
+    options.architect.kinds = rows.iter().filter_map(|r| ArchitectKind::parse(&r.kind)).collect();
+    Ok(())
 }
 
 /// The exit code of a restore that could not be planned.
@@ -77,9 +136,11 @@ pub async fn run(args: &RestoreArgs) -> Outcome {
         .await
         .map_err(|e| CommandError::read(&e))?;
     let manifest = run.manifest().await.map_err(|e| CommandError::read(&e))?;
+    let mut options = options;
+    default_kinds(args, &run, &mut options).await?;
     let client = Arc::new(GenesysClient::connect(connection.client).map_err(CommandError::fatal)?);
     client.authenticate().await.map_err(CommandError::fatal)?;
-    let mut report = restore::plan(&client, &run, &manifest, &options)
+    let mut report = restore::plan_all(&client, &run, &manifest, &options)
         .await
         .map_err(plan_failure)?;
     let json = args.json || args.output == Some(OutputFormat::Json);
@@ -88,7 +149,7 @@ pub async fn run(args: &RestoreArgs) -> Outcome {
     }
     let mut fatal = None;
     if args.apply
-        && let Err(e) = restore::apply(&client, &mut report, &options, &stop).await
+        && let Err(e) = restore::apply_all(&client, &mut report, &options, &stop).await
     {
         fatal = Some(e);
     }
