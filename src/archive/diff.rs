@@ -128,6 +128,7 @@ fn asked(m: &Manifest, c: Content) -> bool {
         Content::Latest => m.content != "published",
         Content::Published => m.content != "latest",
         Content::Yaml => m.yaml,
+        Content::Object | Content::Rows | Content::Audio => !m.objects.is_empty(),
     }
 }
 

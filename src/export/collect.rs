@@ -547,6 +547,7 @@ fn stored_document(
         bytes: body.len() as u64,
         sha256: hex::encode(Sha256::digest(&body)),
         configuration_sha256: Some(hex::encode(Sha256::digest(fetched.body.get().as_bytes()))),
+        language: None,
     };
     (doc, Bytes::from(body))
 }
