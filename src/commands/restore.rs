@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use super::verify::latest_of;
 use super::{CommandError, Outcome, exit};
+use crate::architect::{ArchitectKind, KindSelection};
 use crate::archive;
 use crate::cli::{OutputFormat, RestoreArgs, RestoreContent};
 use crate::export::{StopCause, StopSignal};
 use crate::genesys::GenesysClient;
-use crate::restore::architect::{ArchitectKind, ArchitectOptions};
+use crate::restore::architect::ArchitectOptions;
 use crate::restore::{self, ContentChoice, FlowOutcome, RestoreError, RestoreOptions, RestoreReport, Selection};
 use crate::settings::{ConnectionSettings, parse_duration, process_env, read_options};
 use crate::sink::Destination;
@@ -21,31 +22,8 @@ use crate::sink::Destination;
 /// `--kinds`: whether flows are named, and which Architect kinds (`None`: not given).
 fn parse_kinds(spec: Option<&str>) -> Result<Option<(bool, BTreeSet<ArchitectKind>)>, String> {
     let Some(spec) = spec else { return Ok(None) };
-    let mut flows = false;
-    let mut kinds = BTreeSet::new();
-    for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        match word.to_ascii_lowercase().as_str() {
-            "flows" => flows = true,
-            "all" => {
-                flows = true;
-                kinds.extend(ArchitectKind::ALL);
-            }
-            w => match ArchitectKind::parse(w) {
-                Some(k) => {
-                    kinds.insert(k);
-                }
-                None => {
-                    return Err(format!(
-                        "--kinds: unknown kind {word:?}; use flows, prompts, datatables, schedules, schedulegroups, emergencygroups, ivrs, outcomes, milestones or all"
-                    ));
-                }
-            },
-        }
-    }
-    if !flows && kinds.is_empty() {
-        return Err("--kinds names nothing to restore".into());
-    }
-    Ok(Some((flows, kinds)))
+    let selection = KindSelection::parse(spec).map_err(|e| e.to_string())?;
+    Ok(Some((selection.flows, selection.kinds)))
 }
 
 fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
@@ -58,7 +36,10 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
     let kinds = parse_kinds(args.kinds.as_deref())?;
     match &kinds {
         Some((false, _)) if !selection.is_empty() => {
-            return Err("--flow, --name, --type and --all choose flows, but --kinds does not name flows; add flows to --kinds".into());
+            return Err(
+                "--flow, --name, --type and --all choose flows, but --kinds does not name flows; add flows to --kinds"
+                    .into(),
+            );
         }
         Some((true, _)) if selection.is_empty() => selection.all = true,
         None if selection.is_empty() => {
@@ -89,15 +70,14 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
 }
 
 /// Without `--kinds`: every Architect kind the archive holds, besides the flows.
-async fn default_kinds(args: &RestoreArgs, run: &archive::RunHandle, options: &mut RestoreOptions) -> Result<(), CommandError> {
-    if args.kinds.is_some() {
-        return Ok(());
+fn default_kinds(args: &RestoreArgs, manifest: &crate::manifest::Manifest, options: &mut RestoreOptions) {
+    if args.kinds.is_none() {
+        options.architect.kinds = manifest
+            .objects
+            .iter()
+            .filter_map(|r| ArchitectKind::from_name(&r.kind))
+            .collect();
     }
-    let rows = restore::architect::load::object_rows(run)
-        .await
-        .map_err(|e| CommandError::new(exit::FATAL, e))?;
-    options.architect.kinds = rows.iter().filter_map(|r| ArchitectKind::parse(&r.kind)).collect();
-    Ok(())
 }
 
 /// The exit code of a restore that could not be planned.
@@ -137,7 +117,7 @@ pub async fn run(args: &RestoreArgs) -> Outcome {
         .map_err(|e| CommandError::read(&e))?;
     let manifest = run.manifest().await.map_err(|e| CommandError::read(&e))?;
     let mut options = options;
-    default_kinds(args, &run, &mut options).await?;
+    default_kinds(args, &manifest, &mut options);
     let client = Arc::new(GenesysClient::connect(connection.client).map_err(CommandError::fatal)?);
     client.authenticate().await.map_err(CommandError::fatal)?;
     let mut report = restore::plan_all(&client, &run, &manifest, &options)
@@ -268,6 +248,7 @@ fn print_plan(report: &RestoreReport, apply: bool) {
             text.push_str(&format!("          re-point {}\n", p.describe()));
         }
     }
+    text.push_str(&object_plan(report));
     if let Some(expected) = &report.expected {
         text.push_str(&format!("{expected}\n"));
     }
@@ -298,6 +279,7 @@ fn print_outcomes(report: &RestoreReport) {
             text.push_str(&format!("              {note}\n"));
         }
     }
+    text.push_str(&object_outcomes(report));
     if let Some(why) = &report.interrupted {
         text.push_str(&format!(
             "interrupted ({why}): flows after the one in hand were not attempted\n"
@@ -313,4 +295,63 @@ fn print_outcomes(report: &RestoreReport) {
         report.count(FlowOutcome::NotAttempted)
     ));
     emit(&text);
+}
+
+/// One plan line per Architect object: `ACTION KIND ID "NAME": reason`, then what differs and
+/// what is re-pointed.
+fn object_plan(report: &RestoreReport) -> String {
+    let mut text = String::new();
+    for o in &report.objects {
+        text.push_str(&format!(
+            "{:<9} {} {} {:?}{}\n",
+            o.action.as_str(),
+            o.kind.as_str(),
+            o.id,
+            o.name,
+            o.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        ));
+        for c in &o.changes {
+            text.push_str(&format!("          {c}\n"));
+        }
+        for p in &o.repointed {
+            text.push_str(&format!("          re-point {p}\n"));
+        }
+    }
+    text
+}
+
+/// What happened to each Architect object that was not unchanged, and the counts.
+fn object_outcomes(report: &RestoreReport) -> String {
+    if report.objects.is_empty() {
+        return String::new();
+    }
+    let mut text = String::new();
+    for o in report.objects.iter().filter(|o| o.outcome != FlowOutcome::Unchanged) {
+        text.push_str(&format!(
+            "{:<13} {} {} {:?}{}{}\n",
+            o.outcome.as_str(),
+            o.kind.as_str(),
+            o.id,
+            o.name,
+            o.new_id
+                .as_deref()
+                .map(|n| format!(" → new id {n}"))
+                .unwrap_or_default(),
+            o.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        ));
+        for note in &o.notes {
+            text.push_str(&format!("              {note}\n"));
+        }
+    }
+    let count = |x: FlowOutcome| report.objects.iter().filter(|o| o.outcome == x).count();
+    text.push_str(&format!(
+        "objects: {} done, {} unchanged, {} failed, {} in conflict, {} refused, {} not attempted\n",
+        count(FlowOutcome::Done),
+        count(FlowOutcome::Unchanged),
+        count(FlowOutcome::Failed),
+        count(FlowOutcome::Conflict),
+        count(FlowOutcome::Refused),
+        count(FlowOutcome::NotAttempted)
+    ));
+    text
 }

@@ -32,7 +32,9 @@ pub enum ArchitectWriteError {
     Api(#[from] ApiError),
     /// The write got no clear answer and reading back did not show it happened; it was not
     /// resent, so it cannot have happened twice.
-    #[error("{what}: no clear answer ({reason}) and reading it back does not show it happened; it was not resent — run the restore again to continue")]
+    #[error(
+        "{what}: no clear answer ({reason}) and reading it back does not show it happened; it was not resent — run the restore again to continue"
+    )]
     Unsettled { what: String, reason: String },
     /// The write went through but the object read back differs from what was sent (someone
     /// else changed it meanwhile).
@@ -106,10 +108,7 @@ fn version_of(v: &Value) -> Option<i64> {
 
 /// A prompt resource's `uploadStatus`.
 pub fn upload_status(resource: &Value) -> &str {
-    resource
-        .get("uploadStatus")
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    resource.get("uploadStatus").and_then(Value::as_str).unwrap_or("")
 }
 
 impl GenesysClient {
@@ -142,9 +141,17 @@ impl GenesysClient {
                 .unwrap_or_default();
             let served = rows.len() as u64;
             out.extend(rows.into_iter().filter(|r| {
-                name.is_none_or(|n| r.get("name").and_then(Value::as_str).is_some_and(|m| m.eq_ignore_ascii_case(n)))
+                name.is_none_or(|n| {
+                    r.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|m| m.eq_ignore_ascii_case(n))
+                })
             }));
-            let size = body.get("pageSize").and_then(Value::as_u64).unwrap_or(PAGE_SIZE).min(PAGE_SIZE);
+            let size = body
+                .get("pageSize")
+                .and_then(Value::as_u64)
+                .unwrap_or(PAGE_SIZE)
+                .min(PAGE_SIZE);
             if served == 0 || served < size {
                 break;
             }
@@ -253,7 +260,11 @@ impl GenesysClient {
     /// `POST …/prompts/{id}/resources {language, ttsString, text}` once; an unknown outcome is
     /// settled by reading the resource in that language back.
     pub async fn create_prompt_resource(&self, prompt_id: &str, body: &Value) -> Result<Written, ArchitectWriteError> {
-        let language = body.get("language").and_then(Value::as_str).unwrap_or_default().to_string();
+        let language = body
+            .get("language")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let url = self.endpoint(&["api", "v2", "architect", "prompts", prompt_id, "resources"]);
         match self.write_once(reqwest::Method::POST, url, Some(to_bytes(body)?)).await {
             Ok(f) => Ok(Written {
@@ -305,15 +316,31 @@ impl GenesysClient {
     /// A presigned upload for a prompt resource: `POST …/resources/{language}/uploads` →
     /// `{url, headers}`. Asking writes nothing to the org, so an unclear answer is simply asked
     /// again by the retry driver.
-    async fn upload_target(&self, prompt_id: &str, language: &str) -> Result<(Url, Vec<(String, String)>), ArchitectWriteError> {
-        let url = self.endpoint(&["api", "v2", "architect", "prompts", prompt_id, "resources", language, "uploads"]);
+    async fn upload_target(
+        &self,
+        prompt_id: &str,
+        language: &str,
+    ) -> Result<(Url, Vec<(String, String)>), ArchitectWriteError> {
+        let url = self.endpoint(&[
+            "api",
+            "v2",
+            "architect",
+            "prompts",
+            prompt_id,
+            "resources",
+            language,
+            "uploads",
+        ]);
         let answer = body_of(self.post_json(url, &json!({})).await?);
         let what = || format!("the {language} upload of prompt {prompt_id}");
         let target = answer
             .get("url")
             .and_then(Value::as_str)
             .and_then(|u| Url::parse(u).ok())
-            .ok_or_else(|| ArchitectWriteError::Malformed { what: what(), field: "url" })?;
+            .ok_or_else(|| ArchitectWriteError::Malformed {
+                what: what(),
+                field: "url",
+            })?;
         let headers = answer
             .get("headers")
             .and_then(Value::as_object)
@@ -330,7 +357,12 @@ impl GenesysClient {
     /// exactly the headers given and no Authorization. An expired URL is replaced by a new one; an
     /// unclear answer is judged by the resource's `uploadStatus` (no longer `created`: it landed)
     /// before a new URL is asked for.
-    pub async fn upload_prompt_audio(&self, prompt_id: &str, language: &str, audio: Bytes) -> Result<(), ArchitectWriteError> {
+    pub async fn upload_prompt_audio(
+        &self,
+        prompt_id: &str,
+        language: &str,
+        audio: Bytes,
+    ) -> Result<(), ArchitectWriteError> {
         let what = format!("uploading the {language} audio of prompt {prompt_id}");
         let mut last = String::new();
         for _ in 0..UPLOAD_TRIES {
@@ -343,7 +375,10 @@ impl GenesysClient {
                 }
                 UploadAnswer::Unknown(reason) => {
                     let status = self.prompt_resource(prompt_id, language).await?;
-                    if status.as_ref().is_some_and(|r| !matches!(upload_status(r), "created" | "")) {
+                    if status
+                        .as_ref()
+                        .is_some_and(|r| !matches!(upload_status(r), "created" | ""))
+                    {
                         return Ok(());
                     }
                     last = reason;
@@ -359,7 +394,12 @@ impl GenesysClient {
 
     /// Reads a prompt resource until it is `transcoded` (at most `polls` reads, backing off to
     /// 2 s); `transcodeFailed` fails at once.
-    pub async fn wait_transcoded(&self, prompt_id: &str, language: &str, polls: u32) -> Result<Value, ArchitectWriteError> {
+    pub async fn wait_transcoded(
+        &self,
+        prompt_id: &str,
+        language: &str,
+        polls: u32,
+    ) -> Result<Value, ArchitectWriteError> {
         let what = format!("the {language} audio of prompt {prompt_id}");
         let mut wait = Duration::from_millis(100);
         let mut status = String::from("unknown");

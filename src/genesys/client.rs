@@ -675,7 +675,12 @@ impl GenesysClient {
     /// Sends a write that is not idempotent (`POST`, `PUT`, `DELETE`) once: resent only when it
     /// certainly did not happen (429, a refused token); a 5xx, timeout or reset ends in
     /// [`ApiError::OutcomeUnknown`] and the caller reads the state back.
-    pub async fn write_once(&self, method: reqwest::Method, url: Url, body: Option<Bytes>) -> Result<Fetched, ApiError> {
+    pub async fn write_once(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<Bytes>,
+    ) -> Result<Fetched, ApiError> {
         let pace = LimiterPace(&self.limiter);
         let (url_ref, body_ref, method_ref) = (&url, &body, &method);
         let result = self

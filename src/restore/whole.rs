@@ -34,8 +34,7 @@ pub async fn plan_all(
     };
     let archive_org = manifest.organization.as_ref().map(Organization::from);
     let other_org = super::plan::org_guard(archive_org.as_ref(), target.as_ref(), unknown, options)?;
-    let rows = architect::load::object_rows(run).await?;
-    let (archived, refused) = architect::load::load_objects(run, &rows, kinds).await?;
+    let (archived, refused) = architect::load::load_objects(run, &manifest.objects, kinds).await?;
     let mut listings = Listings::default();
     let (mut objects, mut map) = architect::plan_objects(client, archived, refused, &mut listings, other_org).await?;
     let mut report = if options.flows {
@@ -120,11 +119,8 @@ fn naming(loaded: &[super::load::Loaded<'_>], changed: &BTreeSet<String>) -> Vec
     loaded
         .iter()
         .filter(|l| {
-            super::split_document(&l.body).is_some_and(|(c, _)| {
-                super::remap::references(&c)
-                    .iter()
-                    .any(|r| changed.contains(&r.id))
-            })
+            super::split_document(&l.body)
+                .is_some_and(|(c, _)| super::remap::references(&c).iter().any(|r| changed.contains(&r.id)))
         })
         .map(|l| l.row.id.clone())
         .collect()
@@ -132,7 +128,11 @@ fn naming(loaded: &[super::load::Loaded<'_>], changed: &BTreeSet<String>) -> Vec
 
 /// Replaces a re-point flow's configuration by the org's own (published where it is published,
 /// else the latest), so only the ids change.
-async fn org_configuration(client: &GenesysClient, f: &mut FlowRestore, changed: &BTreeSet<String>) -> Result<(), RestoreError> {
+async fn org_configuration(
+    client: &GenesysClient,
+    f: &mut FlowRestore,
+    changed: &BTreeSet<String>,
+) -> Result<(), RestoreError> {
     if matches!(f.action, Action::Conflict | Action::Refused) {
         return Ok(());
     }
@@ -160,7 +160,10 @@ async fn org_configuration(client: &GenesysClient, f: &mut FlowRestore, changed:
     f.draft = None;
     f.drift = None;
     f.publishable = f.versions_before.published.is_some();
-    if !super::remap::references(&current).iter().any(|r| changed.contains(&r.id)) {
+    if !super::remap::references(&current)
+        .iter()
+        .any(|r| changed.contains(&r.id))
+    {
         f.action = Action::Unchanged;
         f.outcome = FlowOutcome::Unchanged;
         f.reason = Some("its configuration in the org no longer names what this restore re-creates".into());
@@ -191,7 +194,15 @@ pub async fn apply_all(
         map: &map,
         created: &mut created,
     };
-    architect::apply_before_flows(client, &mut report.objects, &mut ids, &options.architect, stop, same_org).await?;
+    architect::apply_before_flows(
+        client,
+        &mut report.objects,
+        &mut ids,
+        &options.architect,
+        stop,
+        same_org,
+    )
+    .await?;
     let flow_options = RestoreOptions {
         publish: options.publish || report.flows_repointed_only,
         ..options.clone()
@@ -204,7 +215,15 @@ pub async fn apply_all(
             ids.created.insert(f.id.clone(), n.clone());
         }
     }
-    architect::apply_after_flows(client, &mut report.objects, &mut ids, &options.architect, stop, same_org).await?;
+    architect::apply_after_flows(
+        client,
+        &mut report.objects,
+        &mut ids,
+        &options.architect,
+        stop,
+        same_org,
+    )
+    .await?;
     if report.interrupted.is_none() {
         report.interrupted = stop.cause().map(|c| c.to_string());
     }

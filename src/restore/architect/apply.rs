@@ -107,7 +107,8 @@ async fn apply_one(
     }
     if stop.cause().is_some() {
         o.outcome = FlowOutcome::NotAttempted;
-        o.notes.push("the restore was stopped before this object was written".into());
+        o.notes
+            .push("the restore was stopped before this object was written".into());
         return Ok(());
     }
     if group && !after_flows && o.action == Action::Update && !all_known(o, ids) {
@@ -235,7 +236,8 @@ fn changed(kind: ArchitectKind, body: &Value, now: &Value) -> bool {
 
 fn note_settled(o: &mut ObjectRestore, w: &Written) {
     if w.settled_by_reading {
-        o.notes.push("the write got no clear answer; reading it back showed it had happened (not resent)".into());
+        o.notes
+            .push("the write got no clear answer; reading it back showed it had happened (not resent)".into());
     }
 }
 
@@ -254,7 +256,11 @@ async fn write_resources(
         .cloned()
         .unwrap_or_default();
     for r in archived {
-        let lang = r.get("language").and_then(Value::as_str).unwrap_or_default().to_string();
+        let lang = r
+            .get("language")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let body = json!({
             "language": lang,
             "ttsString": r.get("ttsString").cloned().unwrap_or(Value::Null),
@@ -276,7 +282,9 @@ async fn write_resources(
             continue;
         }
         client.upload_prompt_audio(prompt_id, &lang, audio).await?;
-        client.wait_transcoded(prompt_id, &lang, options.transcode_polls).await?;
+        client
+            .wait_transcoded(prompt_id, &lang, options.transcode_polls)
+            .await?;
         o.notes.push(format!("audio {lang} uploaded and transcoded"));
     }
     Ok(())
@@ -284,7 +292,12 @@ async fn write_resources(
 
 /// The table's rows: missing ones added (POST), differing ones replaced (PUT), rows only the org
 /// holds deleted with `--prune-rows`, else left alone.
-async fn write_rows(client: &GenesysClient, o: &mut ObjectRestore, table: &str, prune: bool) -> Result<(), ArchitectWriteError> {
+async fn write_rows(
+    client: &GenesysClient,
+    o: &mut ObjectRestore,
+    table: &str,
+    prune: bool,
+) -> Result<(), ArchitectWriteError> {
     if o.new_id.is_some() {
         o.target_rows = BTreeMap::new();
     }
@@ -312,7 +325,9 @@ async fn write_rows(client: &GenesysClient, o: &mut ObjectRestore, table: &str, 
         if prune { "deleted" } else { "only in the org left alone" }
     ));
     if settled > 0 {
-        o.notes.push(format!("{settled} row write(s) got no clear answer; reading back showed they had happened (not resent)"));
+        o.notes.push(format!(
+            "{settled} row write(s) got no clear answer; reading back showed they had happened (not resent)"
+        ));
     }
     Ok(())
 }

@@ -3,81 +3,7 @@
 
 use serde_json::{Map, Value};
 
-/// Stand-in for `crate::architect::ArchitectKind` (the export side's enum, same names) until
-/// that lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchitectKind {
-    Prompts,
-    DataTables,
-    Schedules,
-    ScheduleGroups,
-    EmergencyGroups,
-    Ivrs,
-    Outcomes,
-    Milestones,
-}
-
-impl ArchitectKind {
-    /// Every kind, in restore order.
-    pub const ALL: [ArchitectKind; 8] = [
-        ArchitectKind::Schedules,
-        ArchitectKind::ScheduleGroups,
-        ArchitectKind::Prompts,
-        ArchitectKind::DataTables,
-        ArchitectKind::Outcomes,
-        ArchitectKind::Milestones,
-        ArchitectKind::EmergencyGroups,
-        ArchitectKind::Ivrs,
-    ];
-
-    /// The word in `--kinds` and the archive.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ArchitectKind::Prompts => "prompts",
-            ArchitectKind::DataTables => "datatables",
-            ArchitectKind::Schedules => "schedules",
-            ArchitectKind::ScheduleGroups => "schedulegroups",
-            ArchitectKind::EmergencyGroups => "emergencygroups",
-            ArchitectKind::Ivrs => "ivrs",
-            ArchitectKind::Outcomes => "outcomes",
-            ArchitectKind::Milestones => "milestones",
-        }
-    }
-
-    /// The collection's API path.
-    pub fn path(self) -> &'static str {
-        match self {
-            ArchitectKind::Prompts => "/api/v2/architect/prompts",
-            ArchitectKind::DataTables => "/api/v2/flows/datatables",
-            ArchitectKind::Schedules => "/api/v2/architect/schedules",
-            ArchitectKind::ScheduleGroups => "/api/v2/architect/schedulegroups",
-            ArchitectKind::EmergencyGroups => "/api/v2/architect/emergencygroups",
-            ArchitectKind::Ivrs => "/api/v2/architect/ivrs",
-            ArchitectKind::Outcomes => "/api/v2/flows/outcomes",
-            ArchitectKind::Milestones => "/api/v2/flows/milestones",
-        }
-    }
-
-    /// The key a flow configuration's `manifest` lists it under (IVRs are never listed).
-    pub fn manifest_key(self) -> &'static str {
-        match self {
-            ArchitectKind::Prompts => "userPrompt",
-            ArchitectKind::DataTables => "dataTable",
-            ArchitectKind::Schedules => "schedule",
-            ArchitectKind::ScheduleGroups => "scheduleGroup",
-            ArchitectKind::EmergencyGroups => "emergencyGroup",
-            ArchitectKind::Ivrs => "ivr",
-            ArchitectKind::Outcomes => "flowOutcome",
-            ArchitectKind::Milestones => "flowMilestone",
-        }
-    }
-
-    /// The kind named `word` in `--kinds` or the archive.
-    pub fn parse(word: &str) -> Option<ArchitectKind> {
-        ArchitectKind::ALL.into_iter().find(|k| k.as_str() == word)
-    }
-}
+pub use crate::architect::ArchitectKind;
 
 /// What a reference points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,7 +173,10 @@ mod tests {
     #[test]
     fn a_schedule_group_references_schedules() {
         let g = json!({"name": "Hours", "openSchedules": [{"id": "s1", "name": "Weekdays"}], "closedSchedules": [], "holidaySchedules": [{"id": "s2", "name": "Xmas"}]});
-        let ids: Vec<String> = refs(ArchitectKind::ScheduleGroups, &g).into_iter().map(|r| r.id).collect();
+        let ids: Vec<String> = refs(ArchitectKind::ScheduleGroups, &g)
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(ids, vec!["s1", "s2"]);
     }
 }

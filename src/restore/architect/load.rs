@@ -6,45 +6,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::ArchitectKind;
 use crate::archive::verify::{self, path_outside_run};
 use crate::archive::{RunHandle, each_member};
+use crate::manifest::{Content, ObjectRecord, Outcome};
 use crate::restore::RestoreError;
-
-/// One stored document of an object, as its manifest row lists it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ObjectDocument {
-    /// `object`, `rows` or `audio`.
-    pub contents: Vec<String>,
-    /// Path relative to the run.
-    pub path: String,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// Hex SHA-256.
-    pub sha256: String,
-    /// The language (audio).
-    #[serde(default)]
-    pub language: Option<String>,
-}
-
-/// A manifest row of `objects`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ObjectRow {
-    /// The kind's word.
-    pub kind: String,
-    /// Its id in the archived org.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// `exported`, `not_found`, `failed`, `skipped`.
-    pub outcome: String,
-    /// Its documents.
-    #[serde(default)]
-    pub documents: Vec<ObjectDocument>,
-}
 
 /// An archived object with its verified documents read.
 #[derive(Debug, Clone)]
@@ -79,13 +47,13 @@ pub struct RefusedObject {
 /// The exported objects of `kinds` the manifest lists, read and verified.
 pub async fn load_objects(
     run: &RunHandle,
-    rows: &[ObjectRow],
+    rows: &[ObjectRecord],
     kinds: &std::collections::BTreeSet<ArchitectKind>,
 ) -> Result<(Vec<ArchivedObject>, Vec<RefusedObject>), RestoreError> {
-    let picked: Vec<(ArchitectKind, &ObjectRow)> = rows
+    let picked: Vec<(ArchitectKind, &ObjectRecord)> = rows
         .iter()
-        .filter(|r| r.outcome == "exported")
-        .filter_map(|r| Some((ArchitectKind::parse(&r.kind)?, r)))
+        .filter(|r| r.outcome == Outcome::Exported)
+        .filter_map(|r| Some((ArchitectKind::from_name(&r.kind)?, r)))
         .filter(|(k, _)| kinds.contains(k))
         .collect();
     if picked.is_empty() {
@@ -96,7 +64,9 @@ pub async fn load_objects(
     let mut run_level = Vec::new();
     for p in &report.problems {
         match &p.path {
-            Some(path) if path.starts_with("architect/") => damaged.entry(path.clone()).or_default().push(p.to_string()),
+            Some(path) if path.starts_with("architect/") => {
+                damaged.entry(path.clone()).or_default().push(p.to_string())
+            }
             _ if p.flow_id.is_none() => run_level.push(p.to_string()),
             _ => {}
         }
@@ -139,7 +109,11 @@ pub async fn load_objects(
 }
 
 /// An object from its documents, each checked against its size and SHA-256.
-fn assemble(kind: ArchitectKind, row: &ObjectRow, bodies: &mut HashMap<String, Bytes>) -> Result<ArchivedObject, String> {
+fn assemble(
+    kind: ArchitectKind,
+    row: &ObjectRecord,
+    bodies: &mut HashMap<String, Bytes>,
+) -> Result<ArchivedObject, String> {
     let mut object = None;
     let mut rows = None;
     let mut audio = BTreeMap::new();
@@ -149,18 +123,24 @@ fn assemble(kind: ArchitectKind, row: &ObjectRow, bodies: &mut HashMap<String, B
             .ok_or_else(|| format!("{}: vanished after it was verified", d.path))?;
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
         if sha != d.sha256 || body.len() as u64 != d.bytes {
-            return Err(format!("{}: changed after it was verified (SHA-256 {sha}, expected {})", d.path, d.sha256));
+            return Err(format!(
+                "{}: changed after it was verified (SHA-256 {sha}, expected {})",
+                d.path, d.sha256
+            ));
         }
-        let holds = |c: &str| d.contents.iter().any(|x| x == c);
-        if holds("audio") {
+        if d.holds(Content::Audio) {
             let language = d.language.clone().unwrap_or_default();
             audio.insert(language, body);
         } else {
             let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("{}: not JSON ({e})", d.path))?;
-            if holds("rows") {
+            if d.holds(Content::Rows) {
                 rows = Some(super::rows_of(&doc).ok_or_else(|| format!("{}: holds no \"rows\"", d.path))?);
             } else {
-                object = Some(doc.get("object").cloned().ok_or_else(|| format!("{}: holds no \"object\"", d.path))?);
+                object = Some(
+                    doc.get("object")
+                        .cloned()
+                        .ok_or_else(|| format!("{}: holds no \"object\"", d.path))?,
+                );
             }
         }
     }
@@ -175,7 +155,10 @@ fn assemble(kind: ArchitectKind, row: &ObjectRow, bodies: &mut HashMap<String, B
 }
 
 /// The documents at `wanted`, read once more (one pass over an archive).
-async fn read_bodies(run: &RunHandle, wanted: HashSet<String>) -> Result<HashMap<String, Bytes>, crate::archive::ReadError> {
+async fn read_bodies(
+    run: &RunHandle,
+    wanted: HashSet<String>,
+) -> Result<HashMap<String, Bytes>, crate::archive::ReadError> {
     let mut bodies = HashMap::new();
     if run.has_archive {
         let members = each_member(
@@ -196,16 +179,4 @@ async fn read_bodies(run: &RunHandle, wanted: HashSet<String>) -> Result<HashMap
         }
     }
     Ok(bodies)
-}
-
-/// The manifest's `objects` rows, read from the stored manifest as JSON (absent: none).
-pub async fn object_rows(run: &RunHandle) -> Result<Vec<ObjectRow>, RestoreError> {
-    let Some(bytes) = run.sidecar().await? else {
-        return Ok(Vec::new());
-    };
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok(v.get("objects")
-        .cloned()
-        .and_then(|o| serde_json::from_value(o).ok())
-        .unwrap_or_default())
 }

@@ -54,6 +54,7 @@ pub enum Phase {
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectRestore {
     /// The kind.
+    #[serde(serialize_with = "kind_name")]
     pub kind: ArchitectKind,
     /// Its id in the archive (for a re-point of an object outside the archive: its id in the org).
     pub id: String,
@@ -154,4 +155,8 @@ pub fn row_key(row: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }
+}
+
+fn kind_name<S: serde::Serializer>(kind: &ArchitectKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.as_str())
 }

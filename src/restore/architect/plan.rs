@@ -25,7 +25,7 @@ pub struct Listings(HashMap<ArchitectKind, Result<Vec<Value>, String>>);
 impl Listings {
     /// The org's objects of `kind` (listed on first use).
     pub async fn get(&mut self, client: &GenesysClient, kind: ArchitectKind) -> Result<&[Value], ApiError> {
-        if !self.0.contains_key(&kind) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(kind) {
             let query: &[(&str, &str)] = match kind {
                 ArchitectKind::Prompts => &[("includeResources", "true"), ("includeMediaUris", "false")],
                 ArchitectKind::DataTables => &[("expand", "schema")],
@@ -36,7 +36,7 @@ impl Listings {
                 Err(e @ (ApiError::Forbidden { .. } | ApiError::NotFound { .. })) => Err(e.to_string()),
                 Err(e) => return Err(e),
             };
-            self.0.insert(kind, listed);
+            slot.insert(listed);
         }
         Ok(match self.0.get(&kind) {
             Some(Ok(l)) => l.as_slice(),
@@ -188,9 +188,15 @@ pub async fn resolve_flow_refs(
         };
         map.insert(f.id.clone(), to);
     }
-    for o in objects.iter_mut().filter(|o| matches!(o.action, Action::Create | Action::Update)) {
+    for o in objects
+        .iter_mut()
+        .filter(|o| matches!(o.action, Action::Create | Action::Update))
+    {
         let mut missing = Vec::new();
-        for r in kinds::refs(o.kind, &o.archived).into_iter().filter(|r| r.target == Target::Flow) {
+        for r in kinds::refs(o.kind, &o.archived)
+            .into_iter()
+            .filter(|r| r.target == Target::Flow)
+        {
             if map.contains_key(&r.id) {
                 continue;
             }
@@ -258,7 +264,10 @@ pub fn decide(objects: &mut [ObjectRestore], map: &IdMap, listings: &Listings, o
         }
         let Some(target) = o.target.clone() else {
             o.action = Action::Create;
-            o.reason = Some(format!("not in the org: created (a new id), and every reference to {} re-pointed", o.id));
+            o.reason = Some(format!(
+                "not in the org: created (a new id), and every reference to {} re-pointed",
+                o.id
+            ));
             continue;
         };
         let current = kinds::body(o.kind, &target, &|_, _| None);
@@ -385,19 +394,23 @@ fn row_changes(o: &ObjectRestore, prune: bool) -> Vec<String> {
 
 /// Keys to add, to update, and keys only the org holds.
 pub fn row_diff(o: &ObjectRestore) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let mine: BTreeMap<String, &Value> = o
-        .rows
-        .iter()
-        .flatten()
-        .filter_map(|r| Some((row_key(r)?, r)))
+    let mine: BTreeMap<String, &Value> = o.rows.iter().flatten().filter_map(|r| Some((row_key(r)?, r))).collect();
+    let add = mine
+        .keys()
+        .filter(|k| !o.target_rows.contains_key(*k))
+        .cloned()
         .collect();
-    let add = mine.keys().filter(|k| !o.target_rows.contains_key(*k)).cloned().collect();
     let update = mine
         .iter()
         .filter(|(k, r)| o.target_rows.get(*k).is_some_and(|t| t != **r))
         .map(|(k, _)| k.clone())
         .collect();
-    let extra = o.target_rows.keys().filter(|k| !mine.contains_key(*k)).cloned().collect();
+    let extra = o
+        .target_rows
+        .keys()
+        .filter(|k| !mine.contains_key(*k))
+        .cloned()
+        .collect();
     (add, update, extra)
 }
 
@@ -414,14 +427,24 @@ pub async fn plan_repoints(
         return Ok(());
     }
     let matched: BTreeSet<String> = objects.iter().filter_map(|o| o.target_id.clone()).collect();
-    for kind in [ArchitectKind::ScheduleGroups, ArchitectKind::EmergencyGroups, ArchitectKind::Ivrs] {
+    for kind in [
+        ArchitectKind::ScheduleGroups,
+        ArchitectKind::EmergencyGroups,
+        ArchitectKind::Ivrs,
+    ] {
         let list = listings.get(client, kind).await?.to_vec();
         if let Some(why) = listings.problem(kind) {
-            warn!("the org's {} cannot be read, so none is re-pointed: {why}", kind.as_str());
+            warn!(
+                "the org's {} cannot be read, so none is re-pointed: {why}",
+                kind.as_str()
+            );
             continue;
         }
         for t in list.iter().filter(|t| !matched.contains(text(t, "id"))) {
-            let uses: Vec<_> = kinds::refs(kind, t).into_iter().filter(|r| changed.contains(&r.id)).collect();
+            let uses: Vec<_> = kinds::refs(kind, t)
+                .into_iter()
+                .filter(|r| changed.contains(&r.id))
+                .collect();
             if uses.is_empty() {
                 continue;
             }
@@ -452,7 +475,10 @@ mod tests {
         let org = vec![json!({"id": "x", "name": "Other", "dnis": ["+13175550100"]})];
         let why = dnis_conflict(&mine, None, &org).unwrap();
         assert!(why.contains("+13175550100") && why.contains("Other"), "{why}");
-        assert!(dnis_conflict(&mine, Some("x"), &org).is_none(), "its own number is no conflict");
+        assert!(
+            dnis_conflict(&mine, Some("x"), &org).is_none(),
+            "its own number is no conflict"
+        );
     }
 
     #[test]
@@ -464,13 +490,19 @@ mod tests {
             ("c".to_string(), json!({"key": "c", "v": 0})),
         ]);
         let (add, update, extra) = row_diff(&o);
-        assert_eq!((add, update, extra), (vec!["a".to_string()], vec!["b".to_string()], vec!["c".to_string()]));
+        assert_eq!(
+            (add, update, extra),
+            (vec!["a".to_string()], vec!["b".to_string()], vec!["c".to_string()])
+        );
     }
 
     #[test]
     fn a_name_taken_twice_in_the_org_is_not_guessed() {
         let list = vec![json!({"id": "1", "name": "Hours"}), json!({"id": "2", "name": "Hours"})];
         assert!(find(&list, None, "Hours").is_err());
-        assert_eq!(find(&list, Some("2"), "Hours").unwrap().map(|o| text(o, "id")), Some("2"));
+        assert_eq!(
+            find(&list, Some("2"), "Hours").unwrap().map(|o| text(o, "id")),
+            Some("2")
+        );
     }
 }
