@@ -248,7 +248,7 @@ impl GenesysClient {
     }
 
     /// A prompt's resource in `language`, or `None` when it has none.
-    pub async fn prompt_resource(&self, prompt_id: &str, language: &str) -> Result<Option<Value>, ApiError> {
+    pub async fn prompt_resource_state(&self, prompt_id: &str, language: &str) -> Result<Option<Value>, ApiError> {
         let url = self.endpoint(&["api", "v2", "architect", "prompts", prompt_id, "resources", language]);
         match self.get_json(url).await {
             Ok(f) => Ok(Some(body_of(f))),
@@ -271,7 +271,7 @@ impl GenesysClient {
                 object: body_of(f),
                 settled_by_reading: false,
             }),
-            Err(ApiError::OutcomeUnknown { reason, .. }) => match self.prompt_resource(prompt_id, &language).await? {
+            Err(ApiError::OutcomeUnknown { reason, .. }) => match self.prompt_resource_state(prompt_id, &language).await? {
                 Some(object) => Ok(Written {
                     object,
                     settled_by_reading: true,
@@ -299,7 +299,7 @@ impl GenesysClient {
                 object: body_of(f),
                 settled_by_reading: false,
             }),
-            Err(ApiError::OutcomeUnknown { reason, .. }) => match self.prompt_resource(prompt_id, language).await? {
+            Err(ApiError::OutcomeUnknown { reason, .. }) => match self.prompt_resource_state(prompt_id, language).await? {
                 Some(object) if holds_what_was_sent(body, &object) => Ok(Written {
                     object,
                     settled_by_reading: true,
@@ -374,7 +374,7 @@ impl GenesysClient {
                     return Err(ArchitectWriteError::UploadRefused { what, status, message });
                 }
                 UploadAnswer::Unknown(reason) => {
-                    let status = self.prompt_resource(prompt_id, language).await?;
+                    let status = self.prompt_resource_state(prompt_id, language).await?;
                     if status
                         .as_ref()
                         .is_some_and(|r| !matches!(upload_status(r), "created" | ""))
@@ -408,7 +408,7 @@ impl GenesysClient {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
-            let Some(resource) = self.prompt_resource(prompt_id, language).await? else {
+            let Some(resource) = self.prompt_resource_state(prompt_id, language).await? else {
                 status = "missing".into();
                 continue;
             };

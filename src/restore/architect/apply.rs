@@ -266,7 +266,7 @@ async fn write_resources(
             "ttsString": r.get("ttsString").cloned().unwrap_or(Value::Null),
             "text": r.get("text").cloned().unwrap_or(Value::Null),
         });
-        let org = client.prompt_resource(prompt_id, &lang).await?;
+        let org = client.prompt_resource_state(prompt_id, &lang).await?;
         let org = match org {
             None => Some(client.create_prompt_resource(prompt_id, &body).await?.object),
             Some(t) if t.get("ttsString") != body.get("ttsString") || t.get("text") != body.get("text") => {
