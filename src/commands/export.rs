@@ -122,6 +122,7 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
             "manifest": manifest,
             "requests": report.requests.by_status.values().sum::<u64>(),
             "throttled": report.requests.throttled,
+            "architect": m.architect,
         });
         writeln!(out, "{value}")?;
         return Ok(code);
@@ -150,6 +151,20 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
         (None, Some(note)) => writeln!(out, "since:    every flow fetched: {note}")?,
         (None, None) => {}
     }
+    for k in m.architect.iter().flat_map(|a| &a.kinds) {
+        match (&k.note, k.checked) {
+            (Some(note), false) => writeln!(out, "{:<16}{note}", format!("{}:", k.kind))?,
+            _ => writeln!(
+                out,
+                "{:<16}{} listed, {} exported ({} carried), {} failed",
+                format!("{}:", k.kind),
+                k.listed,
+                k.exported,
+                k.carried,
+                k.failed
+            )?,
+        }
+    }
     if let Some(a) = archive {
         writeln!(out, "archive:  {a}")?;
     } else if m.format == "objects" {
@@ -176,6 +191,7 @@ async fn publish_metrics(settings: &ExportSettings, report: Option<&ExportReport
         totals: report.map(|x| x.manifest.totals.clone()).unwrap_or_default(),
         bytes_written: report.map(|x| x.stored_bytes).unwrap_or(0),
         requests: report.map(|x| x.requests.clone()).unwrap_or_default(),
+        architect: report.and_then(|x| x.manifest.architect.clone()),
     };
     let org = report
         .and_then(|x| x.manifest.organization.as_ref())
