@@ -271,16 +271,18 @@ impl GenesysClient {
                 object: body_of(f),
                 settled_by_reading: false,
             }),
-            Err(ApiError::OutcomeUnknown { reason, .. }) => match self.prompt_resource_state(prompt_id, &language).await? {
-                Some(object) => Ok(Written {
-                    object,
-                    settled_by_reading: true,
-                }),
-                None => Err(ArchitectWriteError::Unsettled {
-                    what: format!("adding the {language} resource of prompt {prompt_id}"),
-                    reason,
-                }),
-            },
+            Err(ApiError::OutcomeUnknown { reason, .. }) => {
+                match self.prompt_resource_state(prompt_id, &language).await? {
+                    Some(object) => Ok(Written {
+                        object,
+                        settled_by_reading: true,
+                    }),
+                    None => Err(ArchitectWriteError::Unsettled {
+                        what: format!("adding the {language} resource of prompt {prompt_id}"),
+                        reason,
+                    }),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -299,16 +301,18 @@ impl GenesysClient {
                 object: body_of(f),
                 settled_by_reading: false,
             }),
-            Err(ApiError::OutcomeUnknown { reason, .. }) => match self.prompt_resource_state(prompt_id, language).await? {
-                Some(object) if holds_what_was_sent(body, &object) => Ok(Written {
-                    object,
-                    settled_by_reading: true,
-                }),
-                _ => Err(ArchitectWriteError::Unsettled {
-                    what: format!("updating the {language} resource of prompt {prompt_id}"),
-                    reason,
-                }),
-            },
+            Err(ApiError::OutcomeUnknown { reason, .. }) => {
+                match self.prompt_resource_state(prompt_id, language).await? {
+                    Some(object) if holds_what_was_sent(body, &object) => Ok(Written {
+                        object,
+                        settled_by_reading: true,
+                    }),
+                    _ => Err(ArchitectWriteError::Unsettled {
+                        what: format!("updating the {language} resource of prompt {prompt_id}"),
+                        reason,
+                    }),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -1,5 +1,5 @@
 //! The archived objects a restore reads, verified: the run is verified with `verify`'s rules
-//! first; a problem of an object's document (its path under `architect/`) refuses that object,
+//! first; a problem of an object's document refuses that object,
 //! another problem of the run refuses the restore. Each document is read once more and checked
 //! against the manifest's size and SHA-256 before it is used.
 
@@ -60,14 +60,15 @@ pub async fn load_objects(
         return Ok((Vec::new(), Vec::new()));
     }
     let report = verify::verify(run, false).await?;
-    let mut damaged: HashMap<String, Vec<String>> = HashMap::new();
+    let mut damaged: HashMap<(String, String), Vec<String>> = HashMap::new();
     let mut run_level = Vec::new();
     for p in &report.problems {
-        match &p.path {
-            Some(path) if path.starts_with("architect/") => {
-                damaged.entry(path.clone()).or_default().push(p.to_string())
-            }
-            _ if p.flow_id.is_none() => run_level.push(p.to_string()),
+        match (&p.object_kind, &p.object_id) {
+            (Some(kind), Some(id)) => damaged
+                .entry((kind.clone(), id.clone()))
+                .or_default()
+                .push(p.to_string()),
+            _ if p.is_run_level() => run_level.push(p.to_string()),
             _ => {}
         }
     }
@@ -85,11 +86,10 @@ pub async fn load_objects(
     let mut loaded = Vec::new();
     let mut refused = Vec::new();
     for (kind, row) in picked {
-        let problems: Vec<String> = row
-            .documents
-            .iter()
-            .flat_map(|d| damaged.get(&d.path).cloned().unwrap_or_default())
-            .collect();
+        let problems = damaged
+            .get(&(row.kind.clone(), row.id.clone()))
+            .cloned()
+            .unwrap_or_default();
         let read = if problems.is_empty() {
             assemble(kind, row, &mut bodies)
         } else {
