@@ -227,6 +227,7 @@ fn emit(text: &str) {
 
 fn print_plan(report: &RestoreReport, apply: bool) {
     let mut text = format!("restore plan for {}: {}\n", report.run, org_line(report));
+    text.push_str(&object_plan(report, false));
     for f in &report.flows {
         text.push_str(&format!(
             "{:<9} {} {} {:?} [{} {}]{}\n",
@@ -248,7 +249,7 @@ fn print_plan(report: &RestoreReport, apply: bool) {
             text.push_str(&format!("          re-point {}\n", p.describe()));
         }
     }
-    text.push_str(&object_plan(report));
+    text.push_str(&object_plan(report, true));
     if let Some(expected) = &report.expected {
         text.push_str(&format!("{expected}\n"));
     }
@@ -297,11 +298,13 @@ fn print_outcomes(report: &RestoreReport) {
     emit(&text);
 }
 
-/// One plan line per Architect object: `ACTION KIND ID "NAME": reason`, then what differs and
-/// what is re-pointed.
-fn object_plan(report: &RestoreReport) -> String {
+/// One plan line per Architect object written before the flows (or, `after_flows`, after them:
+/// IVRs and emergency groups): `ACTION KIND ID "NAME": reason`, then what differs and what is
+/// re-pointed.
+fn object_plan(report: &RestoreReport, after_flows: bool) -> String {
     let mut text = String::new();
-    for o in &report.objects {
+    let after = |k: ArchitectKind| matches!(k, ArchitectKind::Ivrs | ArchitectKind::EmergencyGroups);
+    for o in report.objects.iter().filter(|o| after(o.kind) == after_flows) {
         text.push_str(&format!(
             "{:<9} {} {} {:?}{}\n",
             o.action.as_str(),

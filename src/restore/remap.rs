@@ -50,7 +50,7 @@ impl Repointed {
         let to = self
             .to
             .clone()
-            .unwrap_or_else(|| "the new id of the flow this restore re-creates".into());
+            .unwrap_or_else(|| "the new id of what this restore re-creates".into());
         let places = match self.places {
             0 => String::new(),
             n => format!(" ({n} places)"),

@@ -47,6 +47,8 @@ pub async fn plan_all(
     architect::resolve_flow_refs(client, &mut objects, &mut map, &report.flows, other_org).await?;
     architect::plan::plan_repoints(client, &mut objects, &map, &mut listings).await?;
     architect::plan::decide(&mut objects, &map, &listings, &options.architect);
+    let position = |k: architect::ArchitectKind| architect::ArchitectKind::ALL.iter().position(|x| *x == k);
+    objects.sort_by_key(|o| position(o.kind));
     report.objects = objects;
     report.id_map = map;
     Ok(report)

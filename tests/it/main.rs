@@ -22,3 +22,4 @@ mod restore_safety;
 mod sim_architect;
 mod sim_sdk;
 mod storage_faults;
+mod architect_restore;
