@@ -7,9 +7,10 @@ use crate::support;
 
 use std::collections::{BTreeMap, HashSet};
 
+use flowvault::manifest::Manifest;
 use flowvault::sim::{ObjectKind, ObjectWriteFault, SimConfig, SimFlow, SimObjects, SimServer};
 use serde_json::Value;
-use support::s3::{BUCKET, S3Server};
+use support::targets::{Place, Target};
 use support::*;
 
 /// Exports `sim` into `to` (a directory or s3:// URL) as run `id`; the run's location.
@@ -54,7 +55,12 @@ fn manifest_ids(config: &Value, kind: &str) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|e| (e["name"].as_str().unwrap().to_string(), e["id"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["id"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -70,40 +76,84 @@ fn all_strings(v: &Value, out: &mut HashSet<String>) {
     }
 }
 
-/// The Architect objects of an org: kind → name → body, ids and volatile fields left out.
-fn without_ids(objects: &SimObjects, rename: &BTreeMap<String, String>) -> BTreeMap<(ObjectKind, String), Value> {
-    fn scrub(v: &mut Value, rename: &BTreeMap<String, String>) {
-        match v {
-            Value::Object(m) => {
-                for k in ["id", "selfUri", "version", "promptId", "mediaUri", "uploadUri", "dateModified"] {
-                    m.remove(k);
-                }
-                m.values_mut().for_each(|c| scrub(c, rename));
-            }
-            Value::Array(a) => a.iter_mut().for_each(|c| scrub(c, rename)),
-            Value::String(s) => {
-                if let Some(n) = rename.get(s.as_str()) {
-                    *s = n.clone();
-                }
-            }
-            _ => {}
-        }
-    }
-    objects
+/// Every id of `sim`'s objects and flows → `kind:name`, so two orgs' documents compare by name.
+fn names_of(sim: &SimServer) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = sim
+        .objects()
         .objects
         .iter()
-        .filter(|o| o.kind.is_architect())
-        .map(|o| {
-            let mut body = o.body.clone();
-            scrub(&mut body, rename);
-            ((o.kind, o.name.clone()), body)
-        })
-        .collect()
+        .map(|o| (o.id.clone(), format!("{:?}:{}", o.kind, o.name)))
+        .collect();
+    out.extend(
+        sim.flows()
+            .iter()
+            .map(|f| (f.id().to_string(), format!("flow:{}", name(f)))),
+    );
+    out
 }
 
-/// The names of the org's flows by id (for comparing references across orgs).
-fn flow_names(sim: &SimServer) -> BTreeMap<String, String> {
-    sim.flows().iter().map(|f| (f.id().to_string(), name(f))).collect()
+/// `v` with ids named (`names`) and the fields that differ between orgs by nature dropped (ids,
+/// versions, presigned URLs, and `state`, which the org sets itself).
+fn scrub(v: &mut Value, names: &BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for k in [
+                "id",
+                "selfUri",
+                "version",
+                "promptId",
+                "mediaUri",
+                "uploadUri",
+                "dateModified",
+                "division",
+                "state",
+            ] {
+                m.remove(k);
+            }
+            m.values_mut().for_each(|c| scrub(c, names));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| scrub(c, names)),
+        Value::String(s) => {
+            if let Some(n) = names.get(s.as_str()) {
+                *s = n.clone();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Exports `sim` to `place` (objects format) as run `id`: its manifest.
+async fn export_objects(place: &Place, sim: &SimServer, id: &str) -> Manifest {
+    let out = place.export_with(sim, id, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    serde_json::from_slice(&place.read(&format!("{id}/manifest.json")).await).unwrap()
+}
+
+/// A run's Architect documents by `kind name [language|rows|object]`: JSON scrubbed of ids,
+/// audio as its SHA-256.
+async fn object_documents(
+    place: &Place,
+    id: &str,
+    manifest: &Manifest,
+    names: &BTreeMap<String, String>,
+) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for row in &manifest.objects {
+        for d in &row.documents {
+            let body = &place.read(&format!("{id}/{}", d.path)).await;
+            let (what, value) = match &d.language {
+                Some(lang) => (lang.clone(), Value::String(sha256_hex(body))),
+                None => {
+                    let mut v: Value = serde_json::from_slice(body).unwrap();
+                    scrub(&mut v, names);
+                    let what = if v.get("rows").is_some() { "rows" } else { "object" };
+                    (what.to_string(), v)
+                }
+            };
+            out.insert(format!("{} {} {what}", row.kind, row.name), value);
+        }
+    }
+    out
 }
 
 /// An empty org (another org id) holding `objects` and no flow.
@@ -146,18 +196,27 @@ async fn a_deleted_schedule_group_and_prompt_come_back_and_their_users_are_re_po
     assert!(sim.delete_object(ObjectKind::UserPrompt, &prompt));
 
     let report_file = dir.path().join("restore.json");
-    let out = run(restore_cmd(&sim, &archive, &report_file).args(["--kinds", "schedulegroups,prompts", "--apply"])).await;
+    let out =
+        run(restore_cmd(&sim, &archive, &report_file).args(["--kinds", "schedulegroups,prompts", "--apply"])).await;
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
-    eprintln!("DEBUG {}", all_output(&out));
 
     let after = sim.objects();
-    let new_group = after.named(ObjectKind::ScheduleGroup, &group).expect("the schedule group is back");
-    let new_prompt = after.named(ObjectKind::UserPrompt, &prompt).expect("the prompt is back");
+    let new_group = after
+        .named(ObjectKind::ScheduleGroup, &group)
+        .expect("the schedule group is back");
+    let new_prompt = after
+        .named(ObjectKind::UserPrompt, &prompt)
+        .expect("the prompt is back");
     assert_ne!(new_group.id, group_id, "re-created under a new id");
     assert_ne!(new_prompt.id, prompt_id);
     assert_eq!(after.objects.len(), before.objects.len(), "exactly those two came back");
     for o in before.objects.iter().filter(|o| o.id != group_id && o.id != prompt_id) {
-        assert!(after.find(o.kind, &o.id).is_some(), "{:?} {} kept its id", o.kind, o.name);
+        assert!(
+            after.find(o.kind, &o.id).is_some(),
+            "{:?} {} kept its id",
+            o.kind,
+            o.name
+        );
     }
     let old_audio = before.audio.keys().filter(|(p, _)| *p == prompt_id).count();
     let new_audio = after.audio.keys().filter(|(p, _)| *p == new_prompt.id).count();
@@ -198,4 +257,103 @@ async fn a_deleted_schedule_group_and_prompt_come_back_and_their_users_are_re_po
         .map(|o| o["name"].as_str().unwrap())
         .collect();
     assert_eq!(created.len(), 2, "{created:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_into_an_empty_org_creates_every_object_and_a_re_export_equals_the_archive_but_for_ids() {
+    let source = start_sim(org(12)).await;
+    let place = Place::new(Target::SeaweedObjects).await;
+    let archived = export_objects(&place, &source, "a").await;
+    assert!(!archived.objects.is_empty(), "the archive holds the Architect objects");
+    let target = start_sim(empty_org(SimObjects::rebuilt_without_architect(9))).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let report_file = dir.path().join("restore.json");
+    let out = run(restore_cmd(&target, &place.run("a"), &report_file)
+        .args(["--kinds", "all", "--apply", "--publish", "--to-other-org"])
+        .envs(place.env()))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+
+    let (before, after) = (source.objects(), target.objects());
+    for kind in ObjectKind::ARCHITECT {
+        let names = |o: &SimObjects| o.of_kind(kind).map(|x| x.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&after).len(), names(&before).len(), "every {kind:?} created");
+    }
+    assert_eq!(after.audio.len(), before.audio.len(), "every audio file uploaded");
+    for p in after.of_kind(ObjectKind::UserPrompt) {
+        for r in p.body["resources"].as_array().unwrap() {
+            assert_eq!(r["uploadStatus"], "transcoded", "{} {r}", p.name);
+        }
+    }
+    let old_ids: HashSet<String> = before.objects.iter().map(|o| o.id.clone()).collect();
+    let (flows_before, flows_after) = (source.flows(), target.flows());
+    assert_eq!(flows_after.len(), flows_before.len(), "every flow created");
+    for f in flows_after.iter().filter(|f| {
+        flows_before
+            .iter()
+            .any(|s| name(s) == name(f) && s.published_version().is_some())
+    }) {
+        let mut ids = HashSet::new();
+        all_strings(&published(f), &mut ids);
+        let stale: Vec<&String> = ids.iter().filter(|i| old_ids.contains(*i)).collect();
+        assert!(stale.is_empty(), "{} still names {stale:?}", name(f));
+    }
+
+    let again = export_objects(&place, &target, "b").await;
+    let a = object_documents(&place, "a", &archived, &names_of(&source)).await;
+    let b = object_documents(&place, "b", &again, &names_of(&target)).await;
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert_eq!(Some(v), b.get(k), "{k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_commits_then_answers_5xx_is_settled_by_reading_back_without_a_duplicate() {
+    let mut config = org(6);
+    config.object_write_faults = vec![
+        "schedulegroups:503".parse::<ObjectWriteFault>().unwrap(),
+        "prompts:500".parse().unwrap(),
+    ];
+    let sim = start_sim(config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_string_lossy().into_owned();
+    let archive = export(&sim, &to, "a", "objects", &[]).await;
+    let (group, _, prompt, _) = used_group_and_prompt(&sim);
+    assert!(sim.delete_object(ObjectKind::ScheduleGroup, &group));
+    assert!(sim.delete_object(ObjectKind::UserPrompt, &prompt));
+
+    let report_file = dir.path().join("restore.json");
+    let out =
+        run(restore_cmd(&sim, &archive, &report_file).args(["--kinds", "schedulegroups,prompts", "--apply"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+
+    let after = sim.objects();
+    assert_eq!(
+        after
+            .of_kind(ObjectKind::ScheduleGroup)
+            .filter(|o| o.name == group)
+            .count(),
+        1
+    );
+    assert_eq!(
+        after
+            .of_kind(ObjectKind::UserPrompt)
+            .filter(|o| o.name == prompt)
+            .count(),
+        1
+    );
+    let report = read_report(&report_file);
+    let settled: Vec<&Value> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["notes"]
+                .to_string()
+                .contains("reading it back showed it had happened")
+        })
+        .collect();
+    assert_eq!(settled.len(), 2, "both writes settled by reading back: {report}");
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architect_restore;
 mod cli;
 mod completeness;
 mod export_fidelity;
@@ -22,4 +23,3 @@ mod restore_safety;
 mod sim_architect;
 mod sim_sdk;
 mod storage_faults;
-mod architect_restore;

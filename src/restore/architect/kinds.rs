@@ -123,7 +123,7 @@ pub fn refs(kind: ArchitectKind, object: &Value) -> Vec<ObjectRef> {
 }
 
 /// The body a restore writes for `object`: its restorable fields, each reference reduced to
-/// `{id}` re-pointed through `map` (a reference `map` cannot resolve is kept as it is).
+/// `{id, name}` re-pointed through `map` (a reference `map` cannot resolve is kept as it is).
 pub fn body(kind: ArchitectKind, object: &Value, map: &dyn Fn(Target, &str) -> Option<String>) -> Value {
     let mut out = Map::new();
     for f in fields(kind) {
@@ -135,7 +135,10 @@ pub fn body(kind: ArchitectKind, object: &Value, map: &dyn Fn(Target, &str) -> O
     each_ref(kind, &mut out, &mut |target, r| {
         let id = r.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         let to = map(target, &id).unwrap_or(id);
-        *r = serde_json::json!({ "id": to });
+        *r = match r.get("name").filter(|n| n.is_string()) {
+            Some(name) => serde_json::json!({ "id": to, "name": name }),
+            None => serde_json::json!({ "id": to }),
+        };
     });
     out
 }
@@ -157,7 +160,7 @@ mod tests {
         });
         assert_eq!(
             b,
-            json!({"name": "Main", "dnis": ["+13175550100"], "openHoursFlow": {"id": "f-new"}, "scheduleGroup": {"id": "g-new"}})
+            json!({"name": "Main", "dnis": ["+13175550100"], "openHoursFlow": {"id": "f-new", "name": "Main Flow"}, "scheduleGroup": {"id": "g-new", "name": "Hours"}})
         );
     }
 
