@@ -3,7 +3,6 @@
 
 mod support;
 
-mod architect_restore;
 mod cli;
 mod completeness;
 mod export_fidelity;
@@ -23,3 +22,5 @@ mod restore_safety;
 mod sim_architect;
 mod sim_sdk;
 mod storage_faults;
+mod architect_restore;
+mod architect_restore;
