@@ -357,3 +357,31 @@ async fn a_create_that_commits_then_answers_5xx_is_settled_by_reading_back_witho
         .collect();
     assert_eq!(settled.len(), 2, "both writes settled by reading back: {report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ivr_whose_number_another_ivr_now_holds_is_a_conflict_and_is_not_written() {
+    let sim = start_sim(org(6)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_string_lossy().into_owned();
+    let archive = export(&sim, &to, "a", "tar-gz", &[]).await;
+    let objects = sim.objects();
+    let mut ivrs = objects.of_kind(ObjectKind::Ivr);
+    let (gone, other) = (ivrs.next().unwrap().clone(), ivrs.next().unwrap().clone());
+    let number = gone.body["dnis"][0].as_str().unwrap().to_string();
+    assert!(sim.delete_object(ObjectKind::Ivr, &gone.name));
+    sim.update_objects(|o| {
+        let held = o.find_mut(ObjectKind::Ivr, &other.id).unwrap();
+        held.body["dnis"].as_array_mut().unwrap().push(number.clone().into());
+    });
+
+    let report_file = dir.path().join("restore.json");
+    let out = run(restore_cmd(&sim, &archive, &report_file).args(["--kinds", "ivrs", "--apply"])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", all_output(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("conflict") && l.contains(&gone.name))
+        .unwrap_or_else(|| panic!("a conflict line for {}: {text}", gone.name));
+    assert!(line.contains(&number) && line.contains(&other.name), "{line}");
+    assert!(sim.objects().named(ObjectKind::Ivr, &gone.name).is_none(), "nothing written for it");
+}

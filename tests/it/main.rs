@@ -23,4 +23,3 @@ mod sim_architect;
 mod sim_sdk;
 mod storage_faults;
 mod architect_restore;
-mod architect_restore;

@@ -202,6 +202,7 @@ async fn write(
                 _ => &[],
             };
             let now = client.architect_get(path, &id, query).await?;
+            kinds::keep_org_fields(o.kind, &mut body, &now);
             if kinds::versioned(o.kind) {
                 body["version"] = now.get("version").cloned().unwrap_or(json!(1));
             }

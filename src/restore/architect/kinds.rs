@@ -143,6 +143,24 @@ pub fn body(kind: ArchitectKind, object: &Value, map: &dyn Fn(Target, &str) -> O
     out
 }
 
+/// Keeps what the org holds that a write must not take away: a data table's fields the archive
+/// does not have (fields can be added to a table, never removed).
+pub fn keep_org_fields(kind: ArchitectKind, body: &mut Value, org: &Value) {
+    if kind != ArchitectKind::DataTables {
+        return;
+    }
+    let Some(theirs) = org.pointer("/schema/properties").and_then(Value::as_object) else {
+        return;
+    };
+    if let Some(Value::Object(mine)) = body.pointer_mut("/schema/properties") {
+        for (k, v) in theirs {
+            if !mine.contains_key(k) {
+                mine.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +189,15 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].target, r[0].id.as_str()), (Target::Flow, "f1"));
         assert_eq!(r[1].target, Target::Object(ArchitectKind::Ivrs));
+    }
+
+    #[test]
+    fn a_table_update_keeps_the_fields_only_the_org_has() {
+        let mut body = json!({"schema": {"properties": {"key": {"type": "string"}, "a": {"type": "string"}}}});
+        let org = json!({"schema": {"properties": {"key": {"type": "string"}, "b": {"type": "integer"}}}});
+        keep_org_fields(ArchitectKind::DataTables, &mut body, &org);
+        let props = body["schema"]["properties"].as_object().unwrap();
+        assert_eq!(props.keys().collect::<Vec<_>>(), vec!["key", "a", "b"]);
     }
 
     #[test]

@@ -39,17 +39,6 @@ pub struct ArchitectOptions {
     pub transcode_polls: u32,
 }
 
-/// The phase of an emergency group's restore: before the flows without its IVRs, after the IVRs
-/// whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Written before the flows.
-    BeforeFlows,
-    /// Written after the flows (IVRs, emergency groups' IVRs).
-    AfterFlows,
-}
-
 /// One Architect object of a restore: the plan and, once applied, what happened.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectRestore {

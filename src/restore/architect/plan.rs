@@ -271,6 +271,8 @@ pub fn decide(objects: &mut [ObjectRestore], map: &IdMap, listings: &Listings, o
             continue;
         };
         let current = kinds::body(o.kind, &target, &|_, _| None);
+        let mut desired = desired;
+        kinds::keep_org_fields(o.kind, &mut desired, &target);
         let mut changes: Vec<String> = kinds::fields(o.kind)
             .iter()
             .filter(|f| desired.get(**f) != current.get(**f))
