@@ -42,9 +42,8 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
             );
         }
         Some((true, _)) if selection.is_empty() => selection.all = true,
-        None if selection.is_empty() => {
-            return Err("choose the flows to restore: --flow ID, --name GLOB, --type TYPE or --all (or name the kinds with --kinds)".into());
-        }
+        // Neither kinds nor flows named: everything the archive holds (see `default_kinds`).
+        None if selection.is_empty() => selection.all = true,
         _ => {}
     }
     let (flows, architect_kinds) = kinds.unwrap_or((true, BTreeSet::new()));
@@ -69,9 +68,11 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
     })
 }
 
-/// Without `--kinds`: every Architect kind the archive holds, besides the flows.
+/// Without `--kinds` and without a flow selector: every Architect kind the archive holds, besides
+/// every flow. A flow selector alone keeps the restore to flows.
 fn default_kinds(args: &RestoreArgs, manifest: &crate::manifest::Manifest, options: &mut RestoreOptions) {
-    if args.kinds.is_none() {
+    let selector = !args.flows.is_empty() || args.name.is_some() || !args.types.is_empty() || args.all;
+    if args.kinds.is_none() && !selector {
         options.architect.kinds = manifest
             .objects
             .iter()
@@ -86,6 +87,7 @@ fn plan_failure(e: RestoreError) -> CommandError {
         RestoreError::OtherOrg { .. }
         | RestoreError::NothingSelected
         | RestoreError::NoSuchFlow(_)
+        | RestoreError::NoObjects(_)
         | RestoreError::OrgUnknown { .. } => exit::USAGE,
         RestoreError::Unverified { .. } => exit::INCOMPLETE,
         _ => exit::FATAL,

@@ -386,6 +386,11 @@ pub enum RestoreError {
     /// The org cannot be read.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// `--kinds` names only Architect kinds the run holds no exported object of.
+    #[error(
+        "the run holds no exported object of the kinds named ({0}); `flowvault diff` or the manifest lists what it holds"
+    )]
+    NoObjects(String),
 }
 
 /// The `configuration` member of a stored document, byte for byte, and the archived flow row.

@@ -35,6 +35,10 @@ pub async fn plan_all(
     let archive_org = manifest.organization.as_ref().map(Organization::from);
     let other_org = super::plan::org_guard(archive_org.as_ref(), target.as_ref(), unknown, options)?;
     let (archived, refused) = architect::load::load_objects(run, &manifest.objects, kinds).await?;
+    if !options.flows && archived.is_empty() && refused.is_empty() {
+        let named: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        return Err(RestoreError::NoObjects(named.join(",")));
+    }
     let mut listings = Listings::default();
     let (mut objects, mut map) = architect::plan_objects(client, archived, refused, &mut listings, other_org).await?;
     let mut report = if options.flows {

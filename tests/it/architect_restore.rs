@@ -383,5 +383,8 @@ async fn an_ivr_whose_number_another_ivr_now_holds_is_a_conflict_and_is_not_writ
         .find(|l| l.starts_with("conflict") && l.contains(&gone.name))
         .unwrap_or_else(|| panic!("a conflict line for {}: {text}", gone.name));
     assert!(line.contains(&number) && line.contains(&other.name), "{line}");
-    assert!(sim.objects().named(ObjectKind::Ivr, &gone.name).is_none(), "nothing written for it");
+    assert!(
+        sim.objects().named(ObjectKind::Ivr, &gone.name).is_none(),
+        "nothing written for it"
+    );
 }
