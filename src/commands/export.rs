@@ -151,20 +151,7 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
         (None, Some(note)) => writeln!(out, "since:    every flow fetched: {note}")?,
         (None, None) => {}
     }
-    for k in m.architect.iter().flat_map(|a| &a.kinds) {
-        match (&k.note, k.checked) {
-            (Some(note), false) => writeln!(out, "{:<16}{note}", format!("{}:", k.kind))?,
-            _ => writeln!(
-                out,
-                "{:<16}{} listed, {} exported ({} carried), {} failed",
-                format!("{}:", k.kind),
-                k.listed,
-                k.exported,
-                k.carried,
-                k.failed
-            )?,
-        }
-    }
+    write_kinds(out, m)?;
     if let Some(a) = archive {
         writeln!(out, "archive:  {a}")?;
     } else if m.format == "objects" {
@@ -175,6 +162,22 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
         None => writeln!(out, "manifest: not written (see the error above)")?,
     }
     Ok(code)
+}
+
+/// One line per Architect kind: what was listed and stored, or why it was not read.
+fn write_kinds(out: &mut impl Write, m: &crate::manifest::Manifest) -> std::io::Result<()> {
+    for k in m.architect.iter().flat_map(|a| &a.kinds) {
+        let label = format!("{}:", k.kind);
+        match (&k.note, k.checked) {
+            (Some(note), false) => writeln!(out, "{label:<16}{note}")?,
+            _ => writeln!(
+                out,
+                "{label:<16}{} listed, {} exported ({} carried), {} failed",
+                k.listed, k.exported, k.carried, k.failed
+            )?,
+        }
+    }
+    Ok(())
 }
 
 /// Pushes and/or writes the run's metrics, as configured; failures are logged, not fatal.

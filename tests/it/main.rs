@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architect_export;
 mod cli;
 mod completeness;
 mod export_fidelity;

@@ -40,9 +40,18 @@ async fn the_official_python_sdk_lists_and_fetches_every_flow() {
         assert!(sim.stats().architect_requests(kind) > 0, "the SDK read {kind}: {stats}");
     }
     assert_eq!(stats["audio_downloads"], 1, "one audio file downloaded without auth");
-    assert_eq!(stats["audio_uploads"], 1, "one audio file uploaded through the presigned URL");
+    assert_eq!(
+        stats["audio_uploads"], 1,
+        "one audio file uploaded through the presigned URL"
+    );
     let objects = sim.objects();
-    assert!(objects.named(flowvault::sim::ObjectKind::Schedule, "SDK Schedule").is_some());
-    let prompt = objects.named(flowvault::sim::ObjectKind::UserPrompt, "SDK_Prompt").unwrap();
+    assert!(
+        objects
+            .named(flowvault::sim::ObjectKind::Schedule, "SDK Schedule")
+            .is_some()
+    );
+    let prompt = objects
+        .named(flowvault::sim::ObjectKind::UserPrompt, "SDK_Prompt")
+        .unwrap();
     assert_eq!(prompt.body["resources"][0]["uploadStatus"], "transcoded");
 }
