@@ -388,3 +388,35 @@ async fn an_ivr_whose_number_another_ivr_now_holds_is_a_conflict_and_is_not_writ
         "nothing written for it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_genesys_cannot_transcode_fails_its_prompt_and_the_run_says_so() {
+    let mut config = org(6);
+    let sim_objects = config.objects.clone();
+    let prompt = sim_objects
+        .of_kind(ObjectKind::UserPrompt)
+        .find(|p| sim_objects.audio.keys().any(|(id, _)| *id == p.id))
+        .expect("a prompt with audio")
+        .name
+        .clone();
+    config.transcode_fail = HashSet::from([prompt.clone()]);
+    let sim = start_sim(config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_string_lossy().into_owned();
+    let archive = export(&sim, &to, "a", "tar-gz", &[]).await;
+    assert!(sim.delete_object(ObjectKind::UserPrompt, &prompt));
+
+    let report_file = dir.path().join("restore.json");
+    let out = run(restore_cmd(&sim, &archive, &report_file).args(["--kinds", "prompts", "--apply"])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", all_output(&out));
+    let report = read_report(&report_file);
+    let row = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == prompt.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["outcome"], "failed", "{row}");
+    assert!(row["error"].as_str().unwrap().contains("transcodeFailed"), "{row}");
+}
