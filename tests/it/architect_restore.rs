@@ -310,11 +310,12 @@ async fn a_restore_into_an_empty_org_creates_every_object_and_a_re_export_equals
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_create_that_commits_then_answers_5xx_is_settled_by_reading_back_without_a_duplicate() {
+async fn writes_that_commit_then_answer_5xx_are_settled_by_reading_back_without_a_duplicate() {
     let mut config = org(6);
     config.object_write_faults = vec![
         "schedulegroups:503".parse::<ObjectWriteFault>().unwrap(),
         "prompts:500".parse().unwrap(),
+        "ivrs:502".parse().unwrap(),
     ];
     let sim = start_sim(config).await;
     let dir = tempfile::tempdir().unwrap();
@@ -355,7 +356,18 @@ async fn a_create_that_commits_then_answers_5xx_is_settled_by_reading_back_witho
                 .contains("reading it back showed it had happened")
         })
         .collect();
-    assert_eq!(settled.len(), 2, "both writes settled by reading back: {report}");
+    assert_eq!(
+        settled.len(),
+        3,
+        "two creates and the IVR's re-point update settled by reading back: {report}"
+    );
+    let new_group = &after.named(ObjectKind::ScheduleGroup, &group).unwrap().id;
+    assert!(
+        after
+            .of_kind(ObjectKind::Ivr)
+            .any(|i| i.body["scheduleGroup"]["id"] == new_group.as_str()),
+        "the IVR points at the re-created group"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
