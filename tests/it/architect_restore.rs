@@ -432,3 +432,59 @@ async fn audio_genesys_cannot_transcode_fails_its_prompt_and_the_run_says_so() {
     assert_eq!(row["outcome"], "failed", "{row}");
     assert!(row["error"].as_str().unwrap().contains("transcodeFailed"), "{row}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_of_objects_writes_nothing_and_its_json_lists_each_object() {
+    let sim = start_sim(org(4)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_string_lossy().into_owned();
+    let archive = export(&sim, &to, "a", "objects", &[]).await;
+    let schedule = sim.objects().of_kind(ObjectKind::Schedule).next().unwrap().name.clone();
+    assert!(sim.delete_object(ObjectKind::Schedule, &schedule));
+    let writes = sim.stats().write_requests.load(std::sync::atomic::Ordering::Relaxed);
+
+    let report_file = dir.path().join("restore.json");
+    let out =
+        run(restore_cmd(&sim, &archive, &report_file).args(["--kinds", "schedules,schedulegroups", "--json"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert_eq!(
+        sim.stats().write_requests.load(std::sync::atomic::Ordering::Relaxed),
+        writes,
+        "a plan writes nothing"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let objects = report["objects"].as_array().unwrap();
+    let action = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o["name"] == name)
+            .map(|o| o["action"].as_str().unwrap().to_string())
+    };
+    assert_eq!(action(&schedule).as_deref(), Some("create"), "{report}");
+    assert_eq!(
+        objects.len(),
+        sim.objects().of_kind(ObjectKind::Schedule).count()
+            + 1
+            + sim.objects().of_kind(ObjectKind::ScheduleGroup).count(),
+        "one entry per archived schedule and schedule group: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_not_written_into_another_org_without_to_other_org() {
+    let source = start_sim(org(4)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().to_string_lossy().into_owned();
+    let archive = export(&source, &to, "a", "tar-gz", &[]).await;
+    let target = start_sim(empty_org(SimObjects::rebuilt_without_architect(5))).await;
+
+    let report_file = dir.path().join("restore.json");
+    let out = run(restore_cmd(&target, &archive, &report_file).args(["--kinds", "schedules,prompts", "--apply"])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", all_output(&out));
+    assert!(all_output(&out).contains("--to-other-org"), "{}", all_output(&out));
+    assert_eq!(
+        target.stats().write_requests.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(target.objects().of_kind(ObjectKind::Schedule).count(), 0);
+}
