@@ -266,6 +266,16 @@ pub struct RestoreArgs {
     pub operation_timeout: String,
     #[command(flatten)]
     pub settings: SettingArgs<RestoreSettingList>,
+    /// What to restore, comma-separated: flows, prompts, datatables, schedules, schedulegroups,
+    /// emergencygroups, ivrs, outcomes, milestones, or all (default: every kind the archive holds).
+    #[arg(long, value_name = "LIST")]
+    pub kinds: Option<String>,
+    /// Delete rows of the org's data tables that the archive does not hold (default: left alone).
+    #[arg(long)]
+    pub prune_rows: bool,
+    /// Reads of an uploaded prompt audio at most while waiting for it to be transcoded.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub transcode_polls: u32,
 }
 
 /// `restore --content`.

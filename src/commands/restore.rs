@@ -2,28 +2,49 @@
 //! does it. Exit 0 when everything planned was done (or for a plan), 3 when a flow failed or is
 //! in conflict, 1 fatal, 2 usage.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 
 use super::verify::latest_of;
 use super::{CommandError, Outcome, exit};
+use crate::architect::{ArchitectKind, KindSelection};
 use crate::archive;
 use crate::cli::{OutputFormat, RestoreArgs, RestoreContent};
 use crate::export::{StopCause, StopSignal};
+use crate::restore::architect::ArchitectOptions;
 use crate::restore::{self, ContentChoice, FlowOutcome, RestoreError, RestoreOptions, RestoreReport, Selection};
 use crate::settings::{ConnectionSettings, parse_duration, process_env, read_options};
 use crate::sink::Destination;
 
+/// `--kinds`: whether flows are named, and which Architect kinds (`None`: not given).
+fn parse_kinds(spec: Option<&str>) -> Result<Option<(bool, BTreeSet<ArchitectKind>)>, String> {
+    let Some(spec) = spec else { return Ok(None) };
+    let selection = KindSelection::parse(spec).map_err(|e| e.to_string())?;
+    Ok(Some((selection.flows, selection.kinds)))
+}
+
 fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
-    let selection = Selection {
+    let mut selection = Selection {
         ids: args.flows.clone(),
         name_glob: args.name.clone(),
         types: args.types.clone(),
         all: args.all,
     };
-    if selection.is_empty() {
-        return Err("choose the flows to restore: --flow ID, --name GLOB, --type TYPE or --all".into());
+    let kinds = parse_kinds(args.kinds.as_deref())?;
+    match &kinds {
+        Some((false, _)) if !selection.is_empty() => {
+            return Err(
+                "--flow, --name, --type and --all choose flows, but --kinds does not name flows; add flows to --kinds"
+                    .into(),
+            );
+        }
+        Some((true, _)) if selection.is_empty() => selection.all = true,
+        // Neither kinds nor flows named: everything the archive holds (see `default_kinds`).
+        None if selection.is_empty() => selection.all = true,
+        _ => {}
     }
+    let (flows, architect_kinds) = kinds.unwrap_or((true, BTreeSet::new()));
     Ok(RestoreOptions {
         selection,
         content: match args.content {
@@ -36,7 +57,26 @@ fn options(args: &RestoreArgs) -> Result<RestoreOptions, String> {
         to_other_org: args.to_other_org,
         operation_timeout: parse_duration(&args.operation_timeout, "--operation-timeout").map_err(|e| e.to_string())?,
         concurrency: 1,
+        flows,
+        architect: ArchitectOptions {
+            kinds: architect_kinds,
+            prune_rows: args.prune_rows,
+            transcode_polls: args.transcode_polls,
+        },
     })
+}
+
+/// Without `--kinds` and without a flow selector: every Architect kind the archive holds, besides
+/// every flow. A flow selector alone keeps the restore to flows.
+fn default_kinds(args: &RestoreArgs, manifest: &crate::manifest::Manifest, options: &mut RestoreOptions) {
+    let selector = !args.flows.is_empty() || args.name.is_some() || !args.types.is_empty() || args.all;
+    if args.kinds.is_none() && !selector {
+        options.architect.kinds = manifest
+            .objects
+            .iter()
+            .filter_map(|r| ArchitectKind::from_name(&r.kind))
+            .collect();
+    }
 }
 
 /// The exit code of a restore that could not be planned.
@@ -45,6 +85,7 @@ fn plan_failure(e: RestoreError) -> CommandError {
         RestoreError::OtherOrg { .. }
         | RestoreError::NothingSelected
         | RestoreError::NoSuchFlow(_)
+        | RestoreError::NoObjects(_)
         | RestoreError::OrgUnknown { .. } => exit::USAGE,
         RestoreError::Unverified { .. } => exit::INCOMPLETE,
         _ => exit::FATAL,
@@ -75,8 +116,10 @@ pub async fn run(args: &RestoreArgs) -> Outcome {
         .await
         .map_err(|e| CommandError::read(&e))?;
     let manifest = run.manifest().await.map_err(|e| CommandError::read(&e))?;
+    let mut options = options;
+    default_kinds(args, &manifest, &mut options);
     let client = super::connect(connection.client).await.map_err(CommandError::fatal)?;
-    let mut report = restore::plan(&client, &run, &manifest, &options)
+    let mut report = restore::plan_all(&client, &run, &manifest, &options)
         .await
         .map_err(plan_failure)?;
     let json = args.json || args.output == Some(OutputFormat::Json);
@@ -85,7 +128,7 @@ pub async fn run(args: &RestoreArgs) -> Outcome {
     }
     let mut fatal = None;
     if args.apply
-        && let Err(e) = restore::apply(&client, &mut report, &options, &stop).await
+        && let Err(e) = restore::apply_all(&client, &mut report, &options, &stop).await
     {
         fatal = Some(e);
     }
@@ -183,6 +226,7 @@ fn emit(text: &str) {
 
 fn print_plan(report: &RestoreReport, apply: bool) {
     let mut text = format!("restore plan for {}: {}\n", report.run, org_line(report));
+    text.push_str(&object_plan(report, false));
     for f in &report.flows {
         text.push_str(&format!(
             "{:<9} {} {} {:?} [{} {}]{}\n",
@@ -204,6 +248,7 @@ fn print_plan(report: &RestoreReport, apply: bool) {
             text.push_str(&format!("          re-point {}\n", p.describe()));
         }
     }
+    text.push_str(&object_plan(report, true));
     if let Some(expected) = &report.expected {
         text.push_str(&format!("{expected}\n"));
     }
@@ -234,6 +279,7 @@ fn print_outcomes(report: &RestoreReport) {
             text.push_str(&format!("              {note}\n"));
         }
     }
+    text.push_str(&object_outcomes(report));
     if let Some(why) = &report.interrupted {
         text.push_str(&format!(
             "interrupted ({why}): flows after the one in hand were not attempted\n"
@@ -249,4 +295,65 @@ fn print_outcomes(report: &RestoreReport) {
         report.count(FlowOutcome::NotAttempted)
     ));
     emit(&text);
+}
+
+/// One plan line per Architect object written before the flows (or, `after_flows`, after them:
+/// IVRs and emergency groups): `ACTION KIND ID "NAME": reason`, then what differs and what is
+/// re-pointed.
+fn object_plan(report: &RestoreReport, after_flows: bool) -> String {
+    let mut text = String::new();
+    let after = |k: ArchitectKind| matches!(k, ArchitectKind::Ivrs | ArchitectKind::EmergencyGroups);
+    for o in report.objects.iter().filter(|o| after(o.kind) == after_flows) {
+        text.push_str(&format!(
+            "{:<9} {} {} {:?}{}\n",
+            o.action.as_str(),
+            o.kind.as_str(),
+            o.id,
+            o.name,
+            o.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        ));
+        for c in &o.changes {
+            text.push_str(&format!("          {c}\n"));
+        }
+        for p in &o.repointed {
+            text.push_str(&format!("          re-point {p}\n"));
+        }
+    }
+    text
+}
+
+/// What happened to each Architect object that was not unchanged, and the counts.
+fn object_outcomes(report: &RestoreReport) -> String {
+    if report.objects.is_empty() {
+        return String::new();
+    }
+    let mut text = String::new();
+    for o in report.objects.iter().filter(|o| o.outcome != FlowOutcome::Unchanged) {
+        text.push_str(&format!(
+            "{:<13} {} {} {:?}{}{}\n",
+            o.outcome.as_str(),
+            o.kind.as_str(),
+            o.id,
+            o.name,
+            o.new_id
+                .as_deref()
+                .map(|n| format!(" → new id {n}"))
+                .unwrap_or_default(),
+            o.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        ));
+        for note in &o.notes {
+            text.push_str(&format!("              {note}\n"));
+        }
+    }
+    let count = |x: FlowOutcome| report.objects.iter().filter(|o| o.outcome == x).count();
+    text.push_str(&format!(
+        "objects: {} done, {} unchanged, {} failed, {} in conflict, {} refused, {} not attempted\n",
+        count(FlowOutcome::Done),
+        count(FlowOutcome::Unchanged),
+        count(FlowOutcome::Failed),
+        count(FlowOutcome::Conflict),
+        count(FlowOutcome::Refused),
+        count(FlowOutcome::NotAttempted)
+    ));
+    text
 }

@@ -657,3 +657,91 @@ pub(crate) fn describe_transport_error(e: &reqwest::Error) -> String {
         None => kind.to_string(),
     }
 }
+
+/// How a PUT to a presigned upload URL ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadAnswer {
+    /// 2xx: the bytes were stored.
+    Stored,
+    /// 403: the URL expired (ask for a new one).
+    Expired,
+    /// Another 4xx: the upload was refused; `message` says why.
+    Refused { status: u16, message: String },
+    /// No clear answer (5xx, timeout, reset): the bytes may or may not have been stored.
+    Unknown(String),
+}
+
+impl GenesysClient {
+    /// Sends a write that is not idempotent (`POST`, `PUT`, `DELETE`) once: resent only when it
+    /// certainly did not happen (429, a refused token); a 5xx, timeout or reset ends in
+    /// [`ApiError::OutcomeUnknown`] and the caller reads the state back.
+    pub async fn write_once(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        body: Option<Bytes>,
+    ) -> Result<Fetched, ApiError> {
+        let pace = LimiterPace(&self.limiter);
+        let (url_ref, body_ref, method_ref) = (&url, &body, &method);
+        let result = self
+            .retrier
+            .run(url.as_str(), &pace, move || async move {
+                let token = match self.tokens.token().await {
+                    Ok(t) => t,
+                    Err(e) => return Attempt::Fatal(ApiError::Auth(e)),
+                };
+                let sent_at = Instant::now();
+                let answer = self.attempt(method_ref, url_ref, body_ref, &token).await;
+                match self.after_answer(answer, &token, sent_at).await {
+                    Attempt::Transient { reason, .. } => Attempt::Fatal(ApiError::OutcomeUnknown {
+                        url: url_ref.to_string(),
+                        reason,
+                    }),
+                    other => other,
+                }
+            })
+            .await;
+        match result {
+            Ok(s) => Ok(Fetched {
+                body: s.value,
+                attempts: s.attempts,
+            }),
+            Err(GaveUp::Fatal(e)) => Err(e),
+            Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
+                url: url.to_string(),
+                attempts,
+                last,
+            }),
+        }
+    }
+
+    /// PUTs `body` to a presigned upload URL once, with exactly `headers` and no Authorization
+    /// header (the storage behind it refuses one), outside the API's rate limit. The URL's query
+    /// (its signature) never appears in messages.
+    pub async fn put_presigned(&self, url: &Url, headers: &[(String, String)], body: Bytes) -> UploadAnswer {
+        let mut request = self
+            .http
+            .put(url.clone())
+            .timeout(self.retrier.config().request_timeout)
+            .body(body);
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("authorization") {
+                continue;
+            }
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let resp = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return UploadAnswer::Unknown(describe_transport_error(&e)),
+        };
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let message: String = text.chars().take(200).collect();
+        match status {
+            200..=299 => UploadAnswer::Stored,
+            403 => UploadAnswer::Expired,
+            408 | 429 | 500..=599 => UploadAnswer::Unknown(format!("HTTP {status}")),
+            _ => UploadAnswer::Refused { status, message },
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! retry driver, the client-side rate limiter, typed API calls and the verified flow listing.
 
 pub mod architect;
+pub mod architect_write;
 pub mod auth;
 pub mod client;
 pub mod export_jobs;

@@ -125,13 +125,25 @@ pub async fn apply_in_order(
     options: &RestoreOptions,
     stop: &StopSignal,
 ) -> Result<(), ApiError> {
+    apply_in_order_seeded(client, report, options, stop, HashMap::new()).await
+}
+
+/// [`apply_in_order`], with the ids already created by this restore (Architect objects written
+/// before the flows: archived id → new id), so flows naming them are saved with the new ids.
+pub async fn apply_in_order_seeded(
+    client: &GenesysClient,
+    report: &mut RestoreReport,
+    options: &RestoreOptions,
+    stop: &StopSignal,
+    seed: HashMap<String, String>,
+) -> Result<(), ApiError> {
     report.applied = true;
     report.published = options.publish;
     let writing = writing(&report.flows);
     let levels = order::levels(&call_graph(&report.flows, &writing));
     let fatal = AtomicBool::new(false);
     let mut first_fatal = None;
-    let mut created: HashMap<String, String> = HashMap::new();
+    let mut created: HashMap<String, String> = seed;
     for (depth, level) in levels.levels.iter().enumerate() {
         let members: Vec<usize> = level.iter().map(|k| writing[*k]).collect();
         let blocked = blocked_by_callees(&report.flows, &members, &writing, &levels, depth);

@@ -94,7 +94,7 @@ pub(crate) async fn load<'a>(
     }
     let report = verify::verify(run, false).await?;
     let (run_level, flow_level): (Vec<&Problem>, Vec<&Problem>) =
-        report.problems.iter().partition(|p| p.flow_id.is_none());
+        report.problems.iter().partition(|p| p.is_run_level());
     if !run_level.is_empty() {
         return Err(RestoreError::Unverified {
             location: run.location.clone(),

@@ -10,11 +10,13 @@
 //! step by the flow's versions, and gives back every lock it took.
 
 mod apply;
+pub mod architect;
 mod drive;
 mod load;
 pub mod order;
 mod plan;
 pub mod remap;
+mod whole;
 
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use serde::Serialize;
 
 pub use apply::{apply, restore_flow};
 pub use plan::plan;
+pub use whole::{apply_all, plan_all};
 
 use crate::archive::ReadError;
 use crate::genesys::{ApiError, Organization};
@@ -127,6 +130,10 @@ pub struct RestoreOptions {
     pub operation_timeout: Duration,
     /// Flows written at once within a dependency level (`--concurrency`).
     pub concurrency: usize,
+    /// Whether flows are restored (`--kinds` names them, or the archive holds them by default).
+    pub flows: bool,
+    /// The Architect objects restored, and how.
+    pub architect: architect::ArchitectOptions,
 }
 
 /// What the plan does with a flow.
@@ -321,19 +328,25 @@ pub struct RestoreReport {
     /// What applying is expected to cost: requests and seconds at the client's rate limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected: Option<drive::Expected>,
+    /// One entry per Architect object restored or re-pointed, in restore order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<architect::ObjectRestore>,
+    /// The one id map (archived id → target id; `None`: created by this restore).
+    #[serde(skip)]
+    pub id_map: architect::IdMap,
+    /// True when the flows are only re-pointed (their kind not restored): the org's own
+    /// configurations are saved with the new ids and published again where they were published.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub flows_repointed_only: bool,
 }
 
 impl RestoreReport {
     /// True when every flow is done or unchanged (or, for a plan, nothing is in conflict).
     pub fn all_good(&self) -> bool {
+        let good = |o: FlowOutcome| matches!(o, FlowOutcome::Done | FlowOutcome::Unchanged | FlowOutcome::Planned);
         self.interrupted.is_none()
-            && self.flows.iter().all(|f| {
-                !f.left_locked
-                    && matches!(
-                        f.outcome,
-                        FlowOutcome::Done | FlowOutcome::Unchanged | FlowOutcome::Planned
-                    )
-            })
+            && self.flows.iter().all(|f| !f.left_locked && good(f.outcome))
+            && self.objects.iter().all(|o| good(o.outcome))
     }
 
     /// How many flows ended with `outcome`.
@@ -373,6 +386,11 @@ pub enum RestoreError {
     /// The org cannot be read.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// `--kinds` names only Architect kinds the run holds no exported object of.
+    #[error(
+        "the run holds no exported object of the kinds named ({0}); `flowvault diff` or the manifest lists what it holds"
+    )]
+    NoObjects(String),
 }
 
 /// The `configuration` member of a stored document, byte for byte, and the archived flow row.

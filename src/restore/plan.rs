@@ -23,6 +23,17 @@ pub async fn plan(
     manifest: &Manifest,
     options: &RestoreOptions,
 ) -> Result<RestoreReport, RestoreError> {
+    plan_with(client, run, manifest, options, &super::architect::IdMap::new()).await
+}
+
+/// [`plan`], with the Architect objects' id map (`known`): references to them are re-pointed.
+pub async fn plan_with(
+    client: &GenesysClient,
+    run: &RunHandle,
+    manifest: &Manifest,
+    options: &RestoreOptions,
+    known: &super::architect::IdMap,
+) -> Result<RestoreReport, RestoreError> {
     let selected = load(run, manifest, options).await?;
     let (target, unknown) = match client.organization().await {
         Ok(o) => (Some(o), None),
@@ -42,7 +53,7 @@ pub async fn plan(
         flows.push(p?);
     }
     flows.extend(selected.refused.iter().map(refused));
-    super::remap::plan_references(client, &mut flows, other_org).await?;
+    super::remap::plan_references_with(client, &mut flows, other_org, known).await?;
     let expected = Some(super::drive::expected(client, &flows, options));
     info!(flows = flows.len(), "restore planned");
     Ok(RestoreReport {
@@ -54,12 +65,15 @@ pub async fn plan(
         interrupted: None,
         flows,
         expected,
+        objects: Vec::new(),
+        id_map: known.clone(),
+        flows_repointed_only: false,
     })
 }
 
 /// Fails closed: writing needs both orgs known and equal, unless `--to-other-org`. True when
 /// the target is (or may be) another org.
-fn org_guard(
+pub(super) fn org_guard(
     archive: Option<&Organization>,
     target: Option<&Organization>,
     unknown: Option<String>,

@@ -50,7 +50,7 @@ impl Repointed {
         let to = self
             .to
             .clone()
-            .unwrap_or_else(|| "the new id of the flow this restore re-creates".into());
+            .unwrap_or_else(|| "the new id of what this restore re-creates".into());
         let places = match self.places {
             0 => String::new(),
             n => format!(" ({n} places)"),
@@ -219,6 +219,18 @@ pub async fn plan_references(
     flows: &mut [FlowRestore],
     other_org: bool,
 ) -> Result<(), ApiError> {
+    plan_references_with(client, flows, other_org, &HashMap::new()).await
+}
+
+/// [`plan_references`] with the Architect objects' id map (`known`: archived id → target id,
+/// `None` for an object this restore re-creates, known once created): references to them are
+/// re-pointed through it before anything is looked up by name.
+pub async fn plan_references_with(
+    client: &GenesysClient,
+    flows: &mut [FlowRestore],
+    other_org: bool,
+    known: &HashMap<String, Option<String>>,
+) -> Result<(), ApiError> {
     for f in flows.iter_mut() {
         f.references = references(&f.configuration);
     }
@@ -228,7 +240,9 @@ pub async fn plan_references(
     for f in flows.iter_mut() {
         let mut missing = Vec::new();
         for r in &f.references {
-            let target = if is_flow_kind(&r.kind) {
+            let target = if let Some(to) = known.get(&r.id).filter(|_| !is_flow_kind(&r.kind)) {
+                Some(to.clone())
+            } else if is_flow_kind(&r.kind) {
                 match index.get(&r.id) {
                     Some(&j) if creating[j] => Some(None),
                     Some(_) => Some(Some(r.id.clone())),
@@ -253,7 +267,7 @@ pub async fn plan_references(
                 }),
             }
         }
-        if f.action == Action::Unchanged && f.repointed.iter().any(|p| p.recreated) {
+        if f.action == Action::Unchanged && f.repointed.iter().any(|p| p.recreated || known.contains_key(&p.from)) {
             f.action = Action::Update;
             f.outcome = FlowOutcome::Planned;
             f.reason = Some("it calls a flow this restore re-creates: saved again, pointing at the new id".into());

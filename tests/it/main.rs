@@ -4,6 +4,7 @@
 mod support;
 
 mod architect_export;
+mod architect_restore;
 mod cli;
 mod completeness;
 mod export_fidelity;
