@@ -169,10 +169,10 @@ fn write_kinds(out: &mut impl Write, m: &crate::manifest::Manifest) -> std::io::
     for k in m.architect.iter().flat_map(|a| &a.kinds) {
         let label = format!("{}:", k.kind);
         match (&k.note, k.checked) {
-            (Some(note), false) => writeln!(out, "{label:<16}{note}")?,
+            (Some(note), false) => writeln!(out, "{label:<17}{note}")?,
             _ => writeln!(
                 out,
-                "{label:<16}{} listed, {} exported ({} carried), {} failed",
+                "{label:<17}{} listed, {} exported ({} carried), {} failed",
                 k.listed, k.exported, k.carried, k.failed
             )?,
         }
