@@ -235,6 +235,10 @@ pub struct FlowRecord {
     /// The run that fetched its documents from Genesys Cloud (carried rows: maybe an older one).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fetched_in: Option<String>,
+    /// What its configurations reference (their inline `manifest`), and whether the Architect
+    /// objects among them are in this archive.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dependencies: Option<FlowDependencies>,
 }
 
 impl FlowRecord {
@@ -265,6 +269,7 @@ impl FlowRecord {
             source: None,
             carried_from: None,
             fetched_in: None,
+            dependencies: None,
         }
     }
 
@@ -831,4 +836,46 @@ pub struct Division {
     /// Division name.
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// What a flow's configurations reference, from their inline `manifest`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowDependencies {
+    /// The Architect objects it uses (prompts, data tables, schedules…).
+    #[serde(default)]
+    pub architect: Vec<ArchitectDependency>,
+    /// Everything else it names (queues, skills, data actions, users, called flows…).
+    #[serde(default)]
+    pub other: Vec<OtherDependency>,
+}
+
+impl FlowDependencies {
+    /// Itself when it names anything (a flow referencing nothing has no `dependencies`).
+    pub fn named(self) -> Option<FlowDependencies> {
+        (!(self.architect.is_empty() && self.other.is_empty())).then_some(self)
+    }
+}
+
+/// An Architect object a flow uses, and whether the same run's archive holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchitectDependency {
+    /// The configuration's `manifest` key (`userPrompt`, `dataTable`, `scheduleGroup`…).
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// True when the archive holds it.
+    pub in_archive: bool,
+}
+
+/// A non-Architect object a flow names (restored by finding it by kind and name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherDependency {
+    /// The configuration's `manifest` key (`queue`, `dataAction`, `user`…).
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
 }

@@ -8,6 +8,7 @@
 
 mod base;
 mod collect;
+pub mod dependencies;
 mod ending;
 pub mod naming;
 mod rows;
@@ -205,6 +206,8 @@ pub async fn run(
     if let Err(e) = limit.bounded(rows.settle_writes(&mut *sink)).await {
         error = error.or(Some(RunError::Settle(e)));
     }
+    let archived = dependencies::Archived::flows_only();
+    span.in_scope(|| dependencies::resolve(&mut rows, &archived));
     let (totals, mut stored_bytes) = rows.tally();
     let ending = decide(error, stop.cause(), &collected.listing, &totals);
     let mut m = Manifest {

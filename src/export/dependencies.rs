@@ -1,0 +1,339 @@
+//! The dependency report: every object a backed-up flow references, read from its
+//! configuration's inline `manifest` while the configuration passes through the export, and —
+//! when the manifest is sealed — whether each Architect object it uses is in this archive.
+//!
+//! Cheap by design: only the configuration's `manifest` key is parsed (the rest is skipped, not
+//! built), and nothing of a configuration is kept but the short list it yields. A flow that uses
+//! an Architect object the archive does not hold (deleted, in a division the role cannot see, or
+//! of a kind this run did not read) is a warning naming both: restoring that flow alone would fail
+//! to publish.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::rows::RowLog;
+use crate::manifest::{ArchitectDependency, FlowDependencies, OtherDependency};
+
+/// The `manifest` keys of the Architect objects flowvault backs up beside the flows.
+pub const ARCHITECT_KEYS: [&str; 8] = [
+    "userPrompt",
+    "dataTable",
+    "schedule",
+    "scheduleGroup",
+    "emergencyGroup",
+    "ivr",
+    "flowOutcome",
+    "flowMilestone",
+];
+
+/// The `manifest` key's kind as `--kinds` names it (`userPrompt` → `prompts`).
+pub fn kind_name(manifest_key: &str) -> Option<&'static str> {
+    let names = [
+        "prompts",
+        "datatables",
+        "schedules",
+        "schedulegroups",
+        "emergencygroups",
+        "ivrs",
+        "outcomes",
+        "milestones",
+    ];
+    ARCHITECT_KEYS.iter().position(|k| *k == manifest_key).map(|i| names[i])
+}
+
+/// A configuration with only its `manifest` read: serde skips every other key unbuilt.
+#[derive(Deserialize)]
+struct ManifestOnly {
+    #[serde(default)]
+    manifest: Option<BTreeMap<String, Value>>,
+}
+
+/// Adds what the configuration `json` references to `into` (entries already there are kept
+/// once). A configuration without a readable `manifest` adds nothing.
+pub fn add_configuration(into: &mut FlowDependencies, json: &str) {
+    let Ok(read) = serde_json::from_str::<ManifestOnly>(json) else {
+        return;
+    };
+    for (key, entries) in read.manifest.into_iter().flatten() {
+        for entry in entries.as_array().into_iter().flatten() {
+            let text = |field: &str| entry.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+            let (id, name) = (text("id"), text("name"));
+            if id.is_empty() && name.is_empty() {
+                continue;
+            }
+            if ARCHITECT_KEYS.contains(&key.as_str()) {
+                if !into.architect.iter().any(|d| d.kind == key && d.id == id) {
+                    into.architect.push(ArchitectDependency {
+                        kind: key.clone(),
+                        id,
+                        name,
+                        in_archive: false,
+                    });
+                }
+            } else if !into.other.iter().any(|d| d.kind == key && d.id == id && d.name == name) {
+                into.other.push(OtherDependency {
+                    kind: key.clone(),
+                    id,
+                    name,
+                });
+            }
+        }
+    }
+}
+
+/// What a flow's configurations reference (`None` when they name nothing).
+pub fn of_configurations<'a>(configurations: impl IntoIterator<Item = &'a str>) -> Option<FlowDependencies> {
+    let mut deps = FlowDependencies::default();
+    for c in configurations {
+        add_configuration(&mut deps, c);
+    }
+    deps.named()
+}
+
+/// What this archive holds of the Architect kinds, for filling `in_archive`.
+#[derive(Debug, Default)]
+pub struct Archived {
+    /// `(manifest key, id)` of every object stored.
+    objects: HashSet<(String, String)>,
+    /// Kinds (manifest keys) this run did not read: why, and whether that deserves a warning
+    /// (the role cannot read it) or not (the run was not asked for it).
+    unread: BTreeMap<String, (String, bool)>,
+}
+
+impl Archived {
+    /// An object of `kind` (the manifest key) with `id` is stored in the archive.
+    pub fn insert(&mut self, manifest_key: &str, id: &str) {
+        self.objects.insert((manifest_key.to_string(), id.to_string()));
+    }
+
+    /// Objects of `kind` (the manifest key) could not be read by this run, for `why` (a warning).
+    pub fn unread(&mut self, manifest_key: &str, why: impl Into<String>) {
+        self.unread.insert(manifest_key.to_string(), (why.into(), true));
+    }
+
+    /// Objects of `kind` (the manifest key) were not asked for (`--kinds`): said, not warned.
+    pub fn not_asked(&mut self, manifest_key: &str) {
+        let why = format!(
+            "not asked for: --kinds does not name {}",
+            kind_name(manifest_key).unwrap_or(manifest_key)
+        );
+        self.unread.insert(manifest_key.to_string(), (why, false));
+    }
+
+    /// A run that backed up flows only: no Architect object is in its archive.
+    pub fn flows_only() -> Archived {
+        let mut a = Archived::default();
+        ARCHITECT_KEYS.iter().for_each(|k| a.not_asked(k));
+        a
+    }
+
+    fn holds(&self, kind: &str, id: &str) -> bool {
+        self.objects.contains(&(kind.to_string(), id.to_string()))
+    }
+}
+
+/// What [`resolve`] found: flows using Architect objects this archive does not hold.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Missing {
+    /// References (flow, object) to objects of a kind that was read but not to that object.
+    pub absent: u64,
+    /// References to objects of kinds this run did not read, per kind (manifest key).
+    pub unread: BTreeMap<String, u64>,
+    /// Flows with at least one such reference.
+    pub flows: u64,
+}
+
+impl Missing {
+    /// The manifest's note, when anything is missing.
+    pub fn note(&self) -> Option<String> {
+        if self.absent == 0 && self.unread.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if self.absent > 0 {
+            parts.push(format!(
+                "{} reference(s) to Architect objects that are not in the org's listings (deleted, or in a division the role cannot see)",
+                self.absent
+            ));
+        }
+        for (kind, n) in &self.unread {
+            parts.push(format!("{n} reference(s) to {} this run did not read", plural(kind)));
+        }
+        Some(format!(
+            "{} flow(s) use Architect objects this archive does not hold: {}; see each flow's dependencies (in_archive: false)",
+            self.flows,
+            parts.join("; ")
+        ))
+    }
+}
+
+fn plural(manifest_key: &str) -> &str {
+    kind_name(manifest_key).unwrap_or(manifest_key)
+}
+
+/// Fills `in_archive` of every row's Architect dependencies from `archived`, and warns once per
+/// flow and object the archive lacks (once per kind for kinds this run did not read).
+pub(super) fn resolve(rows: &mut RowLog, archived: &Archived) -> Missing {
+    let mut missing = Missing::default();
+    let with_deps: Vec<usize> = rows
+        .iter()
+        .filter(|(_, r)| r.dependencies.as_ref().is_some_and(|d| !d.architect.is_empty()))
+        .map(|(i, _)| i)
+        .collect();
+    for index in with_deps {
+        let Some(row) = rows.get(index) else { continue };
+        let Some(mut deps) = row.dependencies.clone() else {
+            continue;
+        };
+        let mut lacks = false;
+        for d in &mut deps.architect {
+            d.in_archive = archived.holds(&d.kind, &d.id);
+            if d.in_archive {
+                continue;
+            }
+            lacks = true;
+            if archived.unread.contains_key(&d.kind) {
+                *missing.unread.entry(d.kind.clone()).or_default() += 1;
+            } else {
+                missing.absent += 1;
+                warn!(
+                    flow_id = %row.id,
+                    "flow {} ({}) uses {} {:?} ({}), which is not in this archive: it was not in the org's listing (deleted, or in a division the role cannot see); restoring the flow will fail to publish until it exists",
+                    row.id,
+                    row.name,
+                    d.kind,
+                    d.name,
+                    d.id
+                );
+            }
+        }
+        missing.flows += u64::from(lacks);
+        if row.dependencies.as_ref() != Some(&deps) {
+            rows.update(index, |r| r.dependencies = Some(deps));
+        }
+    }
+    for (kind, n) in &missing.unread {
+        let Some((why, warns)) = archived.unread.get(kind) else {
+            continue;
+        };
+        let line = format!(
+            "{n} reference(s) from flows to {} are not backed up by this run ({why}); see the flows' dependencies in the manifest",
+            plural(kind)
+        );
+        if *warns {
+            warn!("{line}");
+        } else {
+            info!("{line}");
+        }
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::FlowRecord;
+
+    const CONFIG: &str = r#"{"name":"Main","flowSequenceItemList":[{"id":"t1","actions":[{"datatableId":"d1"}]}],
+        "manifest":{
+          "userPrompt":[{"id":"p1","name":"Welcome","context":[{"actionName":"PlayAudioAction","id":"a","name":"Play"}]}],
+          "dataTable":[{"id":"d1","name":"Hours"}],
+          "queue":[{"id":"q1","name":"Sales","context":[]}],
+          "dataAction":[{"id":"custom_-_x","name":"Lookup"}],
+          "botFlow":[{"id":"b1","name":"Bot","version":"published"}]},
+        "uiMetaData":{"huge":[1,2,3]}}"#;
+
+    fn row_with(deps: Option<FlowDependencies>) -> FlowRecord {
+        let mut r = FlowRecord::listed(
+            "f1".into(),
+            "Main".into(),
+            "INBOUNDCALL".into(),
+            None,
+            (None, None),
+            String::new(),
+        );
+        r.dependencies = deps;
+        r
+    }
+
+    #[test]
+    fn architect_objects_and_other_objects_are_told_apart_by_manifest_key() {
+        let d = of_configurations([CONFIG]).unwrap();
+        let architect: Vec<_> = d
+            .architect
+            .iter()
+            .map(|d| (d.kind.as_str(), d.id.as_str(), d.name.as_str()))
+            .collect();
+        assert_eq!(
+            architect,
+            [("dataTable", "d1", "Hours"), ("userPrompt", "p1", "Welcome")]
+        );
+        let other: Vec<_> = d.other.iter().map(|d| (d.kind.as_str(), d.name.as_str())).collect();
+        assert_eq!(
+            other,
+            [("botFlow", "Bot"), ("dataAction", "Lookup"), ("queue", "Sales")]
+        );
+        assert!(d.architect.iter().all(|d| !d.in_archive), "unknown until sealed");
+    }
+
+    #[test]
+    fn two_configurations_of_one_flow_name_each_object_once() {
+        let published = CONFIG.replace("\"d1\",\"name\":\"Hours\"", "\"d2\",\"name\":\"Holidays\"");
+        let d = of_configurations([CONFIG, published.as_str()]).unwrap();
+        assert_eq!(d.architect.len(), 3, "{:?}", d.architect);
+        assert_eq!(d.other.len(), 3);
+    }
+
+    #[test]
+    fn a_configuration_without_a_manifest_references_nothing() {
+        assert_eq!(of_configurations([r#"{"name":"x"}"#]), None);
+        assert_eq!(of_configurations(["not json"]), None);
+        assert_eq!(of_configurations([r#"{"manifest":{"queue":"odd"}}"#]), None);
+    }
+
+    #[test]
+    fn sealing_marks_what_the_archive_holds_and_counts_what_it_lacks() {
+        let mut rows = RowLog::in_memory();
+        let i = rows.push(row_with(of_configurations([CONFIG])));
+        let j = rows.push(row_with(None));
+        let mut archived = Archived::default();
+        archived.insert("userPrompt", "p1");
+        let missing = resolve(&mut rows, &archived);
+        let deps = rows.get(i).unwrap().dependencies.unwrap();
+        let marks: Vec<_> = deps.architect.iter().map(|d| (d.id.as_str(), d.in_archive)).collect();
+        assert_eq!(marks, [("d1", false), ("p1", true)]);
+        assert_eq!(rows.get(j).unwrap().dependencies, None);
+        assert_eq!((missing.absent, missing.flows), (1, 1));
+        assert!(
+            missing.note().unwrap().contains("deleted, or in a division"),
+            "{:?}",
+            missing.note()
+        );
+    }
+
+    #[test]
+    fn references_to_a_kind_not_read_are_counted_per_kind_not_as_deleted_objects() {
+        let mut rows = RowLog::in_memory();
+        rows.push(row_with(of_configurations([CONFIG])));
+        let mut archived = Archived::default();
+        archived.insert("userPrompt", "p1");
+        archived.unread("dataTable", "the role lacks architect:datatable:view");
+        let missing = resolve(&mut rows, &archived);
+        assert_eq!(missing.absent, 0);
+        assert_eq!(missing.unread.get("dataTable"), Some(&1));
+        assert!(missing.note().unwrap().contains("datatables this run did not read"));
+    }
+
+    #[test]
+    fn a_run_whose_flows_use_only_archived_objects_has_no_note() {
+        let mut rows = RowLog::in_memory();
+        rows.push(row_with(of_configurations([CONFIG])));
+        let mut archived = Archived::default();
+        archived.insert("userPrompt", "p1");
+        archived.insert("dataTable", "d1");
+        assert_eq!(resolve(&mut rows, &archived).note(), None);
+    }
+}
