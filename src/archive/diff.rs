@@ -395,6 +395,59 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<PathChange>) {
     }
 }
 
+/// A data table's rows that differ between two runs, by key.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RowChanges {
+    /// Keys only in run B.
+    pub added: Vec<String>,
+    /// Keys only in run A.
+    pub removed: Vec<String>,
+    /// Keys in both whose row differs.
+    pub changed: Vec<String>,
+}
+
+impl RowChanges {
+    /// True when no row differs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The rows of a stored rows document (`{"kind", "table", "rows": [...]}`) by their `key`.
+fn rows_by_key(body: &[u8]) -> Result<BTreeMap<String, Value>, String> {
+    #[derive(serde::Deserialize)]
+    struct RowsDocument {
+        rows: Vec<Value>,
+    }
+    let doc: RowsDocument =
+        serde_json::from_slice(body).map_err(|e| format!("not a data table rows document: {e}"))?;
+    let mut out = BTreeMap::new();
+    for row in doc.rows {
+        let key = match row.get("key") {
+            Some(Value::String(k)) => k.clone(),
+            Some(other) => other.to_string(),
+            None => return Err("a row has no `key`".into()),
+        };
+        out.insert(key, row);
+    }
+    Ok(out)
+}
+
+/// Which rows were added, removed or changed from rows document `a` to `b`, by key.
+pub fn row_changes(a: &[u8], b: &[u8]) -> Result<RowChanges, String> {
+    let (ra, rb) = (rows_by_key(a)?, rows_by_key(b)?);
+    let mut out = RowChanges::default();
+    for (key, row) in &rb {
+        match ra.get(key) {
+            None => out.added.push(key.clone()),
+            Some(before) if before != row => out.changed.push(key.clone()),
+            Some(_) => {}
+        }
+    }
+    out.removed = ra.keys().filter(|k| !rb.contains_key(*k)).cloned().collect();
+    Ok(out)
+}
+
 /// Rows of a manifest by id (for `--flow`).
 pub fn rows_by_id(m: &Manifest) -> HashMap<&str, &FlowRecord> {
     m.flows.iter().map(|r| (r.id.as_str(), r)).collect()
@@ -404,6 +457,18 @@ pub fn rows_by_id(m: &Manifest) -> HashMap<&str, &FlowRecord> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rows_are_compared_by_key_not_by_position() {
+        let a = br#"{"kind":"datatables","table":{"id":"t","name":"Hours"},"rows":[{"key":"a","open":1},{"key":"b","open":2},{"key":"c","open":3}]}"#;
+        let b = br#"{"kind":"datatables","table":{"id":"t","name":"Hours"},"rows":[{"key":"b","open":2},{"key":"a","open":9},{"key":"d","open":4}]}"#;
+        let r = row_changes(a, b).unwrap();
+        assert_eq!(r.added, ["d"]);
+        assert_eq!(r.removed, ["c"]);
+        assert_eq!(r.changed, ["a"]);
+        assert!(row_changes(a, a).unwrap().is_empty());
+        assert!(row_changes(a, br#"{"rows":[{"open":1}]}"#).is_err());
+    }
 
     #[test]
     fn a_structural_diff_names_paths_not_lines() {
