@@ -8,6 +8,7 @@
 //! knows clap) and [`commands`] are the binary's edge; [`sim`] is a simulated org for tests,
 //! benchmarks and the demo. See ARCHITECTURE.md.
 
+pub mod architect;
 pub mod archive;
 pub mod cli;
 pub mod commands;

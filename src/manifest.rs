@@ -34,6 +34,12 @@ pub enum Content {
     Published,
     /// Archy YAML of the published version, from an export job.
     Yaml,
+    /// An Architect object as served (`{"kind", "object"}`).
+    Object,
+    /// A data table's rows (`{"kind", "table", "rows"}`).
+    Rows,
+    /// One language's audio of a prompt (the bytes as served).
+    Audio,
 }
 
 impl Content {
@@ -43,6 +49,9 @@ impl Content {
             Content::Latest => "latest",
             Content::Published => "published",
             Content::Yaml => "yaml",
+            Content::Object => "object",
+            Content::Rows => "rows",
+            Content::Audio => "audio",
         }
     }
 }
@@ -66,6 +75,9 @@ pub struct Document {
     /// the listing row (a lock, an operation) is not taken for a change of the flow.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub configuration_sha256: Option<String>,
+    /// The language of an audio document (a prompt's resource).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub language: Option<String>,
 }
 
 impl Document {
@@ -235,10 +247,9 @@ pub struct FlowRecord {
     /// The run that fetched its documents from Genesys Cloud (carried rows: maybe an older one).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fetched_in: Option<String>,
-    /// What its configurations reference (their inline `manifest`), and whether the Architect
-    /// objects among them are in this archive.
+    /// The objects its configuration references (from the configuration's `manifest`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub dependencies: Option<FlowDependencies>,
+    pub dependencies: Option<Dependencies>,
 }
 
 impl FlowRecord {
@@ -325,6 +336,7 @@ impl FlowRecord {
                 bytes,
                 sha256,
                 configuration_sha256: None,
+                language: None,
             });
         }
     }
@@ -387,8 +399,132 @@ pub struct Manifest {
     /// How the YAML phase's export jobs ran (with `--yaml`): sizes and throttling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub yaml_jobs: Option<YamlJobs>,
+    /// The Architect phase per kind: whether it was checked and what happened (present when any
+    /// Architect kind was asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architect: Option<ArchitectSection>,
+    /// One row per listed Architect object (prompts, data tables, …), by kind then name then id.
+    /// Written before `flows` so that `flows` stays the last field (manifests are streamed and a
+    /// cut-off one is recognised by its end).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectRecord>,
     /// One row per listed flow, sorted by type then id (the last field: manifests are streamed).
     pub flows: Vec<FlowRecord>,
+}
+
+/// One listed Architect object and its outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectRecord {
+    /// Its kind (`prompts`, `datatables`, …: `ArchitectKind::as_str`).
+    pub kind: String,
+    /// Object id.
+    pub id: String,
+    /// Object name as listed.
+    pub name: String,
+    /// Its division, when the kind has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<Division>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Its stored documents: the object, a data table's rows, a prompt's audio per language.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub documents: Vec<Document>,
+    /// Hex SHA-256 of the object as listed, volatile fields (presigned URLs, `selfUri`) removed:
+    /// what the next incremental run compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing_sha256: Option<String>,
+    /// Whether its documents were fetched or carried over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// The run its documents were copied from (carried rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_from: Option<String>,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ObjectRecord {
+    /// The document holding `content` (for audio, the first; see [`ObjectRecord::audio`]).
+    pub fn document(&self, content: Content) -> Option<&Document> {
+        self.documents.iter().find(|d| d.holds(content))
+    }
+
+    /// The audio document of `language`.
+    pub fn audio(&self, language: &str) -> Option<&Document> {
+        self.documents
+            .iter()
+            .find(|d| d.holds(Content::Audio) && d.language.as_deref() == Some(language))
+    }
+}
+
+/// The Architect phase of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArchitectSection {
+    /// One entry per Architect kind asked for, in restore order.
+    pub kinds: Vec<KindReport>,
+}
+
+/// What the run did with one Architect kind.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KindReport {
+    /// The kind (`ArchitectKind::as_str`).
+    pub kind: String,
+    /// False when the kind could not be read (`note` says why, naming the missing permission).
+    pub checked: bool,
+    /// Why the kind was not checked, or what else a reader should know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Objects listed.
+    #[serde(default)]
+    pub listed: u64,
+    /// Objects stored (fetched or carried).
+    #[serde(default)]
+    pub exported: u64,
+    /// Objects that failed or were skipped.
+    #[serde(default)]
+    pub failed: u64,
+    /// Of the exported, those carried from a previous run.
+    #[serde(default)]
+    pub carried: u64,
+    /// API requests sent for the kind (listings, rows, fresh prompt URLs; audio downloads not).
+    #[serde(default)]
+    pub requests: u64,
+}
+
+/// The objects a flow's configuration references (its `manifest`), as the manifest records them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Dependencies {
+    /// Architect objects, and whether this archive holds them.
+    #[serde(default)]
+    pub architect: Vec<ArchitectDependency>,
+    /// Everything else (queues, skills, data actions, users, …) by kind and name.
+    #[serde(default)]
+    pub other: Vec<OtherDependency>,
+}
+
+/// An Architect object a flow references.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArchitectDependency {
+    /// The configuration's `manifest` key (`userPrompt`, `dataTable`, …).
+    pub kind: String,
+    /// Object id.
+    pub id: String,
+    /// Object name.
+    pub name: String,
+    /// True when this archive holds the object.
+    pub in_archive: bool,
+}
+
+/// A non-Architect object a flow references.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OtherDependency {
+    /// The configuration's `manifest` key (`queue`, `dataAction`, …).
+    pub kind: String,
+    /// Object id.
+    pub id: String,
+    /// Object name.
+    pub name: String,
 }
 
 /// The YAML phase's export jobs: the sizes it started with, the sizes the backend's throttling
@@ -762,6 +898,54 @@ mod tests {
     }
 
     #[test]
+    fn architect_objects_read_back_and_a_manifest_without_them_still_reads() {
+        let base = r#"{"schema":"flowvault.manifest/v2","run_id":"r","tool":{"name":"flowvault","version":"0.1.0"},
+            "started_at":"a","finished_at":"b","region":null,"api_url":"https://api.x/","format":"objects",
+            "destination":"/b","archive":null,"complete":true,"incomplete_reason":null,
+            "listing":{"api_total":0,"listed":0,"pages":1,"type_filter":[],"discrepancy":null},
+            "totals":{"listed":0,"exported":0,"not_found":0,"failed":0,"skipped":0},"flows":[]}"#;
+        let old = Manifest::from_slice(base.as_bytes()).unwrap();
+        assert!(old.objects.is_empty() && old.architect.is_none());
+        let mut m = old.clone();
+        m.architect = Some(ArchitectSection {
+            kinds: vec![KindReport {
+                kind: "ivrs".into(),
+                checked: false,
+                note: Some("missing permission routing:callRoute:view".into()),
+                ..KindReport::default()
+            }],
+        });
+        m.objects.push(ObjectRecord {
+            kind: "prompts".into(),
+            id: "p1".into(),
+            name: "Welcome".into(),
+            division: None,
+            outcome: Outcome::Exported,
+            documents: vec![Document {
+                contents: vec![Content::Audio],
+                version: None,
+                path: "architect/prompts/Welcome--p1.en-us.wav".into(),
+                bytes: 3,
+                sha256: "ab".into(),
+                configuration_sha256: None,
+                language: Some("en-us".into()),
+            }],
+            listing_sha256: Some("cd".into()),
+            source: Some(Source::Fetched),
+            carried_from: None,
+            error: None,
+        });
+        let bytes = m.to_bytes();
+        let back = Manifest::from_slice(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert!(back.objects[0].audio("en-us").is_some());
+        assert!(
+            crate::archive::ends_like_a_manifest(&bytes),
+            "flows stays the last field"
+        );
+    }
+
+    #[test]
     fn an_unknown_schema_is_refused_by_name() {
         let e = Manifest::from_slice(br#"{"schema":"flowvault.manifest/v9"}"#).unwrap_err();
         assert!(e.to_string().contains("flowvault.manifest/v9"), "{e}");
@@ -836,46 +1020,4 @@ pub struct Division {
     /// Division name.
     #[serde(default)]
     pub name: Option<String>,
-}
-
-/// What a flow's configurations reference, from their inline `manifest`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowDependencies {
-    /// The Architect objects it uses (prompts, data tables, schedules…).
-    #[serde(default)]
-    pub architect: Vec<ArchitectDependency>,
-    /// Everything else it names (queues, skills, data actions, users, called flows…).
-    #[serde(default)]
-    pub other: Vec<OtherDependency>,
-}
-
-impl FlowDependencies {
-    /// Itself when it names anything (a flow referencing nothing has no `dependencies`).
-    pub fn named(self) -> Option<FlowDependencies> {
-        (!(self.architect.is_empty() && self.other.is_empty())).then_some(self)
-    }
-}
-
-/// An Architect object a flow uses, and whether the same run's archive holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArchitectDependency {
-    /// The configuration's `manifest` key (`userPrompt`, `dataTable`, `scheduleGroup`…).
-    pub kind: String,
-    /// Its id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// True when the archive holds it.
-    pub in_archive: bool,
-}
-
-/// A non-Architect object a flow names (restored by finding it by kind and name).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OtherDependency {
-    /// The configuration's `manifest` key (`queue`, `dataAction`, `user`…).
-    pub kind: String,
-    /// Its id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
 }

@@ -128,6 +128,7 @@ fn asked(m: &Manifest, c: Content) -> bool {
         Content::Latest => m.content != "published",
         Content::Published => m.content != "latest",
         Content::Yaml => m.yaml,
+        Content::Object | Content::Rows | Content::Audio => !m.objects.is_empty(),
     }
 }
 
@@ -419,8 +420,7 @@ fn rows_by_key(body: &[u8]) -> Result<BTreeMap<String, Value>, String> {
     struct RowsDocument {
         rows: Vec<Value>,
     }
-    let doc: RowsDocument =
-        serde_json::from_slice(body).map_err(|e| format!("not a data table rows document: {e}"))?;
+    let doc: RowsDocument = serde_json::from_slice(body).map_err(|e| format!("not a data table rows document: {e}"))?;
     let mut out = BTreeMap::new();
     for row in doc.rows {
         let key = match row.get("key") {

@@ -20,7 +20,7 @@ use super::naming::{FlowPaths, MemberNamer};
 use super::rows::RowLog;
 use super::{ContentMode, ExportOptions, RunError, StopSignal};
 use crate::genesys::{ApiError, FlowLister, FlowSummary, GenesysClient, ListError, ListOptions, Listed, ListingReport};
-use crate::manifest::{Content, Document, FlowDependencies, FlowRecord};
+use crate::manifest::{Content, Dependencies, Document, FlowRecord};
 use crate::sink::Sink;
 
 /// Listed flows waiting for a fetcher: enough to keep them busy across a page's round trip, few
@@ -42,11 +42,11 @@ enum FetchOutcome {
         attempts: u32,
         failure: Option<ApiError>,
         /// What the fetched configurations reference.
-        dependencies: Option<FlowDependencies>,
+        dependencies: Option<Dependencies>,
     },
     NotFound,
     /// Unchanged since the previous run: its documents are carried over, with what they reference.
-    Carried(Carried, Option<FlowDependencies>),
+    Carried(Carried, Option<Dependencies>),
     /// Nothing was fetched (a malformed listing row, or the run is shutting down); the row says why.
     Unfetched,
 }
@@ -355,11 +355,11 @@ impl Fetcher {
 
 /// What a carried flow references: as the previous run's row says, or — for a row written before
 /// dependencies were recorded — read from the carried documents' configurations.
-fn carried_dependencies(base: Option<&Base>, id: &str, carried: &Carried) -> Option<FlowDependencies> {
+fn carried_dependencies(base: Option<&Base>, id: &str, carried: &Carried) -> Option<Dependencies> {
     if let Some(deps) = base.and_then(|b| b.dependencies(id)) {
         return Some(deps);
     }
-    let mut deps = FlowDependencies::default();
+    let mut deps = Dependencies::default();
     for (_, carry) in &carried.documents {
         if let Carry::Bytes(body) = carry
             && let Ok(doc) = crate::document::Document::parse(body)
@@ -367,7 +367,7 @@ fn carried_dependencies(base: Option<&Base>, id: &str, carried: &Carried) -> Opt
             super::dependencies::add_configuration(&mut deps, doc.configuration.get());
         }
     }
-    deps.named()
+    super::dependencies::named(deps)
 }
 
 /// A change to one manifest row.
@@ -524,7 +524,7 @@ fn wanted(summary: &FlowSummary, content: ContentMode, paths: &FlowPaths) -> Vec
 /// so. Any other failure keeps what was fetched and says what is missing.
 async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Wanted]) -> FetchOutcome {
     let mut documents = Vec::with_capacity(wanted.len());
-    let mut dependencies = FlowDependencies::default();
+    let mut dependencies = Dependencies::default();
     let mut attempts = 0;
     for want in wanted {
         let result = match &want.from_version {
@@ -564,7 +564,7 @@ async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Want
         documents,
         attempts,
         failure: None,
-        dependencies: dependencies.named(),
+        dependencies: super::dependencies::named(dependencies),
     }
 }
 
@@ -585,6 +585,7 @@ fn stored_document(
         bytes: body.len() as u64,
         sha256: hex::encode(Sha256::digest(&body)),
         configuration_sha256: Some(hex::encode(Sha256::digest(fetched.body.get().as_bytes()))),
+        language: None,
     };
     (doc, Bytes::from(body))
 }

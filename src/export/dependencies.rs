@@ -15,33 +15,15 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::rows::RowLog;
-use crate::manifest::{ArchitectDependency, FlowDependencies, OtherDependency};
-
-/// The `manifest` keys of the Architect objects flowvault backs up beside the flows.
-pub const ARCHITECT_KEYS: [&str; 8] = [
-    "userPrompt",
-    "dataTable",
-    "schedule",
-    "scheduleGroup",
-    "emergencyGroup",
-    "ivr",
-    "flowOutcome",
-    "flowMilestone",
-];
+use crate::architect::ArchitectKind;
+use crate::manifest::{ArchitectDependency, Dependencies, OtherDependency};
 
 /// The `manifest` key's kind as `--kinds` names it (`userPrompt` → `prompts`).
-pub fn kind_name(manifest_key: &str) -> Option<&'static str> {
-    let names = [
-        "prompts",
-        "datatables",
-        "schedules",
-        "schedulegroups",
-        "emergencygroups",
-        "ivrs",
-        "outcomes",
-        "milestones",
-    ];
-    ARCHITECT_KEYS.iter().position(|k| *k == manifest_key).map(|i| names[i])
+fn kind_name(manifest_key: &str) -> &str {
+    match ArchitectKind::from_manifest_key(manifest_key) {
+        Some(kind) => kind.as_str(),
+        None => manifest_key,
+    }
 }
 
 /// A configuration with only its `manifest` read: serde skips every other key unbuilt.
@@ -53,7 +35,7 @@ struct ManifestOnly {
 
 /// Adds what the configuration `json` references to `into` (entries already there are kept
 /// once). A configuration without a readable `manifest` adds nothing.
-pub fn add_configuration(into: &mut FlowDependencies, json: &str) {
+pub fn add_configuration(into: &mut Dependencies, json: &str) {
     let Ok(read) = serde_json::from_str::<ManifestOnly>(json) else {
         return;
     };
@@ -64,7 +46,7 @@ pub fn add_configuration(into: &mut FlowDependencies, json: &str) {
             if id.is_empty() && name.is_empty() {
                 continue;
             }
-            if ARCHITECT_KEYS.contains(&key.as_str()) {
+            if ArchitectKind::from_manifest_key(&key).is_some() {
                 if !into.architect.iter().any(|d| d.kind == key && d.id == id) {
                     into.architect.push(ArchitectDependency {
                         kind: key.clone(),
@@ -84,13 +66,18 @@ pub fn add_configuration(into: &mut FlowDependencies, json: &str) {
     }
 }
 
+/// `deps` when it names anything (a flow referencing nothing has no `dependencies`).
+pub fn named(deps: Dependencies) -> Option<Dependencies> {
+    (!(deps.architect.is_empty() && deps.other.is_empty())).then_some(deps)
+}
+
 /// What a flow's configurations reference (`None` when they name nothing).
-pub fn of_configurations<'a>(configurations: impl IntoIterator<Item = &'a str>) -> Option<FlowDependencies> {
-    let mut deps = FlowDependencies::default();
+pub fn of_configurations<'a>(configurations: impl IntoIterator<Item = &'a str>) -> Option<Dependencies> {
+    let mut deps = Dependencies::default();
     for c in configurations {
         add_configuration(&mut deps, c);
     }
-    deps.named()
+    named(deps)
 }
 
 /// What this archive holds of the Architect kinds, for filling `in_archive`.
@@ -104,29 +91,26 @@ pub struct Archived {
 }
 
 impl Archived {
-    /// An object of `kind` (the manifest key) with `id` is stored in the archive.
-    pub fn insert(&mut self, manifest_key: &str, id: &str) {
-        self.objects.insert((manifest_key.to_string(), id.to_string()));
+    /// An object of `kind` with `id` is stored in the archive.
+    pub fn insert(&mut self, kind: ArchitectKind, id: &str) {
+        self.objects.insert((kind.manifest_key().to_string(), id.to_string()));
     }
 
-    /// Objects of `kind` (the manifest key) could not be read by this run, for `why` (a warning).
-    pub fn unread(&mut self, manifest_key: &str, why: impl Into<String>) {
-        self.unread.insert(manifest_key.to_string(), (why.into(), true));
+    /// Objects of `kind` could not be read by this run, for `why` (a warning).
+    pub fn unread(&mut self, kind: ArchitectKind, why: impl Into<String>) {
+        self.unread.insert(kind.manifest_key().to_string(), (why.into(), true));
     }
 
-    /// Objects of `kind` (the manifest key) were not asked for (`--kinds`): said, not warned.
-    pub fn not_asked(&mut self, manifest_key: &str) {
-        let why = format!(
-            "not asked for: --kinds does not name {}",
-            kind_name(manifest_key).unwrap_or(manifest_key)
-        );
-        self.unread.insert(manifest_key.to_string(), (why, false));
+    /// Objects of `kind` were not asked for (`--kinds`): said, not warned.
+    pub fn not_asked(&mut self, kind: ArchitectKind) {
+        let why = format!("not asked for: --kinds does not name {kind}");
+        self.unread.insert(kind.manifest_key().to_string(), (why, false));
     }
 
     /// A run that backed up flows only: no Architect object is in its archive.
     pub fn flows_only() -> Archived {
         let mut a = Archived::default();
-        ARCHITECT_KEYS.iter().for_each(|k| a.not_asked(k));
+        ArchitectKind::ALL.into_iter().for_each(|k| a.not_asked(k));
         a
     }
 
@@ -171,7 +155,7 @@ impl Missing {
 }
 
 fn plural(manifest_key: &str) -> &str {
-    kind_name(manifest_key).unwrap_or(manifest_key)
+    kind_name(manifest_key)
 }
 
 /// Fills `in_archive` of every row's Architect dependencies from `archived`, and warns once per
@@ -246,7 +230,7 @@ mod tests {
           "botFlow":[{"id":"b1","name":"Bot","version":"published"}]},
         "uiMetaData":{"huge":[1,2,3]}}"#;
 
-    fn row_with(deps: Option<FlowDependencies>) -> FlowRecord {
+    fn row_with(deps: Option<Dependencies>) -> FlowRecord {
         let mut r = FlowRecord::listed(
             "f1".into(),
             "Main".into(),
@@ -300,7 +284,7 @@ mod tests {
         let i = rows.push(row_with(of_configurations([CONFIG])));
         let j = rows.push(row_with(None));
         let mut archived = Archived::default();
-        archived.insert("userPrompt", "p1");
+        archived.insert(ArchitectKind::Prompts, "p1");
         let missing = resolve(&mut rows, &archived);
         let deps = rows.get(i).unwrap().dependencies.unwrap();
         let marks: Vec<_> = deps.architect.iter().map(|d| (d.id.as_str(), d.in_archive)).collect();
@@ -319,8 +303,8 @@ mod tests {
         let mut rows = RowLog::in_memory();
         rows.push(row_with(of_configurations([CONFIG])));
         let mut archived = Archived::default();
-        archived.insert("userPrompt", "p1");
-        archived.unread("dataTable", "the role lacks architect:datatable:view");
+        archived.insert(ArchitectKind::Prompts, "p1");
+        archived.unread(ArchitectKind::DataTables, "the role lacks architect:datatable:view");
         let missing = resolve(&mut rows, &archived);
         assert_eq!(missing.absent, 0);
         assert_eq!(missing.unread.get("dataTable"), Some(&1));
@@ -332,8 +316,8 @@ mod tests {
         let mut rows = RowLog::in_memory();
         rows.push(row_with(of_configurations([CONFIG])));
         let mut archived = Archived::default();
-        archived.insert("userPrompt", "p1");
-        archived.insert("dataTable", "d1");
+        archived.insert(ArchitectKind::Prompts, "p1");
+        archived.insert(ArchitectKind::DataTables, "d1");
         assert_eq!(resolve(&mut rows, &archived).note(), None);
     }
 }

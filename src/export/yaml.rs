@@ -213,6 +213,7 @@ async fn store(sink: &mut dyn Sink, row: &mut FlowRecord, outcome: YamlOutcome, 
                 bytes: yaml.len() as u64,
                 sha256: hex::encode(Sha256::digest(&yaml)),
                 configuration_sha256: None,
+                language: None,
             };
             if let Err(source) = sink.put(&item.path, Bytes::from(yaml)).await {
                 let e = RunError::Store {
