@@ -23,7 +23,7 @@ use super::naming::path_hash;
 use super::rows::RowLog;
 use crate::archive::{self, Latest, RunHandle};
 use crate::genesys::{FlowId, Organization};
-use crate::manifest::{Content, Document, FlowRecord, Manifest, Outcome, RunRef, Source};
+use crate::manifest::{Content, Document, FlowRecord, Manifest, ObjectRecord, Outcome, RunRef, Source};
 use crate::sink::CopySource;
 use crate::sink::s3::S3Options;
 
@@ -52,6 +52,8 @@ pub(super) struct Base {
     /// The previous run's carryable rows, on disk, and where each flow's is.
     rows: RowLog,
     index: HashMap<FlowId, usize>,
+    /// The previous run's exported Architect objects, by kind and id.
+    objects: HashMap<(String, String), ObjectRecord>,
     run: RunHandle,
     /// The previous archive's members, extracted (and verified) on first use.
     archive: Option<OnceCell<Option<Extracted>>>,
@@ -155,12 +157,19 @@ async fn try_open(
         );
         return Err((why, true));
     }
+    let objects = m
+        .objects
+        .into_iter()
+        .filter(|o| o.outcome == Outcome::Exported && o.listing_sha256.is_some())
+        .map(|o| ((o.kind.clone(), o.id.clone()), o))
+        .collect();
     Ok(Base {
         run_id: run.run_id.clone(),
         last_full,
         page_size: m.listing.passes.last().map(|p| p.page_size).filter(|s| *s > 0),
         rows,
         index,
+        objects,
         archive: run.has_archive.then(OnceCell::new),
         server_copy: server_copy && !run.has_archive,
         run,
@@ -243,7 +252,10 @@ impl Base {
     pub async fn carry(&self, id: &str, planned: Planned) -> Option<Carried> {
         // A previous archive that could not be unpacked was reported once: its flows are fetched.
         if let Some(cell) = &self.archive
-            && cell.get_or_init(|| extract(&self.run, &self.rows)).await.is_none()
+            && cell
+                .get_or_init(|| extract(&self.run, &self.rows, &self.objects))
+                .await
+                .is_none()
         {
             return None;
         }
@@ -269,7 +281,7 @@ impl Base {
 
     async fn carry_one(&self, doc: &Document) -> Result<Carry, String> {
         if let Some(cell) = &self.archive {
-            let extracted = cell.get_or_init(|| extract(&self.run, &self.rows)).await;
+            let extracted = cell.get_or_init(|| extract(&self.run, &self.rows, &self.objects)).await;
             let Some(extracted) = extracted else {
                 return Err("cannot be read (the previous archive is unreadable)".into());
             };
@@ -300,6 +312,26 @@ impl Base {
             Ok(Some(bytes)) => verified(bytes, &doc.sha256),
             Ok(None) => Err("is missing".into()),
             Err(e) => Err(format!("cannot be read: {e}")),
+        }
+    }
+
+    /// The previous run's row of Architect object `id` of `kind`, when it was exported.
+    pub fn object(&self, kind: &str, id: &str) -> Option<&ObjectRecord> {
+        self.objects.get(&(kind.to_string(), id.to_string()))
+    }
+
+    /// Reads and verifies one document of an Architect object from the previous run (or checks
+    /// it for a copy inside the store); `None`, with the reason logged, when it cannot be carried.
+    pub async fn carry_document(&self, what: &str, doc: &Document) -> Option<Carry> {
+        match self.carry_one(doc).await {
+            Ok(carry) => Some(carry),
+            Err(why) => {
+                warn!(
+                    "{what} is fetched: its document {} in {} {why}",
+                    doc.path, self.run.location
+                );
+                None
+            }
         }
     }
 
@@ -352,11 +384,17 @@ impl Extracted {
 /// can only be read front to back; the new archive wants them in its own order). When the scratch
 /// directory cannot hold them (checked first, and on any failed write), one warning names it and
 /// the space needed, and the flows are fetched instead.
-async fn extract(run: &RunHandle, rows: &RowLog) -> Option<Extracted> {
+async fn extract(
+    run: &RunHandle,
+    rows: &RowLog,
+    objects: &HashMap<(String, String), ObjectRecord>,
+) -> Option<Extracted> {
+    let object_documents = || objects.values().flat_map(|o| o.documents.iter());
     let needed: u64 = rows
         .iter()
         .flat_map(|(_, r)| r.documents.into_iter().map(|d| d.bytes))
-        .sum();
+        .sum::<u64>()
+        + object_documents().map(|d| d.bytes).sum::<u64>();
     let scratch = std::env::temp_dir();
     let no_room = |why: String| {
         warn!(
@@ -382,6 +420,7 @@ async fn extract(run: &RunHandle, rows: &RowLog) -> Option<Extracted> {
     let wanted: std::collections::HashSet<u64> = rows
         .iter()
         .flat_map(|(_, r)| r.documents.into_iter().map(|d| path_hash(&d.path)))
+        .chain(object_documents().map(|d| path_hash(&d.path)))
         .collect();
     let writer = file.clone();
     let failed: Arc<std::sync::Mutex<Option<std::io::Error>>> = Arc::default();

@@ -34,6 +34,17 @@ pub(super) struct Collected {
     pub error: Option<RunError>,
 }
 
+impl Collected {
+    /// A run without flows (`--kinds` without `flows`): no rows, no listing.
+    pub fn nothing() -> Collected {
+        Collected {
+            rows: RowLog::new(),
+            listing: ListingReport::default(),
+            error: None,
+        }
+    }
+}
+
 /// What fetching one flow came to.
 enum FetchOutcome {
     /// Documents to store; `failure` says why one that was asked for is missing.

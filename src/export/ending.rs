@@ -28,6 +28,9 @@ pub enum RunError {
     /// The archive or the manifest could not be sealed.
     #[error("the destination failed while sealing the run: {0}")]
     Seal(SinkError),
+    /// The Architect phase could not go on (the credentials stopped working while reading it).
+    #[error("reading the Architect objects failed: {0}")]
+    Architect(String),
     /// The run was stopped and the destination did not answer within the shutdown grace period.
     #[error(
         "the destination {location} stopped answering after the stop (nothing for 10s, past the shutdown grace period); what it had not taken is lost"

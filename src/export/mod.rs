@@ -6,6 +6,7 @@
 //! fetched: the archive holds those documents and the manifest says the run is incomplete and why.
 //! Only a broken destination discards a partial archive, since its bytes cannot be trusted.
 
+mod architect;
 mod base;
 mod collect;
 pub mod dependencies;
@@ -93,6 +94,8 @@ pub struct ExportOptions {
     pub shutdown_grace: Duration,
     /// Which configurations to store.
     pub content: ContentMode,
+    /// Flows and which Architect kinds to export (`--kinds`).
+    pub kinds: crate::architect::KindSelection,
     /// Also store Archy YAML of each published flow (export jobs), batched and retried so.
     pub yaml: Option<YamlOptions>,
     /// The org the client reads, recorded in the manifest.
@@ -162,17 +165,21 @@ pub async fn run(
 ) -> ExportReport {
     let span = info_span!("run", run_id = %options.run_id);
     let started_at = manifest::now_rfc3339();
-    let views = {
+    let views = options.kinds.flows.then(|| {
         let _g = span.enter();
         unseen::start(client.clone(), options.type_filter.clone())
-    };
+    });
     let (base, since_note) = base::open(options.since.as_ref(), options.organization.as_ref(), sink.can_copy())
         .instrument(span.clone())
         .await;
     let base = base.map(Arc::new);
-    let collected = collect::collect(client.clone(), &mut *sink, &options, base.clone(), &stop)
-        .instrument(span.clone())
-        .await;
+    let collected = if options.kinds.flows {
+        collect::collect(client.clone(), &mut *sink, &options, base.clone(), &stop)
+            .instrument(span.clone())
+            .await
+    } else {
+        collect::Collected::nothing()
+    };
     if let Some(b) = &base {
         span.in_scope(|| b.log_summary());
     }
@@ -193,14 +200,24 @@ pub async fn run(
                 Err(e) => error = Some(e),
             }
         }
-        unseen = Some(
-            unseen::finish(views, rows.ids().cloned().collect())
-                .instrument(span.clone())
-                .await,
-        );
-    } else {
+        if let Some(views) = views {
+            let listed = rows.ids().cloned().collect();
+            unseen = Some(unseen::finish(views, listed).instrument(span.clone()).await);
+        }
+    } else if let Some(views) = views {
         views.abort();
     }
+    let phase = objects_phase(
+        &client,
+        &mut *sink,
+        &mut rows,
+        &options,
+        base.as_deref(),
+        &stop,
+        &mut error,
+    )
+    .instrument(span.clone())
+    .await;
     // Every phase's writes settle here, before the manifest is built from the rows.
     let limit = Limit::new(&stop, options.shutdown_grace, sink.location());
     if let Err(e) = limit.bounded(rows.settle_writes(&mut *sink)).await {
@@ -209,13 +226,23 @@ pub async fn run(
     let archived = dependencies::Archived::flows_only();
     span.in_scope(|| dependencies::resolve(&mut rows, &archived));
     let (totals, mut stored_bytes) = rows.tally();
-    let ending = decide(error, stop.cause(), &collected.listing, &totals);
+    let objects = rows.objects_sorted();
+    let mut ending = decide(error, stop.cause(), &collected.listing, &totals);
+    if ending.is_complete() {
+        ending = decide_objects(phase.as_ref(), &rows);
+    }
+    let architect = (!options.kinds.kinds.is_empty()).then(|| match &phase {
+        Some(p) => p.section(&objects),
+        None => not_read(&options.kinds),
+    });
     let mut m = Manifest {
         listing: listing_record(&collected.listing, &options.type_filter),
         totals,
         unseen,
         since_note,
         yaml_jobs,
+        architect,
+        objects,
         ..head(&options, &client, started_at, base.as_deref())
     };
     let (ending, manifest_written) = seal(&mut *sink, &mut m, &mut rows, ending, &mut stored_bytes, &limit)
@@ -351,6 +378,67 @@ fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, bas
     }
 }
 
+/// The Architect phase, when kinds were asked for and the flows' phase left the run able to
+/// go on; its fatal error (credentials, destination) becomes the run's.
+async fn objects_phase(
+    client: &GenesysClient,
+    sink: &mut dyn Sink,
+    rows: &mut RowLog,
+    options: &ExportOptions,
+    base: Option<&base::Base>,
+    stop: &StopSignal,
+    error: &mut Option<RunError>,
+) -> Option<architect::Phase> {
+    if options.kinds.kinds.is_empty() || error.is_some() {
+        return None;
+    }
+    let phase_options = architect::PhaseOptions {
+        selection: &options.kinds,
+        page_size: options.page_size,
+        concurrency: options.concurrency,
+    };
+    match architect::export_objects(client, sink, rows, &phase_options, base, stop).await {
+        Ok(phase) => Some(phase),
+        Err(e) => {
+            *error = Some(e);
+            None
+        }
+    }
+}
+
+/// How a run whose flows are all in ends, given its Architect phase: incomplete when a kind
+/// named explicitly could not be read, a kind's listing failed, or an object was not exported.
+fn decide_objects(phase: Option<&architect::Phase>, rows: &RowLog) -> Ending {
+    let mut reasons: Vec<String> = phase.map(|p| p.incomplete.clone()).unwrap_or_default();
+    let missing = rows.objects_not_exported();
+    if missing > 0 {
+        reasons.push(format!(
+            "{missing} Architect objects were not exported; see the objects with outcome `failed` or `skipped`"
+        ));
+    }
+    if reasons.is_empty() {
+        Ending::Complete
+    } else {
+        Ending::Incomplete(reasons.join("; "))
+    }
+}
+
+/// The `architect` section of a run that ended before its Architect phase.
+fn not_read(selection: &crate::architect::KindSelection) -> manifest::ArchitectSection {
+    manifest::ArchitectSection {
+        kinds: selection
+            .ordered()
+            .into_iter()
+            .map(|k| manifest::KindReport {
+                kind: k.as_str().to_string(),
+                checked: false,
+                note: Some("not read: the run ended before its Architect phase".into()),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
 /// How the run ended, from what went wrong (first), a stop, the listing's proof and the rows.
 fn decide(error: Option<RunError>, stop: Option<StopCause>, listing: &ListingReport, totals: &Totals) -> Ending {
     if let Some(e) = error {
@@ -442,6 +530,8 @@ async fn discard(
     m.finished_at = manifest::now_rfc3339();
     if !sink.keeps_documents_on_abort() {
         m.archive = None;
+        rows.discard_objects(&why);
+        m.objects = rows.objects_sorted();
         let stored: Vec<usize> = rows
             .iter()
             .filter(|(_, r)| !r.documents.is_empty())

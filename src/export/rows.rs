@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use tracing::warn;
 
 use crate::genesys::FlowId;
-use crate::manifest::{FlowRecord, Totals};
+use crate::manifest::{FlowRecord, ObjectRecord, Outcome, Totals};
 use crate::sink::{Sink, SinkError, StoreFailure};
 
 /// The rows of one run, in the order flows were taken from the listing.
@@ -27,6 +27,8 @@ pub(super) struct RowLog {
     types: Vec<Box<str>>,
     /// Rows the file could not take, by index.
     in_memory: HashMap<usize, FlowRecord>,
+    /// The Architect objects' rows: an org has hundreds to a few thousand, kept in memory.
+    objects: Vec<ObjectRecord>,
 }
 
 /// Where a row is (40 bytes a flow).
@@ -56,6 +58,7 @@ impl RowLog {
             slots: Vec::new(),
             types: Vec::new(),
             in_memory: HashMap::new(),
+            objects: Vec::new(),
         }
     }
 
@@ -87,6 +90,26 @@ impl RowLog {
         });
         self.place(index, row);
         index
+    }
+
+    /// Adds an Architect object's row; returns its index among the objects.
+    pub fn push_object(&mut self, row: ObjectRecord) -> usize {
+        self.objects.push(row);
+        self.objects.len() - 1
+    }
+
+    /// Changes the object row at `index`.
+    pub fn update_object(&mut self, index: usize, change: impl FnOnce(&mut ObjectRecord)) {
+        if let Some(row) = self.objects.get_mut(index) {
+            change(row);
+        }
+    }
+
+    /// The Architect objects' rows, sorted as the manifest has them: by kind, name, then id.
+    pub fn objects_sorted(&self) -> Vec<ObjectRecord> {
+        let mut objects = self.objects.clone();
+        objects.sort_by(|a, b| (&a.kind, &a.name, &a.id).cmp(&(&b.kind, &b.name, &b.id)));
+        objects
     }
 
     /// How many rows there are.
@@ -130,7 +153,8 @@ impl RowLog {
         order.into_iter().filter_map(|i| self.get(i as usize))
     }
 
-    /// Counts per outcome, and the bytes of the documents the rows name (one pass over the file).
+    /// Counts per outcome (flows), and the bytes of the documents the rows name, objects'
+    /// included (one pass over the file).
     pub fn tally(&self) -> (Totals, u64) {
         let mut t = Totals::default();
         let mut bytes = 0;
@@ -138,7 +162,32 @@ impl RowLog {
             t.add(&row);
             bytes += row.documents.iter().map(|d| d.bytes).sum::<u64>();
         }
+        bytes += self
+            .objects
+            .iter()
+            .flat_map(|o| &o.documents)
+            .map(|d| d.bytes)
+            .sum::<u64>();
         (t, bytes)
+    }
+
+    /// Object rows that failed or were skipped.
+    pub fn objects_not_exported(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::Failed | Outcome::Skipped))
+            .count()
+    }
+
+    /// The destination lost everything: every object row that had documents says so.
+    pub fn discard_objects(&mut self, why: &str) {
+        for row in self.objects.iter_mut().filter(|o| !o.documents.is_empty()) {
+            row.documents.clear();
+            row.outcome = Outcome::Failed;
+            row.error = Some(format!(
+                "fetched, but the archive was discarded because the destination failed: {why}"
+            ));
+        }
     }
 
     /// Waits for the documents `sink` is still writing and marks the rows of those it could not
@@ -158,6 +207,9 @@ impl RowLog {
                 .find(|(_, r)| r.documents.iter().any(|d| d.path == f.name))
                 .map(|(i, _)| i);
             let Some(index) = found else {
+                if self.mark_object_failure(&f) {
+                    continue;
+                }
                 warn!(
                     "a document that could not be stored ({}) matches no row: {}",
                     f.name, f.error
@@ -170,6 +222,22 @@ impl RowLog {
                 row.failed(format!("could not store {}: {}", f.name, f.error), attempts);
             });
         }
+    }
+
+    /// The object row whose document `f` names becomes `failed` (that document dropped); false
+    /// when no object row names it.
+    fn mark_object_failure(&mut self, f: &StoreFailure) -> bool {
+        let Some(row) = self
+            .objects
+            .iter_mut()
+            .find(|o| o.documents.iter().any(|d| d.path == f.name))
+        else {
+            return false;
+        };
+        row.documents.retain(|d| d.path != f.name);
+        row.outcome = Outcome::Failed;
+        row.error = Some(format!("could not store {}: {}", f.name, f.error));
+        true
     }
 
     /// Appends row `index` to the file, or keeps it in memory when the file cannot take it.

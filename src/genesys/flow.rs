@@ -96,7 +96,7 @@ impl FlowSummary {
 }
 
 /// Compact JSON with object keys sorted at every depth.
-fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+pub(crate) fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {

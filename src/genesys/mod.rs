@@ -1,6 +1,7 @@
 //! Everything that speaks to Genesys Cloud, and nothing else does: regions, OAuth tokens, the
 //! retry driver, the client-side rate limiter, typed API calls and the verified flow listing.
 
+pub mod architect;
 pub mod auth;
 pub mod client;
 pub mod export_jobs;

@@ -1,5 +1,6 @@
 //! The paging rules every paged listing follows, in one place: the flow lister, the
-//! divisionviews read beside a run and `plan`'s census all page through here.
+//! divisionviews read beside a run, `plan`'s census, every Architect kind and a data table's
+//! rows all page through here.
 //!
 //! Rows are trusted, not counters: a pass ends on an empty page (asked for again while the
 //! counters say more remain), a short page, or a page that only repeats rows already served. A
@@ -8,7 +9,10 @@
 //! page shorter than the size reported while more remain means the server serves smaller pages
 //! than it says: paging goes on at the size it really serves.
 
+use serde_json::value::RawValue;
 use tracing::{debug, info, warn};
+
+use crate::architect::ArchitectKind;
 
 use super::client::{ApiError, FlowPage, GenesysClient};
 use super::flow::FlowSummary;
@@ -28,6 +32,10 @@ pub enum Source {
     Flows(Option<String>),
     /// `GET /api/v2/flows/divisionviews`.
     DivisionViews,
+    /// The collection of one Architect kind (prompts with their resources, tables with schema).
+    Architect(ArchitectKind),
+    /// One data table's rows (`showbrief=false`), by table id.
+    Rows(String),
 }
 
 impl Source {
@@ -36,6 +44,8 @@ impl Source {
         match self {
             Source::Flows(filter) => client.list_flows_page(page_number, size, filter.as_deref()).await,
             Source::DivisionViews => client.divisionviews_page(page_number, size).await,
+            Source::Architect(kind) => client.architect_page(*kind, page_number, size).await,
+            Source::Rows(table) => client.datatable_rows_page(table, page_number, size).await,
         }
     }
 
@@ -43,7 +53,7 @@ impl Source {
     pub fn filter(&self) -> Option<String> {
         match self {
             Source::Flows(f) => f.clone(),
-            Source::DivisionViews => None,
+            Source::DivisionViews | Source::Architect(_) | Source::Rows(_) => None,
         }
     }
 }
@@ -273,6 +283,17 @@ pub struct Walked {
     pub malformed: u64,
 }
 
+/// What a walk's caller made of one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// A row no earlier page served.
+    New,
+    /// A row an earlier page already served (not handed on).
+    Repeated,
+    /// Not a row of this listing (no id).
+    Malformed,
+}
+
 /// Walks one listing to its end, handing each distinct row on once (rows without an id are
 /// counted, not handed on).
 pub async fn walk(
@@ -281,13 +302,61 @@ pub async fn walk(
     size: &mut PageSize,
     mut each: impl FnMut(FlowSummary),
 ) -> Result<Walked, ListError> {
+    walk_with(client, source, size, |raw, seen| match FlowSummary::from_raw(raw) {
+        Ok(f) if !f.id.is_empty() => {
+            if seen.insert(&f.id) {
+                each(f);
+                Taken::New
+            } else {
+                Taken::Repeated
+            }
+        }
+        _ => Taken::Malformed,
+    })
+    .await
+}
+
+/// Walks one listing of objects identified by the string field `key` (`id` for objects, `key`
+/// for a data table's rows), handing each distinct row on once, as served.
+pub async fn walk_raw(
+    client: &GenesysClient,
+    source: &Source,
+    size: &mut PageSize,
+    key: &str,
+    mut each: impl FnMut(Box<RawValue>, String),
+) -> Result<Walked, ListError> {
+    walk_with(client, source, size, |raw, seen| {
+        let id = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
+            .ok()
+            .and_then(|fields| fields.get(key).and_then(|v| v.as_str()).map(str::to_string))
+            .filter(|id| !id.is_empty());
+        match id {
+            Some(id) if seen.insert(&id) => {
+                each(raw, id);
+                Taken::New
+            }
+            Some(_) => Taken::Repeated,
+            None => Taken::Malformed,
+        }
+    })
+    .await
+}
+
+/// The one paging loop: pages through `source`, asking `take` about every row (it dedups
+/// through the walk's id set), until the page rules end the walk.
+async fn walk_with(
+    client: &GenesysClient,
+    source: &Source,
+    size: &mut PageSize,
+    mut take: impl FnMut(Box<RawValue>, &mut IdSet) -> Taken,
+) -> Result<Walked, ListError> {
     let mut walked = Walked::default();
     let mut seen = IdSet::new();
     let mut rules = PageRules::default();
     let mut page_number = 1;
     loop {
         walked.pages += 1;
-        let Some(page) = fetch(client, source, page_number, size, None).await? else {
+        let Some(mut page) = fetch(client, source, page_number, size, None).await? else {
             page_number = 1;
             rules = PageRules::default();
             continue;
@@ -295,18 +364,14 @@ pub async fn walk(
         if page.total.is_some() {
             walked.api_total = page.total;
         }
-        let entities = page.entities.as_deref().unwrap_or_default();
+        let entities = page.entities.take().unwrap_or_default();
         let rows = entities.len() as u64;
         let mut new_rows = 0;
         for raw in entities {
-            match FlowSummary::from_raw(raw.clone()) {
-                Ok(f) if !f.id.is_empty() => {
-                    if seen.insert(&f.id) {
-                        new_rows += 1;
-                        each(f);
-                    }
-                }
-                _ => walked.malformed += 1,
+            match take(raw, &mut seen) {
+                Taken::New => new_rows += 1,
+                Taken::Repeated => {}
+                Taken::Malformed => walked.malformed += 1,
             }
         }
         let served = Served {

@@ -218,6 +218,15 @@ pub const TYPES: Setting = Setting::new(
 )
 .heading(SELECTION)
 .kind(Kind::List);
+/// Which kinds of objects to export (flows and the Architect objects they stand on).
+pub const KINDS: Setting = Setting::new(
+    "kinds",
+    "--kinds",
+    &["FLOWVAULT_KINDS"],
+    "What to export (repeatable, or comma-separated): flows, prompts, datatables, schedules, schedulegroups, emergencygroups, ivrs, outcomes, milestones, or all. Default: flows and every Architect kind the role can read (a kind it cannot read is a warning); a kind named here that cannot be read makes the run incomplete.",
+)
+.heading(SELECTION)
+.kind(Kind::List);
 /// Which configurations to store.
 pub const CONTENT: Setting = Setting::new(
     "content",
@@ -485,6 +494,7 @@ pub const EXPORT: &[&Setting] = &[
     &SINCE,
     &FULL_EVERY,
     &TYPES,
+    &KINDS,
     &CONTENT,
     &YAML,
     &YAML_BATCH,

@@ -66,6 +66,8 @@ pub struct ExportSettings {
     pub s3: S3Options,
     /// Which configurations to store.
     pub content: ContentMode,
+    /// Flows and which Architect kinds (`--kinds`).
+    pub kinds: crate::architect::KindSelection,
     /// Also store Archy YAML, batched and retried so.
     pub yaml: Option<YamlOptions>,
     /// The org (id or short name) the credentials must belong to.
@@ -186,6 +188,11 @@ impl ExportSettings {
             .map_err(|e| ConfigError(format!("{}: {e}", s::CONTENT.label())))?;
         let yaml = yaml_options(&r)?;
         let since = since(&r)?;
+        let kinds = match r.text(&s::KINDS) {
+            None => crate::architect::KindSelection::all(),
+            Some(v) => crate::architect::KindSelection::parse(&v)
+                .map_err(|e| ConfigError(format!("{}: {e}", s::KINDS.label())))?,
+        };
         let expect_org = r
             .text(&s::EXPECT_ORG)
             .map(|v| v.trim().to_string())
@@ -203,6 +210,7 @@ impl ExportSettings {
             max_duration,
             s3,
             content,
+            kinds,
             yaml,
             expect_org,
             since,
@@ -223,6 +231,7 @@ impl ExportSettings {
             concurrency: self.client.concurrency,
             shutdown_grace: self.shutdown_grace,
             content: self.content,
+            kinds: self.kinds.clone(),
             yaml: self.yaml.clone(),
             organization: None,
             progress: None,

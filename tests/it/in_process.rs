@@ -269,6 +269,7 @@ async fn the_pipeline_exports_the_org_into_a_memory_sink_and_seals_it() {
         concurrency: 8,
         shutdown_grace: std::time::Duration::from_secs(1),
         content: export::ContentMode::Both,
+        kinds: flowvault::architect::KindSelection::flows_only(),
         yaml: None,
         organization: None,
         progress: None,

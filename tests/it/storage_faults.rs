@@ -95,6 +95,7 @@ fn pipeline_options(yaml: bool) -> ExportOptions {
         concurrency: 4,
         shutdown_grace: Duration::from_secs(1),
         content: export::ContentMode::Both,
+        kinds: flowvault::architect::KindSelection::flows_only(),
         yaml: yaml.then(|| YamlOptions {
             batch_size: 4,
             retry_wait: Duration::from_millis(50),
