@@ -15,8 +15,8 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::rows::RowLog;
-use crate::architect::ArchitectKind;
-use crate::manifest::{ArchitectDependency, Dependencies, OtherDependency};
+use crate::architect::{ArchitectKind, KindSelection};
+use crate::manifest::{ArchitectDependency, ArchitectSection, Dependencies, ObjectRecord, OtherDependency, Outcome};
 
 /// The `manifest` key's kind as `--kinds` names it (`userPrompt` → `prompts`).
 fn kind_name(manifest_key: &str) -> &str {
@@ -114,6 +114,26 @@ impl Archived {
         a
     }
 
+    /// What a run holds: its exported `objects`; the kinds `selection` did not ask for; the
+    /// kinds its `section` says were not checked (with the section's note as why).
+    pub fn of_run(selection: &KindSelection, section: Option<&ArchitectSection>, objects: &[ObjectRecord]) -> Archived {
+        let mut a = Archived::default();
+        for kind in ArchitectKind::ALL.into_iter().filter(|k| !selection.has(*k)) {
+            a.not_asked(kind);
+        }
+        for report in section.map(|s| s.kinds.as_slice()).unwrap_or_default() {
+            if let Some(kind) = ArchitectKind::from_name(&report.kind).filter(|_| !report.checked) {
+                a.unread(kind, report.note.clone().unwrap_or_else(|| "not checked".into()));
+            }
+        }
+        for o in objects.iter().filter(|o| o.outcome == Outcome::Exported) {
+            if let Some(kind) = ArchitectKind::from_name(&o.kind) {
+                a.insert(kind, &o.id);
+            }
+        }
+        a
+    }
+
     fn holds(&self, kind: &str, id: &str) -> bool {
         self.objects.contains(&(kind.to_string(), id.to_string()))
     }
@@ -122,8 +142,9 @@ impl Archived {
 /// What [`resolve`] found: flows using Architect objects this archive does not hold.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Missing {
-    /// References (flow, object) to objects of a kind that was read but not to that object.
-    pub absent: u64,
+    /// References (flow, object) to objects of kinds that were read, but not to those objects
+    /// (deleted, or in a division the role cannot see), per kind (manifest key).
+    pub absent: BTreeMap<String, u64>,
     /// References to objects of kinds this run did not read, per kind (manifest key).
     pub unread: BTreeMap<String, u64>,
     /// Flows with at least one such reference.
@@ -131,26 +152,25 @@ pub struct Missing {
 }
 
 impl Missing {
-    /// The manifest's note, when anything is missing.
-    pub fn note(&self) -> Option<String> {
-        if self.absent == 0 && self.unread.is_empty() {
-            return None;
+    /// Adds what is missing to each kind's note in the manifest's `architect` section.
+    pub fn annotate(&self, section: &mut ArchitectSection) {
+        for report in &mut section.kinds {
+            let Some(kind) = ArchitectKind::from_name(&report.kind) else {
+                continue;
+            };
+            let key = kind.manifest_key();
+            let line = match (self.absent.get(key), self.unread.get(key)) {
+                (Some(n), _) => format!(
+                    "{n} reference(s) from flows to {kind} not in this archive (not in the org's listing: deleted, or in a division the role cannot see); see the flows' dependencies (in_archive: false)"
+                ),
+                (None, Some(n)) => format!("{n} reference(s) from flows to {kind}, which this run did not read"),
+                (None, None) => continue,
+            };
+            report.note = Some(match report.note.take() {
+                Some(note) => format!("{note}; {line}"),
+                None => line,
+            });
         }
-        let mut parts = Vec::new();
-        if self.absent > 0 {
-            parts.push(format!(
-                "{} reference(s) to Architect objects that are not in the org's listings (deleted, or in a division the role cannot see)",
-                self.absent
-            ));
-        }
-        for (kind, n) in &self.unread {
-            parts.push(format!("{n} reference(s) to {} this run did not read", plural(kind)));
-        }
-        Some(format!(
-            "{} flow(s) use Architect objects this archive does not hold: {}; see each flow's dependencies (in_archive: false)",
-            self.flows,
-            parts.join("; ")
-        ))
     }
 }
 
@@ -182,7 +202,7 @@ pub(super) fn resolve(rows: &mut RowLog, archived: &Archived) -> Missing {
             if archived.unread.contains_key(&d.kind) {
                 *missing.unread.entry(d.kind.clone()).or_default() += 1;
             } else {
-                missing.absent += 1;
+                *missing.absent.entry(d.kind.clone()).or_default() += 1;
                 warn!(
                     flow_id = %row.id,
                     "flow {} ({}) uses {} {:?} ({}), which is not in this archive: it was not in the org's listing (deleted, or in a division the role cannot see); restoring the flow will fail to publish until it exists",
@@ -216,6 +236,21 @@ pub(super) fn resolve(rows: &mut RowLog, archived: &Archived) -> Missing {
     missing
 }
 
+/// At sealing: fills every flow's `in_archive` from what the run holds, warns about what it
+/// lacks, and notes it per kind in the manifest's `architect` section.
+pub(super) fn seal(
+    rows: &mut RowLog,
+    selection: &KindSelection,
+    mut section: Option<&mut ArchitectSection>,
+    objects: &[ObjectRecord],
+) {
+    let archived = Archived::of_run(selection, section.as_deref(), objects);
+    let missing = resolve(rows, &archived);
+    if let Some(section) = section.as_mut() {
+        missing.annotate(section);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +264,19 @@ mod tests {
           "dataAction":[{"id":"custom_-_x","name":"Lookup"}],
           "botFlow":[{"id":"b1","name":"Bot","version":"published"}]},
         "uiMetaData":{"huge":[1,2,3]}}"#;
+
+    fn section(kinds: &[&str]) -> ArchitectSection {
+        ArchitectSection {
+            kinds: kinds
+                .iter()
+                .map(|k| crate::manifest::KindReport {
+                    kind: k.to_string(),
+                    checked: true,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
 
     fn row_with(deps: Option<Dependencies>) -> FlowRecord {
         let mut r = FlowRecord::listed(
@@ -290,11 +338,14 @@ mod tests {
         let marks: Vec<_> = deps.architect.iter().map(|d| (d.id.as_str(), d.in_archive)).collect();
         assert_eq!(marks, [("d1", false), ("p1", true)]);
         assert_eq!(rows.get(j).unwrap().dependencies, None);
-        assert_eq!((missing.absent, missing.flows), (1, 1));
+        assert_eq!((missing.absent.get("dataTable"), missing.flows), (Some(&1), 1));
+        let mut section = section(&["prompts", "datatables"]);
+        missing.annotate(&mut section);
+        assert_eq!(section.kinds[0].note, None, "every prompt is in");
+        let note = section.kinds[1].note.clone().unwrap();
         assert!(
-            missing.note().unwrap().contains("deleted, or in a division"),
-            "{:?}",
-            missing.note()
+            note.starts_with("1 reference(s) from flows to datatables not in this archive"),
+            "{note}"
         );
     }
 
@@ -306,9 +357,17 @@ mod tests {
         archived.insert(ArchitectKind::Prompts, "p1");
         archived.unread(ArchitectKind::DataTables, "the role lacks architect:datatable:view");
         let missing = resolve(&mut rows, &archived);
-        assert_eq!(missing.absent, 0);
+        assert!(missing.absent.is_empty());
         assert_eq!(missing.unread.get("dataTable"), Some(&1));
-        assert!(missing.note().unwrap().contains("datatables this run did not read"));
+        let mut section = section(&["datatables"]);
+        section.kinds[0].note = Some("missing permission architect:datatable:view".into());
+        missing.annotate(&mut section);
+        assert_eq!(
+            section.kinds[0].note.as_deref(),
+            Some(
+                "missing permission architect:datatable:view; 1 reference(s) from flows to datatables, which this run did not read"
+            )
+        );
     }
 
     #[test]
@@ -318,6 +377,36 @@ mod tests {
         let mut archived = Archived::default();
         archived.insert(ArchitectKind::Prompts, "p1");
         archived.insert(ArchitectKind::DataTables, "d1");
-        assert_eq!(resolve(&mut rows, &archived).note(), None);
+        let mut section = section(&["prompts", "datatables"]);
+        resolve(&mut rows, &archived).annotate(&mut section);
+        assert!(section.kinds.iter().all(|k| k.note.is_none()));
+    }
+
+    #[test]
+    fn a_run_holds_its_exported_objects_and_not_the_kinds_it_skipped_or_could_not_read() {
+        let selection = KindSelection::parse("flows,prompts,ivrs").unwrap();
+        let mut section = section(&["prompts", "ivrs"]);
+        section.kinds[1].checked = false;
+        let object = |id: &str, outcome| ObjectRecord {
+            kind: "prompts".into(),
+            id: id.into(),
+            name: id.into(),
+            division: None,
+            outcome,
+            documents: Vec::new(),
+            listing_sha256: None,
+            source: None,
+            carried_from: None,
+            error: None,
+        };
+        let a = Archived::of_run(
+            &selection,
+            Some(&section),
+            &[object("p1", Outcome::Exported), object("p2", Outcome::Failed)],
+        );
+        assert!(a.holds("userPrompt", "p1"));
+        assert!(!a.holds("userPrompt", "p2"), "a failed object is not in the archive");
+        assert_eq!(a.unread.get("ivr").map(|(_, warns)| *warns), Some(true));
+        assert_eq!(a.unread.get("dataTable").map(|(_, warns)| *warns), Some(false));
     }
 }

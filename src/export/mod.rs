@@ -223,18 +223,17 @@ pub async fn run(
     if let Err(e) = limit.bounded(rows.settle_writes(&mut *sink)).await {
         error = error.or(Some(RunError::Settle(e)));
     }
-    let archived = dependencies::Archived::flows_only();
-    span.in_scope(|| dependencies::resolve(&mut rows, &archived));
     let (totals, mut stored_bytes) = rows.tally();
     let objects = rows.objects_sorted();
     let mut ending = decide(error, stop.cause(), &collected.listing, &totals);
     if ending.is_complete() {
         ending = decide_objects(phase.as_ref(), &rows);
     }
-    let architect = (!options.kinds.kinds.is_empty()).then(|| match &phase {
+    let mut architect = (!options.kinds.kinds.is_empty()).then(|| match &phase {
         Some(p) => p.section(&objects),
         None => not_read(&options.kinds),
     });
+    span.in_scope(|| dependencies::seal(&mut rows, &options.kinds, architect.as_mut(), &objects));
     let mut m = Manifest {
         listing: listing_record(&collected.listing, &options.type_filter),
         totals,
