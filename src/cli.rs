@@ -448,6 +448,58 @@ pub struct SimArgs {
     /// The client lacks architect:flow:unlock: unlocking answers 403.
     #[arg(long)]
     pub deny_unlock: bool,
+    /// Seconds a presigned prompt mediaUri (and upload URL) stays valid; then it answers 403.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub media_url_ttl: u64,
+    /// The client's role lacks this permission (repeatable), e.g. routing:callRoute:view: what
+    /// needs it answers 403 missing.permissions naming it.
+    #[arg(long, value_name = "PERM")]
+    pub deny_permission: Vec<String>,
+    /// Reads of an uploaded prompt resource that still show `uploaded` before `transcoded`.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub transcode_polls: u32,
+    /// Uploads to this prompt (by name) end in `transcodeFailed` (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub transcode_fail: Vec<String>,
+    /// How long a created flow outcome stays out of the listing (its create is asynchronous).
+    #[arg(long, value_name = "DURATION", default_value = "500ms")]
+    pub outcome_delay: String,
+    /// The first write of this Architect kind happens, then answers STATUS, e.g. prompts:503
+    /// (repeatable).
+    #[arg(long, value_name = "KIND:STATUS")]
+    pub object_write_fault: Vec<String>,
+    /// Hold no Architect objects (prompts, tables, schedules…): an org rebuilt before a restore;
+    /// with --rebuilt-objects its queues, data actions and users have new ids.
+    #[arg(long)]
+    pub no_architect_objects: bool,
+    /// Size the Architect catalogue as the benchmark does: 300 prompts (900 audio files), 50 data
+    /// tables (20,000 rows), 40 schedules, 100 IVRs; the flags below override single counts.
+    #[arg(long)]
+    pub bench_catalogue: bool,
+    /// User prompts in the org (at least the standard 10).
+    #[arg(long, value_name = "N")]
+    pub prompts: Option<usize>,
+    /// Languages (audio files) per prompt, 1-3.
+    #[arg(long, value_name = "N")]
+    pub languages_per_prompt: Option<usize>,
+    /// Data tables in the org (at least the standard 4).
+    #[arg(long, value_name = "N")]
+    pub data_tables: Option<usize>,
+    /// Rows over all data tables.
+    #[arg(long, value_name = "N")]
+    pub table_rows: Option<usize>,
+    /// Schedules in the org (at least the standard 6).
+    #[arg(long, value_name = "N")]
+    pub schedules: Option<usize>,
+    /// Schedule groups in the org (at least the standard 3).
+    #[arg(long, value_name = "N")]
+    pub schedule_groups: Option<usize>,
+    /// Emergency groups in the org (at least the standard 2).
+    #[arg(long, value_name = "N")]
+    pub emergency_groups: Option<usize>,
+    /// IVR configurations in the org (at least the standard 3).
+    #[arg(long, value_name = "N")]
+    pub ivrs: Option<usize>,
 }
 
 /// Flags of `flowvault demo`.

@@ -12,7 +12,8 @@ use crate::settings::{ConfigError, parse_duration, parse_rate};
 use serde_json::json;
 
 use crate::sim::{
-    ConfigSource, Fault, ListingChange, ObjectKind, SimConfig, SimObjects, SimRateLimit, SimServer, generate_org,
+    ArchitectSizes, ConfigSource, Fault, ListingChange, ObjectKind, SimConfig, SimObjects, SimRateLimit, SimServer,
+    generate_org,
 };
 
 /// Builds the org described by the flags.
@@ -76,8 +77,9 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig, ConfigError> {
     config.deleted_after_fetch = every(args.deleted_after_fetch_every).into_iter().collect();
     config.forbidden = forbidden;
     apply_listing_knobs(&mut config, args);
-    config.objects = sim_objects(args)?;
+    config.objects = sim_objects(args)?.with_flows(&config.flows);
     apply_write_knobs(&mut config, args)?;
+    apply_architect_knobs(&mut config, args)?;
     Ok(config)
 }
 
@@ -98,10 +100,11 @@ fn apply_write_knobs(config: &mut SimConfig, args: &SimArgs) -> Result<(), Confi
 
 /// The org's non-flow objects: `--rebuilt-objects` under new ids, minus each `--drop-object`.
 fn sim_objects(args: &SimArgs) -> Result<SimObjects, ConfigError> {
-    let mut objects = if args.rebuilt_objects {
-        SimObjects::rebuilt(args.seed)
-    } else {
-        SimObjects::standard()
+    let mut objects = match (args.rebuilt_objects, args.no_architect_objects) {
+        (true, true) => SimObjects::rebuilt_without_architect(args.seed),
+        (true, false) => SimObjects::rebuilt(args.seed),
+        (false, true) => SimObjects::standard().non_architect(),
+        (false, false) => SimObjects::sized(&architect_sizes(args)),
     };
     for spec in &args.drop_object {
         let (kind, name) = spec
@@ -109,12 +112,59 @@ fn sim_objects(args: &SimArgs) -> Result<SimObjects, ConfigError> {
             .and_then(|(k, n)| Some((ObjectKind::from_manifest_key(k)?, n)))
             .ok_or_else(|| {
                 ConfigError(format!(
-                    "--drop-object `{spec}` is not KIND:NAME with KIND one of queue, dataAction, userPrompt, dataTable, user, flowOutcome, flowMilestone"
+                    "--drop-object `{spec}` is not KIND:NAME with KIND one of queue, dataAction, userPrompt, dataTable, user, flowOutcome, flowMilestone, schedule, scheduleGroup, emergencyGroup, ivr"
                 ))
             })?;
         objects = objects.without(kind, name);
     }
     Ok(objects)
+}
+
+/// The Architect catalogue's sizes: the standard one, or `--bench-catalogue`, with single counts
+/// overridden.
+fn architect_sizes(args: &SimArgs) -> ArchitectSizes {
+    let mut sizes = if args.bench_catalogue {
+        ArchitectSizes::bench()
+    } else {
+        ArchitectSizes::standard()
+    };
+    let set = |field: &mut usize, v: Option<usize>| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(&mut sizes.prompts, args.prompts);
+    set(&mut sizes.data_tables, args.data_tables);
+    set(&mut sizes.schedules, args.schedules);
+    set(&mut sizes.schedule_groups, args.schedule_groups);
+    set(&mut sizes.emergency_groups, args.emergency_groups);
+    set(&mut sizes.ivrs, args.ivrs);
+    if args.languages_per_prompt.is_some() {
+        sizes.languages_per_prompt = args.languages_per_prompt;
+    }
+    if args.table_rows.is_some() {
+        sizes.rows = args.table_rows;
+    }
+    sizes
+}
+
+/// The knobs that make the Architect objects as hard as Genesys: expiring media URLs, missing
+/// permissions, slow or failing transcodes, late outcomes, writes that answer 5xx.
+fn apply_architect_knobs(config: &mut SimConfig, args: &SimArgs) -> Result<(), ConfigError> {
+    config.media_url_ttl = Duration::from_secs(args.media_url_ttl);
+    config.denied_permissions = args.deny_permission.iter().cloned().collect();
+    config.transcode_polls = args.transcode_polls;
+    config.transcode_fail = args.transcode_fail.iter().cloned().collect();
+    config.outcome_visibility_delay = parse_duration(&args.outcome_delay, "--outcome-delay")?;
+    config.object_write_faults = args
+        .object_write_fault
+        .iter()
+        .map(|f| {
+            f.parse()
+                .map_err(|e: String| ConfigError(format!("--object-write-fault {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(())
 }
 
 /// The knobs that change the org or its listing while a client lists it, and the org's identity,

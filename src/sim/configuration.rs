@@ -110,26 +110,26 @@ fn pick<'a>(rng: &mut StdRng, objects: &'a SimObjects, kind: ObjectKind, lo: usi
 
 /// The actions that reference the org's objects and the called flows, and the manifest they make.
 fn referencing_actions(rng: &mut StdRng, calls: &[FlowRef], tracking: &mut u32) -> Referencing {
-    let objects = SimObjects::standard();
+    let objects = SimObjects::standard_ref();
     let mut r = Referencing {
         manifest: Map::new(),
         actions: Vec::new(),
     };
-    for p in pick(rng, &objects, ObjectKind::UserPrompt, 1, 3) {
+    for p in pick(rng, objects, ObjectKind::UserPrompt, 1, 3) {
         let mut a = action(rng, "PlayAudioAction", format!("Play {}", p.name), tracking);
         a["audio"] = json!({"config": {"exp": format!("ToAudio(Prompt.{})", p.name),
             "refs": [{"ref": {"text": p.name, "type": "pmt", "val": p.id}}]}});
         r.uses("userPrompt", &p.id, &p.name, &a, None);
         r.push(a);
     }
-    for d in pick(rng, &objects, ObjectKind::DataAction, 0, 2) {
+    for d in pick(rng, objects, ObjectKind::DataAction, 0, 2) {
         let mut a = action(rng, "CallDataAction", d.name.clone(), tracking);
         a["dataAction"] = lit("dact", d);
         a["inputs"] = json!({"phoneNumber": {"config": {"exp": "Call.Ani"}}});
         r.uses("dataAction", &d.id, &d.name, &a, None);
         r.push(a);
     }
-    for t in pick(rng, &objects, ObjectKind::DataTable, 0, 1) {
+    for t in pick(rng, objects, ObjectKind::DataTable, 0, 1) {
         let mut a = action(rng, "DataTableLookupAction", format!("Look up {}", t.name), tracking);
         a["datatableId"] = t.id.clone().into();
         a["datatableName"] = t.name.clone().into();
@@ -137,14 +137,14 @@ fn referencing_actions(rng: &mut StdRng, calls: &[FlowRef], tracking: &mut u32) 
         r.uses("dataTable", &t.id, &t.name, &a, None);
         r.push(a);
     }
-    for u in pick(rng, &objects, ObjectKind::User, 0, 1) {
+    for u in pick(rng, objects, ObjectKind::User, 0, 1) {
         let mut a = action(rng, "TransferToUserAction", format!("Transfer to {}", u.name), tracking);
         a["user"] = lit("usr", u);
         r.uses("user", &u.id, &u.name, &a, None);
         r.push(a);
     }
-    let milestones = pick(rng, &objects, ObjectKind::FlowMilestone, 0, 1);
-    let outcomes = pick(rng, &objects, ObjectKind::FlowOutcome, 1, 1);
+    let milestones = pick(rng, objects, ObjectKind::FlowMilestone, 0, 1);
+    let outcomes = pick(rng, objects, ObjectKind::FlowOutcome, 1, 1);
     if let (Some(m), Some(o)) = (milestones.first(), outcomes.first()) {
         let mut a = action(rng, "AddFlowMilestoneAction", format!("Milestone {}", m.name), tracking);
         a["milestoneId"] = m.id.clone().into();
@@ -169,14 +169,44 @@ fn referencing_actions(rng: &mut StdRng, calls: &[FlowRef], tracking: &mut u32) 
         r.uses(&key, &f.id, &f.name, &a, version);
         r.push(a);
     }
-    for q in pick(rng, &objects, ObjectKind::Queue, 1, 3) {
+    for q in pick(rng, objects, ObjectKind::Queue, 1, 3) {
         let mut a = action(rng, "TransferToAcdAction", format!("Transfer to {}", q.name), tracking);
         a["queue"] = lit("que", q);
         a["priority"] = json!({"config": {"lit": 0}});
         r.uses("queue", &q.id, &q.name, &a, None);
         r.push(a);
     }
+    // Drawn last, so the references above stay what they were before schedules were added.
+    scheduling_actions(rng, objects, tracking, &mut r);
     r
+}
+
+/// An evaluate-schedule-group action (with the emergency group it checks first, sometimes) and
+/// an evaluate-schedule action, as an inbound call flow's opening decides open or closed.
+fn scheduling_actions(rng: &mut StdRng, objects: &SimObjects, tracking: &mut u32, r: &mut Referencing) {
+    for g in pick(rng, objects, ObjectKind::ScheduleGroup, 1, 1) {
+        let mut a = action(
+            rng,
+            "EvaluateScheduleGroupAction",
+            format!("Check {}", g.name),
+            tracking,
+        );
+        a["scheduleGroup"] = lit("scg", g);
+        r.uses("scheduleGroup", &g.id, &g.name, &a, None);
+        for e in pick(rng, objects, ObjectKind::EmergencyGroup, 0, 1) {
+            a["emergencyGroup"] = lit("emg", e);
+            r.uses("emergencyGroup", &e.id, &e.name, &a, None);
+        }
+        a["outputs"] = json!({"open": {}, "closed": {}, "holiday": {}, "emergency": {}});
+        r.push(a);
+    }
+    for sch in pick(rng, objects, ObjectKind::Schedule, 0, 1) {
+        let mut a = action(rng, "EvaluateScheduleAction", format!("Check {}", sch.name), tracking);
+        a["schedule"] = lit("sch", sch);
+        a["outputs"] = json!({"active": {}, "inactive": {}});
+        r.uses("schedule", &sch.id, &sch.name, &a, None);
+        r.push(a);
+    }
 }
 
 /// A filler action (decisions, participant data, loops) that references nothing.

@@ -2,7 +2,8 @@
 //! references — in the `manifest` and inside actions — exists in this org under that id, and every
 //! flow it calls exists and is published. Flows that call each other (a cycle) publish when the
 //! called flow's saved configuration leads back to the one being published, as Architect resolves
-//! them together. Otherwise the operation fails with `…CANNOT_PUBLISH_MISSING_DEPENDENCIES`.
+//! them together. Every Architect kind counts: prompts, data tables, schedules, schedule groups,
+//! emergency groups, outcomes, milestones. Otherwise the operation fails with `…CANNOT_PUBLISH_MISSING_DEPENDENCIES`.
 
 use std::collections::HashSet;
 
@@ -33,6 +34,9 @@ fn kind_of_literal(t: &str) -> Option<ObjectKind> {
         "pmt" => Some(ObjectKind::UserPrompt),
         "dact" => Some(ObjectKind::DataAction),
         "usr" => Some(ObjectKind::User),
+        "sch" => Some(ObjectKind::Schedule),
+        "scg" => Some(ObjectKind::ScheduleGroup),
+        "emg" => Some(ObjectKind::EmergencyGroup),
         _ => None,
     }
 }
@@ -127,7 +131,7 @@ pub(super) fn publish_problem(s: &SimState, id: &str) -> Option<String> {
     let mut missing = Vec::new();
     for r in references(&parsed) {
         let ok = match &r {
-            Reference::Object(kind, oid) => s.config.objects.find(*kind, oid).is_some(),
+            Reference::Object(kind, oid) => s.objects().find(*kind, oid).is_some(),
             Reference::Flow(fid) => {
                 let published = s.org().find(fid).map(|f| f.published_version().is_some());
                 match published {
@@ -166,7 +170,10 @@ mod tests {
                 {"audio": {"config": {"refs": [{"ref": {"text": "W", "type": "pmt", "val": "p1"}}]}}},
                 {"datatableId": "t1", "datatableName": "T"},
                 {"flowId": "f2", "flowName": "Other"},
-                {"milestoneId": "m1", "outcomeId": "o1"}
+                {"milestoneId": "m1", "outcomeId": "o1"},
+                {"scheduleGroup": {"config": {"lit": {"text": "Hours", "type": "scg", "val": "g1"}}},
+                 "emergencyGroup": {"config": {"lit": {"text": "Storm", "type": "emg", "val": "e1"}}}},
+                {"schedule": {"config": {"lit": {"text": "Weekdays", "type": "sch", "val": "s1"}}}}
             ]}]
         });
         let refs = references(&config);
@@ -177,6 +184,9 @@ mod tests {
             Reference::Object(ObjectKind::DataTable, "t1".into()),
             Reference::Object(ObjectKind::FlowMilestone, "m1".into()),
             Reference::Object(ObjectKind::FlowOutcome, "o1".into()),
+            Reference::Object(ObjectKind::ScheduleGroup, "g1".into()),
+            Reference::Object(ObjectKind::EmergencyGroup, "e1".into()),
+            Reference::Object(ObjectKind::Schedule, "s1".into()),
             Reference::Flow("f1".into()),
             Reference::Flow("f2".into()),
         ] {

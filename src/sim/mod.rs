@@ -6,6 +6,7 @@
 //!
 //! It serves the login host and the API host on one address. `GET /sim/stats` reports request counts.
 
+pub mod architect;
 mod configuration;
 pub mod data;
 mod dependencies;
@@ -37,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use data::{AWKWARD_NAMES, ConfigSource, FLOW_TYPES, FlowRef, SimFlow, generate_org};
 pub use dependencies::MISSING_DEPENDENCIES;
 pub use export_jobs::archy_yaml;
-pub use objects::{ObjectKind, SimObject, SimObjects};
+pub use objects::{ArchitectSizes, Audio, ObjectKind, SimObject, SimObjects};
 pub use org_views::default_organization;
 
 /// What to do with a `pageSize` above the maximum (the real API's behaviour is unconfirmed).
@@ -197,6 +198,47 @@ pub struct SimConfig {
     pub organization_status: Option<u16>,
     /// The client's role lacks `architect:flow:unlock`: unlocking answers 403.
     pub unlock_denied: bool,
+    /// How long a presigned prompt `mediaUri` (and upload URL) stays valid.
+    pub media_url_ttl: Duration,
+    /// Permissions the client's role lacks (`routing:callRoute:view`…): what needs one answers
+    /// 403 `missing.permissions` naming it.
+    pub denied_permissions: HashSet<String>,
+    /// Reads of an uploaded prompt resource that still show `uploaded` before `transcoded`.
+    pub transcode_polls: u32,
+    /// Prompts (by name) whose uploads end in `transcodeFailed`.
+    pub transcode_fail: HashSet<String>,
+    /// How long a created flow outcome stays out of the listing (the create is asynchronous).
+    pub outcome_visibility_delay: Duration,
+    /// Object write faults, each spent on the first write of its kind: the write happens, then
+    /// the answer is this status.
+    pub object_write_faults: Vec<ObjectWriteFault>,
+}
+
+/// One injected fault for writes of an Architect kind: `KIND:STATUS` (`prompts:503`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectWriteFault {
+    /// The kind whose first write it spoils.
+    pub kind: ObjectKind,
+    /// The status answered after the write happened.
+    pub status: u16,
+}
+
+impl std::str::FromStr for ObjectWriteFault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, status) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected KIND:STATUS (e.g. prompts:503)"))?;
+        let kind = ObjectKind::from_architect_name(kind).ok_or_else(|| {
+            format!("unknown kind `{kind}` (prompts, datatables, schedules, schedulegroups, emergencygroups, ivrs, outcomes, milestones)")
+        })?;
+        let status: u16 = status
+            .parse()
+            .ok()
+            .filter(|n| (400..600).contains(n))
+            .ok_or_else(|| format!("`{status}` is not an error status (400-599)"))?;
+        Ok(ObjectWriteFault { kind, status })
+    }
 }
 
 /// A write step of the Architect API.
@@ -264,6 +306,7 @@ impl SimConfig {
 
     /// An org serving exactly these flows, with no faults.
     pub fn with_flows(flows: Vec<SimFlow>, client_id: &str, client_secret: &str) -> Self {
+        let objects = SimObjects::standard().with_flows(&flows);
         SimConfig {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
@@ -299,13 +342,19 @@ impl SimConfig {
             fail_checkin: None,
             fail_publish: None,
             deleted_after_fetch: HashSet::new(),
-            objects: SimObjects::standard(),
+            objects,
             write_faults: Vec::new(),
             refuse_save: None,
             publish_without_version: false,
             validate_after_operation: false,
             organization_status: None,
             unlock_denied: false,
+            media_url_ttl: Duration::from_secs(3600),
+            denied_permissions: HashSet::new(),
+            transcode_polls: 2,
+            transcode_fail: HashSet::new(),
+            outcome_visibility_delay: Duration::from_millis(500),
+            object_write_faults: Vec::new(),
         }
     }
 }
@@ -339,6 +388,14 @@ pub struct SimStats {
     pub limited: Mutex<(Vec<Instant>, Vec<Instant>)>,
     /// Listing requests being answered now, and the most there ever were at once.
     pub listing_in_flight: (AtomicU64, AtomicU64),
+    /// Requests per Architect kind (`prompts`, `datatables`, `datatables.rows`, …).
+    pub architect_requests: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Row requests per data table id.
+    pub row_requests: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Prompt audio downloads from presigned media URLs (not rate limited).
+    pub audio_downloads: AtomicU64,
+    /// Prompt audio uploads to presigned upload URLs.
+    pub audio_uploads: AtomicU64,
 }
 
 /// Counts a listing request as in flight until it is answered.
@@ -385,7 +442,7 @@ impl SimStats {
 impl SimStats {
     /// The counters as JSON.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut out = json!({
             "api_requests": self.api_requests.load(Ordering::Relaxed),
             "throttled": self.throttled.load(Ordering::Relaxed),
             "list_requests": self.list_requests.load(Ordering::Relaxed),
@@ -395,7 +452,27 @@ impl SimStats {
             "export_jobs": self.export_jobs.load(Ordering::Relaxed),
             "downloads": self.downloads.load(Ordering::Relaxed),
             "write_requests": self.write_requests.load(Ordering::Relaxed),
-        })
+        });
+        if let (Some(out), Value::Object(more)) = (out.as_object_mut(), architect::stats_json(self)) {
+            out.extend(more);
+        }
+        out
+    }
+
+    /// Requests for one Architect kind (`prompts`, `datatables.rows`…).
+    pub fn architect_requests(&self, kind: &str) -> u64 {
+        self.architect_requests
+            .lock()
+            .map(|m| m.get(kind).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Row requests for one data table.
+    pub fn row_requests(&self, table_id: &str) -> u64 {
+        self.row_requests
+            .lock()
+            .map(|m| m.get(table_id).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -459,6 +536,8 @@ struct SimState {
     stats: SimStats,
     export_jobs: Mutex<HashMap<String, export_jobs::Job>>,
     write_faults: Mutex<Vec<WriteFault>>,
+    objects: Mutex<SimObjects>,
+    architect: architect::Runtime,
 }
 
 /// A running simulated org.
@@ -484,6 +563,8 @@ impl SimServer {
         }
         let empty_pages = config.empty_pages.clone();
         let state_write_faults = config.write_faults.clone();
+        let objects = config.objects.clone();
+        let object_faults = config.object_write_faults.iter().map(|f| (f.kind, f.status)).collect();
         let state = Arc::new(SimState {
             token_failures_remaining: AtomicU32::new(config.token_failures),
             config,
@@ -496,6 +577,8 @@ impl SimServer {
             stats: SimStats::default(),
             export_jobs: Mutex::default(),
             write_faults: Mutex::new(state_write_faults),
+            objects: Mutex::new(objects),
+            architect: architect::Runtime::new(object_faults),
         });
         let app = Router::new()
             .route("/oauth/token", post(token))
@@ -514,7 +597,7 @@ impl SimServer {
                 get(version_configuration),
             )
             .route("/sim/stats", get(stats))
-            .merge(objects::routes())
+            .merge(architect::routes())
             .route("/sim/locks", get(write::lock_table))
             .fallback(not_found)
             .with_state(state.clone());
@@ -596,6 +679,22 @@ impl SimServer {
     /// The lock table: each locked flow's id and who holds it (`client ID` or `user NAME`).
     pub fn locks(&self) -> Vec<(String, String)> {
         write::locks(&self.state.org().flows)
+    }
+
+    /// The org's objects as they are now (with rows and audio).
+    pub fn objects(&self) -> SimObjects {
+        self.state.objects().clone()
+    }
+
+    /// Deletes the object of `kind` named `name` (with its rows or audio), as a user in Architect
+    /// would; true if it existed.
+    pub fn delete_object(&self, kind: ObjectKind, name: &str) -> bool {
+        self.state.objects().remove_named(kind, name)
+    }
+
+    /// Changes the org's objects in place (edit a schedule, add a row, re-record a prompt).
+    pub fn update_objects<T>(&self, change: impl FnOnce(&mut SimObjects) -> T) -> T {
+        change(&mut self.state.objects())
     }
 
     /// Creates a flow at the front of the listing.

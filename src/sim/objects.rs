@@ -1,28 +1,22 @@
-//! The simulated org's non-flow objects — queues, data actions, user prompts, data tables, users,
-//! flow outcomes and milestones — that configurations reference by id and name. Each kind is
-//! served at its real endpoint, paged like flows and filtered by `name`. A catalogue is derived
-//! from a seed, so the org a backup came from and a rebuilt org can hold the same names under
-//! other ids ([`SimObjects::rebuilt`]), and one object can be missing ([`SimObjects::without`]).
-//!
-//! Kinds are an open list on purpose: Architect objects (schedules, schedule groups, emergency
-//! groups, IVRs…) are added as further [`ObjectKind`] variants with their path and shape.
+//! The simulated org's non-flow objects — queues, data actions, users, and the Architect objects
+//! (user prompts, data tables, schedules, schedule groups, emergency groups, IVRs, flow outcomes,
+//! milestones) — that configurations reference by id and name. Every kind is served at its real
+//! endpoint by [`super::architect`], paged like flows and filtered by `name`. A catalogue is
+//! derived from a seed, so the org a backup came from and a rebuilt org can hold the same names
+//! under other ids ([`SimObjects::rebuilt`]), one object can be missing ([`SimObjects::without`]),
+//! or every Architect object ([`SimObjects::non_architect`]).
 
-use std::sync::{Arc, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-use axum::Router;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use axum::routing::get;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::data::uuid_from;
-use super::{SimState, admit, error_response, json_response};
+use super::architect::catalogue;
+use super::data::SimFlow;
 
 /// A kind of object configurations reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {
     /// A routing queue (`que` literals).
     Queue,
@@ -38,11 +32,19 @@ pub enum ObjectKind {
     FlowOutcome,
     /// A flow milestone (`milestoneId`/`milestoneName`).
     FlowMilestone,
+    /// A schedule (`sch` literals in an evaluate-schedule action).
+    Schedule,
+    /// A schedule group (`scg` literals in an evaluate-schedule-group action).
+    ScheduleGroup,
+    /// An emergency group (`emg` literals).
+    EmergencyGroup,
+    /// An IVR configuration (call route: numbers → flows); flows do not reference it.
+    Ivr,
 }
 
 impl ObjectKind {
     /// Every kind the simulated org serves.
-    pub const ALL: [ObjectKind; 7] = [
+    pub const ALL: [ObjectKind; 11] = [
         ObjectKind::Queue,
         ObjectKind::DataAction,
         ObjectKind::UserPrompt,
@@ -50,6 +52,22 @@ impl ObjectKind {
         ObjectKind::User,
         ObjectKind::FlowOutcome,
         ObjectKind::FlowMilestone,
+        ObjectKind::Schedule,
+        ObjectKind::ScheduleGroup,
+        ObjectKind::EmergencyGroup,
+        ObjectKind::Ivr,
+    ];
+
+    /// The Architect kinds, in the order a rebuilt org needs them created.
+    pub const ARCHITECT: [ObjectKind; 8] = [
+        ObjectKind::Schedule,
+        ObjectKind::ScheduleGroup,
+        ObjectKind::UserPrompt,
+        ObjectKind::DataTable,
+        ObjectKind::FlowOutcome,
+        ObjectKind::FlowMilestone,
+        ObjectKind::EmergencyGroup,
+        ObjectKind::Ivr,
     ];
 
     /// The key of a configuration's `manifest` that lists objects of this kind.
@@ -62,12 +80,44 @@ impl ObjectKind {
             ObjectKind::User => "user",
             ObjectKind::FlowOutcome => "flowOutcome",
             ObjectKind::FlowMilestone => "flowMilestone",
+            ObjectKind::Schedule => "schedule",
+            ObjectKind::ScheduleGroup => "scheduleGroup",
+            ObjectKind::EmergencyGroup => "emergencyGroup",
+            ObjectKind::Ivr => "ivr",
         }
     }
 
     /// The kind a manifest key names, if the org serves it.
     pub fn from_manifest_key(key: &str) -> Option<ObjectKind> {
         ObjectKind::ALL.into_iter().find(|k| k.manifest_key() == key)
+    }
+
+    /// The name `--kinds` and the archive use for an Architect kind (`prompts`, `datatables`…).
+    pub fn architect_name(self) -> Option<&'static str> {
+        Some(match self {
+            ObjectKind::UserPrompt => "prompts",
+            ObjectKind::DataTable => "datatables",
+            ObjectKind::Schedule => "schedules",
+            ObjectKind::ScheduleGroup => "schedulegroups",
+            ObjectKind::EmergencyGroup => "emergencygroups",
+            ObjectKind::Ivr => "ivrs",
+            ObjectKind::FlowOutcome => "outcomes",
+            ObjectKind::FlowMilestone => "milestones",
+            ObjectKind::Queue | ObjectKind::DataAction | ObjectKind::User => return None,
+        })
+    }
+
+    /// The Architect kind named `name` (`prompts`) or keyed `name` in a manifest (`userPrompt`).
+    pub fn from_architect_name(name: &str) -> Option<ObjectKind> {
+        ObjectKind::ARCHITECT
+            .into_iter()
+            .find(|k| k.architect_name() == Some(name) || k.manifest_key() == name)
+    }
+
+    /// True for the objects Architect owns (restored by flowvault), false for queues, data
+    /// actions and users (found by name in a rebuilt org).
+    pub fn is_architect(self) -> bool {
+        self.architect_name().is_some()
     }
 
     /// The listing endpoint.
@@ -80,77 +130,34 @@ impl ObjectKind {
             ObjectKind::User => "/api/v2/users",
             ObjectKind::FlowOutcome => "/api/v2/flows/outcomes",
             ObjectKind::FlowMilestone => "/api/v2/flows/milestones",
+            ObjectKind::Schedule => "/api/v2/architect/schedules",
+            ObjectKind::ScheduleGroup => "/api/v2/architect/schedulegroups",
+            ObjectKind::EmergencyGroup => "/api/v2/architect/emergencygroups",
+            ObjectKind::Ivr => "/api/v2/architect/ivrs",
         }
     }
 
-    /// How many the standard catalogue holds, and the names they get.
-    fn names(self) -> Vec<String> {
-        let list: &[&str] = match self {
-            ObjectKind::Queue => &[
-                "Sales",
-                "Support",
-                "Billing",
-                "Claims",
-                "Renewals",
-                "Spanish Support",
-                "VIP",
-                "Callbacks",
-                "Escalations",
-                "After Hours",
-                "Technical L2",
-                "Retention",
-            ],
-            ObjectKind::DataAction => &[
-                "Get Customer By ANI",
-                "Create Case",
-                "Get Account Balance",
-                "Lookup Order Status",
-                "Post Survey Result",
-                "Verify PIN",
-            ],
-            ObjectKind::UserPrompt => &[
-                "Welcome",
-                "MainMenu",
-                "ClosedMessage",
-                "HolidayMessage",
-                "HoldMusic",
-                "TransferNotice",
-                "Goodbye",
-                "InvalidEntry",
-                "EnterAccountNumber",
-                "SurveyIntro",
-            ],
-            ObjectKind::DataTable => &["Holiday Dates", "Branch Directory", "VIP Numbers", "Routing Overrides"],
-            ObjectKind::User => &["Jane Doe", "Sam Okafor", "Priya Raman", "Luis Ortega", "Mei Chen"],
-            ObjectKind::FlowOutcome => &["Self Service Success", "Transferred To Agent", "Abandoned"],
-            ObjectKind::FlowMilestone => &["Identified Caller", "Reached Menu", "Verified PIN"],
-        };
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    /// The entity a listing serves for an object of this kind.
-    fn entity(self, id: &str, name: &str) -> Value {
-        let self_uri = format!("{}/{id}", self.path());
-        let division = json!({"id": "7e0b6c5a-0000-4000-a000-000000000001", "name": "Home"});
+    /// The permission reading this kind takes (listing and single reads).
+    pub fn view_permission(self) -> &'static str {
         match self {
-            ObjectKind::Queue => json!({"id": id, "name": name, "division": division, "memberCount": 4,
-                "mediaSettings": {"call": {"alertingTimeoutSeconds": 8}}, "selfUri": self_uri}),
-            ObjectKind::DataAction => json!({"id": id, "name": name, "category": "Salesforce",
-                "integrationId": "3c1f0a2e-0000-4000-a000-00000000d0d0", "secure": false, "selfUri": self_uri}),
-            ObjectKind::UserPrompt => json!({"id": id, "name": name, "description": format!("{name} prompt"),
-                "resources": [{"language": "en-us", "text": format!("{name} text"), "uploadStatus": "transcoded"}],
-                "selfUri": self_uri}),
-            ObjectKind::DataTable => json!({"id": id, "name": name, "division": division,
-                "schema": {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
-                    "required": ["key"], "properties": {"key": {"title": "Key", "type": "string"}}},
-                "selfUri": self_uri}),
-            ObjectKind::User => json!({"id": id, "name": name, "division": division,
-                "email": format!("{}@example.com", name.to_lowercase().replace(' ', ".")), "state": "active",
-                "selfUri": self_uri}),
-            ObjectKind::FlowOutcome | ObjectKind::FlowMilestone => {
-                json!({"id": id, "name": name, "division": division, "selfUri": self_uri})
-            }
+            ObjectKind::Queue => "routing:queue:view",
+            ObjectKind::DataAction => "integrations:action:view",
+            ObjectKind::UserPrompt => "architect:userPrompt:view",
+            ObjectKind::DataTable => "architect:datatable:view",
+            ObjectKind::User => "directory:user:view",
+            ObjectKind::FlowOutcome => "architect:flowOutcome:view",
+            ObjectKind::FlowMilestone => "architect:flowMilestone:view",
+            ObjectKind::Schedule => "routing:schedule:view",
+            ObjectKind::ScheduleGroup => "routing:scheduleGroup:view",
+            ObjectKind::EmergencyGroup => "routing:emergencyGroup:view",
+            ObjectKind::Ivr => "routing:callRoute:view",
         }
+    }
+
+    /// The permission a create (`add`) or an update (`edit`) of this kind takes.
+    pub fn write_permission(self, create: bool) -> String {
+        let base = self.view_permission().trim_end_matches(":view");
+        format!("{base}:{}", if create { "add" } else { "edit" })
     }
 }
 
@@ -163,13 +170,100 @@ pub struct SimObject {
     pub id: String,
     /// Its name (what another org finds it by).
     pub name: String,
+    /// The entity as the API serves it, without `selfUri` and the presigned media URLs (added
+    /// when served, since they change).
+    pub body: Value,
 }
 
-/// The non-flow objects of an org.
+/// A prompt resource's audio.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Audio {
+    /// Deterministic WAV bytes derived from a seed (20–120 KB).
+    Generated(u64),
+    /// Bytes a client uploaded through the presigned upload.
+    Uploaded(Bytes),
+}
+
+impl Audio {
+    /// The bytes served at the resource's `mediaUri`.
+    pub fn bytes(&self) -> Bytes {
+        match self {
+            Audio::Generated(seed) => catalogue::wav(*seed),
+            Audio::Uploaded(b) => b.clone(),
+        }
+    }
+}
+
+/// How many objects of each Architect kind a catalogue holds beyond (or instead of) the standard
+/// ones; counts below the standard catalogue's keep the standard one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchitectSizes {
+    /// User prompts.
+    pub prompts: usize,
+    /// Languages (resources with audio) per prompt; `None`: 1–3 by prompt.
+    pub languages_per_prompt: Option<usize>,
+    /// Data tables.
+    pub data_tables: usize,
+    /// Rows over all data tables; `None`: 5–25 per table.
+    pub rows: Option<usize>,
+    /// Schedules.
+    pub schedules: usize,
+    /// Schedule groups.
+    pub schedule_groups: usize,
+    /// Emergency groups.
+    pub emergency_groups: usize,
+    /// IVR configurations.
+    pub ivrs: usize,
+    /// Flow outcomes.
+    pub outcomes: usize,
+    /// Flow milestones.
+    pub milestones: usize,
+}
+
+impl ArchitectSizes {
+    /// The standard org's: every kind in modest numbers.
+    pub fn standard() -> Self {
+        ArchitectSizes {
+            prompts: 0,
+            languages_per_prompt: None,
+            data_tables: 0,
+            rows: None,
+            schedules: 0,
+            schedule_groups: 0,
+            emergency_groups: 0,
+            ivrs: 0,
+            outcomes: 0,
+            milestones: 0,
+        }
+    }
+
+    /// The benchmark's org: 300 prompts with 900 audio files, 50 data tables holding 20,000 rows,
+    /// 40 schedules, 100 IVRs (pair it with 1,000 flows).
+    pub fn bench() -> Self {
+        ArchitectSizes {
+            prompts: 300,
+            languages_per_prompt: Some(3),
+            data_tables: 50,
+            rows: Some(20_000),
+            schedules: 40,
+            schedule_groups: 20,
+            emergency_groups: 5,
+            ivrs: 100,
+            outcomes: 20,
+            milestones: 50,
+        }
+    }
+}
+
+/// The non-flow objects of an org, with data tables' rows and prompts' audio.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SimObjects {
     /// Every object, by kind in catalogue order.
     pub objects: Vec<SimObject>,
+    /// Each data table's rows (by table id), in key order as served.
+    pub rows: BTreeMap<String, Vec<Value>>,
+    /// Each prompt resource's audio, by prompt id and language.
+    pub audio: BTreeMap<(String, String), Audio>,
 }
 
 /// The seed of the catalogue every generated configuration references.
@@ -178,36 +272,63 @@ const STANDARD_SEED: u64 = 0x0B1EC75;
 impl SimObjects {
     /// The catalogue generated configurations reference (the same ids every time).
     pub fn standard() -> SimObjects {
-        static STANDARD: OnceLock<SimObjects> = OnceLock::new();
-        STANDARD.get_or_init(|| SimObjects::catalogue(STANDARD_SEED)).clone()
+        SimObjects::standard_ref().clone()
     }
 
-    /// The same names under ids derived from `seed`.
-    fn catalogue(seed: u64) -> SimObjects {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let objects = ObjectKind::ALL
-            .into_iter()
-            .flat_map(|kind| kind.names().into_iter().map(move |name| (kind, name)))
-            .map(|(kind, name)| {
-                let guid = uuid_from(&mut rng);
-                let id = match kind {
-                    ObjectKind::DataAction => format!("custom_-_{guid}"),
-                    _ => guid,
-                };
-                SimObject { kind, id, name }
-            })
-            .collect();
-        SimObjects { objects }
+    /// The standard catalogue, shared (configurations are generated against it on every read).
+    pub(crate) fn standard_ref() -> &'static SimObjects {
+        static STANDARD: OnceLock<SimObjects> = OnceLock::new();
+        STANDARD.get_or_init(|| catalogue::build(STANDARD_SEED, &ArchitectSizes::standard()))
+    }
+
+    /// The standard catalogue grown to `sizes` (the standard objects keep their ids, so generated
+    /// configurations still resolve).
+    pub fn sized(sizes: &ArchitectSizes) -> SimObjects {
+        catalogue::build(STANDARD_SEED, sizes)
     }
 
     /// The standard names under new ids, as in an org rebuilt from scratch (`salt` picks the ids).
     pub fn rebuilt(salt: u64) -> SimObjects {
-        SimObjects::catalogue(STANDARD_SEED ^ salt.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        catalogue::build(rebuilt_seed(salt), &ArchitectSizes::standard())
     }
 
-    /// These objects without the one of `kind` named `name`.
+    /// An org rebuilt from scratch before any Architect object came back: only queues, data
+    /// actions and users, under new ids (`salt` picks them).
+    pub fn rebuilt_without_architect(salt: u64) -> SimObjects {
+        SimObjects::rebuilt(salt).non_architect()
+    }
+
+    /// These objects without any Architect object (and so without rows or audio).
+    pub fn non_architect(mut self) -> SimObjects {
+        self.objects.retain(|o| !o.kind.is_architect());
+        self.rows.clear();
+        self.audio.clear();
+        self
+    }
+
+    /// These objects without the one of `kind` named `name` (and its rows or audio).
     pub fn without(mut self, kind: ObjectKind, name: &str) -> SimObjects {
+        let gone: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|o| o.kind == kind && o.name == name)
+            .map(|o| o.id.clone())
+            .collect();
         self.objects.retain(|o| !(o.kind == kind && o.name == name));
+        self.rows.retain(|id, _| !gone.contains(id));
+        self.audio.retain(|(id, _), _| !gone.contains(id));
+        self
+    }
+
+    /// Points the IVRs and emergency groups at the org's inbound call flows (by id and name), as
+    /// an org's call routes do; without inbound call flows they point at none.
+    pub fn with_flows(mut self, flows: &[SimFlow]) -> SimObjects {
+        let inbound: Vec<Value> = flows
+            .iter()
+            .filter(|f| f.flow_type() == "INBOUNDCALL")
+            .map(|f| json!({"id": f.id(), "name": f.meta.get("name").cloned().unwrap_or(Value::Null)}))
+            .collect();
+        catalogue::bind_flows(&mut self, &inbound);
         self
     }
 
@@ -225,21 +346,27 @@ impl SimObjects {
     pub fn named(&self, kind: ObjectKind, name: &str) -> Option<&SimObject> {
         self.of_kind(kind).find(|o| o.name == name)
     }
+
+    /// The object of `kind` with this id, to change.
+    pub fn find_mut(&mut self, kind: ObjectKind, id: &str) -> Option<&mut SimObject> {
+        self.objects.iter_mut().find(|o| o.kind == kind && o.id == id)
+    }
+
+    /// Removes the object of `kind` named `name` with its rows and audio; true if it existed.
+    pub fn remove_named(&mut self, kind: ObjectKind, name: &str) -> bool {
+        let before = self.objects.len();
+        *self = std::mem::take(self).without(kind, name);
+        self.objects.len() != before
+    }
 }
 
-/// The routes serving every kind's listing.
-pub(super) fn routes() -> Router<Arc<SimState>> {
-    ObjectKind::ALL.into_iter().fold(Router::new(), |router, kind| {
-        router.route(
-            kind.path(),
-            get(move |s: State<Arc<SimState>>, h: HeaderMap, q: RawQuery| list(s, h, q, kind)),
-        )
-    })
+fn rebuilt_seed(salt: u64) -> u64 {
+    STANDARD_SEED ^ salt.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// True when `name` matches the `name` filter: exact (case-insensitive), or with a leading or
 /// trailing `*` as a wildcard, as the routing and prompt listings accept.
-fn name_matches(filter: &str, name: &str) -> bool {
+pub(super) fn name_matches(filter: &str, name: &str) -> bool {
     let (f, n) = (filter.to_lowercase(), name.to_lowercase());
     match (f.strip_prefix('*'), f.strip_suffix('*')) {
         (Some(rest), _) if rest.ends_with('*') => n.contains(rest.trim_end_matches('*')),
@@ -247,57 +374,6 @@ fn name_matches(filter: &str, name: &str) -> bool {
         (None, Some(rest)) => n.starts_with(rest),
         (None, None) => f == n,
     }
-}
-
-/// `GET` a kind's listing: `pageNumber`, `pageSize` (at most the org's maximum), `name`.
-async fn list(
-    State(s): State<Arc<SimState>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    kind: ObjectKind,
-) -> Response {
-    if let Err(r) = admit(&s, &headers).await {
-        return r;
-    }
-    let (mut page, mut size, mut names) = (1u64, 25u64, Vec::new());
-    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
-            "pageNumber" => page = v.parse().unwrap_or(0),
-            "pageSize" => size = v.parse().unwrap_or(0),
-            "name" => names.extend(v.split(',').map(str::to_string)),
-            _ => {}
-        }
-    }
-    if page == 0 || size == 0 || size > s.config.max_page_size {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "invalid.value",
-            &format!(
-                "pageNumber must be positive and pageSize between 1 and {}",
-                s.config.max_page_size
-            ),
-        );
-    }
-    let matching: Vec<Value> = s
-        .config
-        .objects
-        .of_kind(kind)
-        .filter(|o| names.is_empty() || names.iter().any(|n| name_matches(n, &o.name)))
-        .map(|o| kind.entity(&o.id, &o.name))
-        .collect();
-    let total = matching.len() as u64;
-    let page_count = total.div_ceil(size);
-    let start = ((page - 1).saturating_mul(size) as usize).min(matching.len());
-    let end = (start + size as usize).min(matching.len());
-    let uri = |n: u64| format!("{}?pageSize={size}&pageNumber={n}", kind.path());
-    let mut body = json!({
-        "entities": &matching[start..end], "pageSize": size, "pageNumber": page, "total": total,
-        "pageCount": page_count, "firstUri": uri(1), "selfUri": uri(page), "lastUri": uri(page_count.max(1)),
-    });
-    if page < page_count {
-        body["nextUri"] = uri(page + 1).into();
-    }
-    json_response(body.to_string())
 }
 
 #[cfg(test)]
@@ -311,6 +387,43 @@ mod tests {
         for (x, y) in a.objects.iter().zip(&b.objects) {
             assert_eq!((x.kind, &x.name), (y.kind, &y.name));
             assert_ne!(x.id, y.id);
+        }
+    }
+
+    #[test]
+    fn the_standard_org_holds_every_kind() {
+        let objects = SimObjects::standard();
+        for kind in ObjectKind::ALL {
+            assert!(objects.of_kind(kind).count() >= 2, "{kind:?}");
+        }
+        assert!(!objects.rows.is_empty() && !objects.audio.is_empty());
+    }
+
+    #[test]
+    fn an_org_without_architect_objects_keeps_queues_under_new_ids() {
+        let org = SimObjects::rebuilt_without_architect(4);
+        assert!(org.objects.iter().all(|o| !o.kind.is_architect()));
+        let queue = org.of_kind(ObjectKind::Queue).next().unwrap();
+        assert_ne!(
+            Some(&queue.id),
+            SimObjects::standard()
+                .named(ObjectKind::Queue, &queue.name)
+                .map(|q| &q.id)
+        );
+    }
+
+    #[test]
+    fn the_bench_catalogue_has_the_stated_sizes() {
+        let org = SimObjects::sized(&ArchitectSizes::bench());
+        assert_eq!(org.of_kind(ObjectKind::UserPrompt).count(), 300);
+        assert_eq!(org.audio.len(), 900);
+        assert_eq!(org.of_kind(ObjectKind::DataTable).count(), 50);
+        assert_eq!(org.rows.values().map(Vec::len).sum::<usize>(), 20_000);
+        assert_eq!(org.of_kind(ObjectKind::Schedule).count(), 40);
+        assert_eq!(org.of_kind(ObjectKind::Ivr).count(), 100);
+        let standard = SimObjects::standard();
+        for o in standard.of_kind(ObjectKind::UserPrompt) {
+            assert_eq!(org.named(ObjectKind::UserPrompt, &o.name).map(|p| &p.id), Some(&o.id));
         }
     }
 

@@ -19,5 +19,6 @@ mod read_back;
 mod restore;
 mod restore_rebuild;
 mod restore_safety;
+mod sim_architect;
 mod sim_sdk;
 mod storage_faults;
