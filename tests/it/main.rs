@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architect_diff;
 mod cli;
 mod completeness;
 mod export_fidelity;
