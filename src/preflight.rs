@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::architect::{ArchitectKind, KindSelection};
 use crate::export::ContentMode;
-use crate::genesys::GenesysClient;
+use crate::genesys::architect::{self, ArchitectError, ListedObject};
 use crate::genesys::pages::{self, ListError, PageSize, Source};
+use crate::genesys::{ApiError, GenesysClient};
 use crate::sink::s3::{S3Options, S3Store};
 use crate::sink::{self, Destination, Format, SinkError};
 
@@ -51,6 +53,81 @@ pub async fn census(client: &GenesysClient, types: &[String], page_size: u64) ->
         c.pages += walked.pages;
     }
     Ok(c)
+}
+
+/// What the org holds of each Architect kind `selection` asks for, read as an export reads it:
+/// one listing per kind (a kind the role cannot read is told by its permission, not a failure),
+/// the audio files the prompts' resources name, and each data table's row count (one small page
+/// per table, its `total`; a table whose page has none is paged through).
+pub async fn architect_census(
+    client: &GenesysClient,
+    selection: &KindSelection,
+    page_size: u64,
+) -> Result<Vec<KindCensus>, ArchitectError> {
+    let mut out = Vec::new();
+    for kind in selection.ordered() {
+        let mut census = KindCensus {
+            kind: kind.as_str().to_string(),
+            readable: true,
+            ..KindCensus::default()
+        };
+        let listing = match architect::list_kind(client, kind, page_size).await {
+            Ok(listing) => listing,
+            Err(e) if e.missing_permission().is_some() => {
+                census.readable = false;
+                census.listing_pages = 1;
+                census.note = e.missing_permission().map(|p| format!("missing permission {p}"));
+                out.push(census);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        census.objects = listing.objects.len() as u64;
+        census.listing_pages = listing.pages;
+        match kind {
+            ArchitectKind::Prompts => {
+                census.audio_files = listing
+                    .objects
+                    .iter()
+                    .flat_map(|o| o.resources())
+                    .filter(|r| r.media_uri.is_some())
+                    .count() as u64;
+            }
+            ArchitectKind::DataTables => count_rows(client, &listing.objects, &mut census).await?,
+            _ => {}
+        }
+        out.push(census);
+    }
+    Ok(out)
+}
+
+/// Adds each table's rows and the pages of rows an export reads (at least one per table).
+async fn count_rows(
+    client: &GenesysClient,
+    tables: &[ListedObject],
+    census: &mut KindCensus,
+) -> Result<(), ArchitectError> {
+    let size = architect::ARCHITECT_PAGE_SIZE;
+    for table in tables {
+        let rows = match client.datatable_rows_page(&table.id, 1, 1).await {
+            Ok(page) => match page.total {
+                Some(total) => total,
+                None => architect::table_rows(client, &table.id, &table.name, size).await?.rows,
+            },
+            Err(ApiError::Forbidden { .. }) => {
+                census.note = Some(format!(
+                    "missing permission {}: rows not counted",
+                    ArchitectKind::ROWS_PERMISSION
+                ));
+                0
+            }
+            Err(e) => return Err(e.into()),
+        };
+        census.rows += rows;
+        // The export's walk ends on a short page: a full last page needs one more, empty, page.
+        census.row_pages += rows / size + 1;
+    }
+    Ok(())
 }
 
 /// What a run is expected to cost.

@@ -29,7 +29,13 @@ pub async fn run(settings: &ExportSettings) -> Outcome {
     let census = preflight::census(&client, &settings.types, settings.page_size)
         .await
         .map_err(CommandError::fatal)?;
-    let kinds: Vec<preflight::KindCensus> = Vec::new();
+    let kinds = if settings.kinds.kinds.is_empty() {
+        Vec::new()
+    } else {
+        preflight::architect_census(&client, &settings.kinds, settings.page_size)
+            .await
+            .map_err(CommandError::fatal)?
+    };
     let org = org.map(|o| o.describe()).unwrap_or_else(|| "unknown".into());
     let plan = Plan::new(settings, org, destination, census, kinds);
     let mut out = std::io::stdout().lock();
@@ -102,7 +108,7 @@ impl Plan {
             settings.content.as_str(),
             if settings.yaml.is_some() { " + Archy YAML" } else { "" }
         )?;
-        self.print_architect(out)?;
+        self.print_architect(out, settings.kinds.explicit)?;
         if self.architect.is_empty() {
             writeln!(out, "requests:     about {}", estimate.requests)?;
         } else {
@@ -144,7 +150,7 @@ impl Plan {
     }
 
     /// One line per Architect kind: objects, requests, and what makes them up.
-    fn print_architect(&self, out: &mut impl Write) -> std::io::Result<()> {
+    fn print_architect(&self, out: &mut impl Write, named: bool) -> std::io::Result<()> {
         if self.architect.is_empty() {
             return Ok(());
         }
@@ -153,11 +159,16 @@ impl Plan {
             if !k.readable {
                 writeln!(
                     out,
-                    "  {:<16} {:>7}  {:>8}  not readable, not exported: {}",
+                    "  {:<16} {:>7}  {:>8}  not readable, not exported: {}{}",
                     k.kind,
                     "-",
                     cost.requests,
-                    k.note.as_deref().unwrap_or("the role cannot list it")
+                    k.note.as_deref().unwrap_or("the role cannot list it"),
+                    if named {
+                        " (named in --kinds: the run will be incomplete, exit 3)"
+                    } else {
+                        " (a warning; the run stays complete)"
+                    }
                 )?;
                 continue;
             }
