@@ -601,6 +601,20 @@ impl Manifest {
         self.flows.iter().flat_map(|r| r.documents.iter().map(move |d| (r, d)))
     }
 
+    /// Every stored document of an Architect object, with its row.
+    pub fn object_documents(&self) -> impl Iterator<Item = (&ObjectRecord, &Document)> {
+        self.objects
+            .iter()
+            .flat_map(|r| r.documents.iter().map(move |d| (r, d)))
+    }
+
+    /// The path of every stored document, flows' and objects'.
+    pub fn document_paths(&self) -> impl Iterator<Item = &str> {
+        self.documents()
+            .map(|(_, d)| d.path.as_str())
+            .chain(self.object_documents().map(|(_, d)| d.path.as_str()))
+    }
+
     /// Recounts the totals from the rows.
     pub fn recount(&mut self) {
         self.totals = Totals::of(self.flows.iter());

@@ -14,7 +14,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 use url::Url;
 
 use crate::export::RequestCounts;
-use crate::manifest::Totals;
+use crate::manifest::{ArchitectSection, Totals};
 
 /// Name of the last-complete-run gauge (carried over by the textfile).
 pub const LAST_COMPLETE: &str = "flowvault_last_complete_run_timestamp_seconds";
@@ -36,6 +36,8 @@ pub struct RunFigures {
     pub bytes_written: u64,
     /// API requests.
     pub requests: RequestCounts,
+    /// The Architect phase per kind, when the run had one.
+    pub architect: Option<ArchitectSection>,
 }
 
 /// Metrics could not be rendered or delivered.
@@ -168,6 +170,9 @@ pub fn render(f: &RunFigures, last_complete: Option<f64>) -> Result<String, Metr
         "status",
         &statuses(&f.requests),
     )?;
+    if let Some(section) = &f.architect {
+        objects(&r, section)?;
+    }
     let complete_at = if f.complete { Some(f.finished) } else { last_complete };
     if let Some(t) = complete_at {
         gauge(&r, LAST_COMPLETE, "When the last complete run ended (Unix time).", t)?;
@@ -175,6 +180,40 @@ pub fn render(f: &RunFigures, last_complete: Option<f64>) -> Result<String, Metr
     let mut out = Vec::new();
     TextEncoder::new().encode(&r.gather(), &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Architect objects per kind and outcome, and whether each kind could be read.
+fn objects(registry: &Registry, section: &ArchitectSection) -> Result<(), MetricsError> {
+    let counts = GaugeVec::new(
+        Opts::new(
+            "flowvault_last_run_objects",
+            "Architect objects of the last run by kind and outcome.",
+        ),
+        &["kind", "outcome"],
+    )?;
+    let checked = GaugeVec::new(
+        Opts::new(
+            "flowvault_last_run_kind_checked",
+            "1 if the last run could read this Architect kind, 0 if not (a missing permission).",
+        ),
+        &["kind"],
+    )?;
+    for k in &section.kinds {
+        for (outcome, n) in [
+            ("listed", k.listed),
+            ("exported", k.exported),
+            ("failed", k.failed),
+            ("carried", k.carried),
+        ] {
+            counts.with_label_values(&[k.kind.as_str(), outcome]).set(n as f64);
+        }
+        checked
+            .with_label_values(&[k.kind.as_str()])
+            .set(f64::from(u8::from(k.checked)));
+    }
+    registry.register(Box::new(counts))?;
+    registry.register(Box::new(checked))?;
+    Ok(())
 }
 
 /// The last-complete time an earlier textfile recorded.
@@ -277,6 +316,44 @@ mod tests {
         let path = dir.path().join("flowvault.prom");
         write_textfile(&path, &text).unwrap();
         assert_eq!(previous_complete(&path), Some(42.0));
+    }
+
+    #[test]
+    fn objects_are_counted_per_kind_and_an_unreadable_kind_says_so() {
+        let f = RunFigures {
+            architect: Some(ArchitectSection {
+                kinds: vec![
+                    crate::manifest::KindReport {
+                        kind: "prompts".into(),
+                        checked: true,
+                        listed: 3,
+                        exported: 3,
+                        carried: 1,
+                        ..Default::default()
+                    },
+                    crate::manifest::KindReport {
+                        kind: "ivrs".into(),
+                        checked: false,
+                        ..Default::default()
+                    },
+                ],
+            }),
+            ..RunFigures::default()
+        };
+        let text = render(&f, None).unwrap();
+        assert!(
+            text.contains(r#"flowvault_last_run_objects{kind="prompts",outcome="exported"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"flowvault_last_run_objects{kind="prompts",outcome="carried"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"flowvault_last_run_kind_checked{kind="ivrs"} 0"#),
+            "{text}"
+        );
+        assert!(!render(&RunFigures::default(), None).unwrap().contains("objects"));
     }
 
     #[tokio::test]

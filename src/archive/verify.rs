@@ -4,7 +4,9 @@
 //! archive holds. The manifest must parse with a known schema and agree with itself (rows,
 //! totals, listing, `complete`); every path it names must lie inside the run; every document a
 //! row names must exist and nothing else may; tar member names must be safe; each JSON document
-//! must be `{"flow", "configuration"}` of the row's flow; the archive's last member must be the
+//! must be `{"flow", "configuration"}` of the row's flow (an Architect object's, `{"kind",
+//! "object"}` or `{"kind", "table", "rows"}` of its object; audio is hashed only); every
+//! document of an Architect object row is checked like a flow's; the archive's last member must be the
 //! manifest and equal the sidecar. `quick` (S3 objects only) compares the checksums the store
 //! recorded instead of reading: a weaker check.
 //!
@@ -19,8 +21,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{ReadError, RunHandle};
-use crate::document::{Identity, identify};
-use crate::manifest::{Document, FlowRecord, Manifest, Outcome, Totals};
+use crate::document::{Identity, ObjectIdentity, identify, identify_object};
+use crate::manifest::{Document, FlowRecord, Manifest, ObjectRecord, Outcome, Totals};
 use crate::sink::{ARCHIVE_NAME, MANIFEST_NAME};
 
 /// One thing that does not hold, with the flow, path, expected and found where they apply.
@@ -32,6 +34,15 @@ pub struct Problem {
     /// Flow name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_name: Option<String>,
+    /// The Architect object's kind, for a problem of an object's document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_kind: Option<String>,
+    /// The Architect object's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    /// The Architect object's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_name: Option<String>,
     /// Document path (tar member or object, relative to the run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -57,6 +68,9 @@ impl Problem {
         Problem {
             flow_id: None,
             flow_name: None,
+            object_kind: None,
+            object_id: None,
+            object_name: None,
             path: None,
             problem: problem.into(),
             expected: None,
@@ -81,6 +95,21 @@ impl Problem {
         }
     }
 
+    /// A problem of one Architect object's document.
+    pub fn of_object(row: &ObjectRecord, doc: &Document, problem: impl Into<String>) -> Problem {
+        Problem {
+            object_kind: Some(row.kind.clone()),
+            object_id: Some(row.id.clone()),
+            object_name: Some(row.name.clone()),
+            ..Problem::at(&doc.path, problem)
+        }
+    }
+
+    /// A problem of the run as a whole, not of one flow or one Architect object.
+    pub fn is_run_level(&self) -> bool {
+        self.flow_id.is_none() && self.object_id.is_none()
+    }
+
     /// With what the manifest says and what is stored.
     pub fn expected(mut self, expected: impl Into<String>, found: impl Into<String>) -> Problem {
         self.expected = Some(expected.into());
@@ -94,6 +123,13 @@ impl std::fmt::Display for Problem {
         if let Some(id) = &self.flow_id {
             write!(f, "flow {id}")?;
             if let Some(name) = &self.flow_name {
+                write!(f, " ({name:?})")?;
+            }
+            write!(f, ": ")?;
+        }
+        if let (Some(kind), Some(id)) = (&self.object_kind, &self.object_id) {
+            write!(f, "{kind} {id}")?;
+            if let Some(name) = &self.object_name {
                 write!(f, " ({name:?})")?;
             }
             write!(f, ": ")?;
@@ -136,9 +172,16 @@ impl VerifyReport {
         self.problems.is_empty()
     }
 
-    /// Problems of the run as a whole (the manifest, the archive), not of one flow.
+    /// Problems of the run as a whole (the manifest, the archive), not of one flow or object.
     pub fn run_problems(&self) -> impl Iterator<Item = &Problem> {
-        self.problems.iter().filter(|p| p.flow_id.is_none())
+        self.problems.iter().filter(|p| p.is_run_level())
+    }
+
+    /// Problems of Architect object `id` of `kind`.
+    pub fn object_problems<'a>(&'a self, kind: &'a str, id: &'a str) -> impl Iterator<Item = &'a Problem> {
+        self.problems
+            .iter()
+            .filter(move |p| p.object_kind.as_deref() == Some(kind) && p.object_id.as_deref() == Some(id))
     }
 
     /// Problems of flow `id`.
@@ -147,13 +190,40 @@ impl VerifyReport {
     }
 }
 
+/// Who a stored JSON document says it is about.
+#[derive(Debug, Clone)]
+enum Who {
+    /// A flow document's flow.
+    Flow(Identity),
+    /// An Architect object's (or a table's rows') object.
+    Object(ObjectIdentity),
+}
+
+/// How a stored document is read: a flow document, an Architect object's JSON, or bytes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Flow,
+    Object,
+    Bytes,
+}
+
+impl Shape {
+    fn of(path: &str) -> Shape {
+        match (path.starts_with("architect/"), path.ends_with(".json")) {
+            (_, false) => Shape::Bytes,
+            (true, true) => Shape::Object,
+            (false, true) => Shape::Flow,
+        }
+    }
+}
+
 /// A document as stored: its size, SHA-256 (`None`: not read, its size already differs), and
-/// the flow it is about (JSON documents).
+/// the flow or object it is about (JSON documents).
 #[derive(Debug, Clone)]
 struct Seen {
     size: u64,
     sha256: Option<String>,
-    flow: Result<Option<Identity>, String>,
+    flow: Result<Option<Who>, String>,
 }
 
 impl Seen {
@@ -184,8 +254,8 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// Reads one stored document as a stream: its size and SHA-256 and, for a JSON document, the
-/// flow it is about. Reads at most `limit + 1` bytes through one buffer, whatever it holds.
-fn inspect(body: impl Read, json: bool, limit: u64) -> std::io::Result<Seen> {
+/// flow or object it is about. Reads at most `limit + 1` bytes through one buffer, whatever it holds.
+fn inspect(body: impl Read, shape: Shape, limit: u64) -> std::io::Result<Seen> {
     let mut reader = std::io::BufReader::with_capacity(
         64 * 1024,
         Hashing {
@@ -194,10 +264,14 @@ fn inspect(body: impl Read, json: bool, limit: u64) -> std::io::Result<Seen> {
             read: 0,
         },
     );
-    let flow = if json {
-        identify(&mut reader).map(Some).map_err(|e| e.to_string())
-    } else {
-        Ok(None)
+    let flow = match shape {
+        Shape::Flow => identify(&mut reader)
+            .map(|i| Some(Who::Flow(i)))
+            .map_err(|e| e.to_string()),
+        Shape::Object => identify_object(&mut reader)
+            .map(|i| Some(Who::Object(i)))
+            .map_err(|e| e.to_string()),
+        Shape::Bytes => Ok(None),
     };
     std::io::copy(&mut reader, &mut std::io::sink())?;
     let hashing = reader.into_inner();
@@ -338,8 +412,39 @@ pub fn consistency(m: &Manifest) -> Vec<Problem> {
             ));
         }
     }
+    problems.extend(object_consistency(m, &mut paths));
     if m.complete {
         problems.extend(complete_listing(m));
+    }
+    problems
+}
+
+/// The object rows against themselves: no object has two rows, no path two owners, and a
+/// manifest that says complete has no failed or skipped object.
+fn object_consistency<'a>(m: &'a Manifest, paths: &mut HashSet<&'a str>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut ids = HashSet::new();
+    let about = |row: &ObjectRecord, problem: String| {
+        Problem::at(
+            MANIFEST_NAME,
+            format!("{} {} ({:?}): {problem}", row.kind, row.id, row.name),
+        )
+    };
+    for row in &m.objects {
+        if !ids.insert((row.kind.as_str(), row.id.as_str())) {
+            problems.push(about(row, "the object has two rows".into()));
+        }
+        for doc in &row.documents {
+            if !paths.insert(doc.path.as_str()) {
+                problems.push(about(row, format!("{}: two documents name this path", doc.path)));
+            }
+        }
+        if m.complete && matches!(row.outcome, Outcome::Failed | Outcome::Skipped) {
+            problems.push(about(
+                row,
+                format!("the manifest says complete, yet this object is {:?}", row.outcome).to_lowercase(),
+            ));
+        }
     }
     problems
 }
@@ -411,16 +516,39 @@ pub fn unsafe_member(name: &str, kind: tar::EntryType) -> Option<String> {
     path_outside_run(name).map(|why| format!("unsafe member name ({why})"))
 }
 
-/// The documents a manifest names, by safe path, with their byte counts.
+/// The documents a manifest names (flows' and objects'), by safe path, with their byte counts.
 fn expected_sizes(manifest: Option<&Manifest>) -> HashMap<String, u64> {
     manifest
         .map(|m| {
-            m.documents()
+            owned_documents(m)
                 .filter(|(_, d)| unsafe_path(&d.path).is_none())
                 .map(|(_, d)| (d.path.clone(), d.bytes))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The row a document belongs to: a flow's or an Architect object's.
+#[derive(Debug, Clone, Copy)]
+enum Owner<'a> {
+    Flow(&'a FlowRecord),
+    Object(&'a ObjectRecord),
+}
+
+impl Owner<'_> {
+    fn problem(self, doc: &Document, problem: impl Into<String>) -> Problem {
+        match self {
+            Owner::Flow(row) => Problem::of(row, doc, problem),
+            Owner::Object(row) => Problem::of_object(row, doc, problem),
+        }
+    }
+}
+
+/// Every document a manifest names, flows' then objects', with its row.
+fn owned_documents(m: &Manifest) -> impl Iterator<Item = (Owner<'_>, &Document)> {
+    m.documents()
+        .map(|(r, d)| (Owner::Flow(r), d))
+        .chain(m.object_documents().map(|(r, d)| (Owner::Object(r), d)))
 }
 
 /// What one pass over the archive found.
@@ -491,7 +619,7 @@ fn scan_archive(body: impl Read, expected: &HashMap<String, u64>, digest: Option
             _ => None,
         };
         let seen = match limit {
-            Some(limit) if limit == size => match inspect(&mut entry, name != MANIFEST_NAME, limit) {
+            Some(limit) if limit == size => match inspect(&mut entry, member_shape(&name), limit) {
                 Ok(seen) => seen,
                 Err(e) => {
                     out.problems.push(truncated(&name, &e));
@@ -525,6 +653,15 @@ fn scan_archive(body: impl Read, expected: &HashMap<String, u64>, digest: Option
         ));
     }
     out
+}
+
+/// How an archive member is read (the manifest member is hashed only).
+fn member_shape(name: &str) -> Shape {
+    if name == MANIFEST_NAME {
+        Shape::Bytes
+    } else {
+        Shape::of(name)
+    }
 }
 
 fn truncated(after: &str, e: &std::io::Error) -> Problem {
@@ -567,6 +704,9 @@ fn compare(manifest: &Manifest, stored: &BTreeMap<String, Seen>, report: &mut Ve
             }
         }
     }
+    for row in &manifest.objects {
+        compare_object(row, stored, &mut named, report);
+    }
     for path in stored.keys().filter(|p| !named.contains(p.as_str())) {
         report
             .problems
@@ -574,11 +714,71 @@ fn compare(manifest: &Manifest, stored: &BTreeMap<String, Seen>, report: &mut Ve
     }
 }
 
-fn check(row: &FlowRecord, doc: &Document, seen: &Seen, report: &mut VerifyReport) {
-    let before = report.problems.len();
+/// One Architect object's documents against what is stored: every one present, of its size and
+/// SHA-256, and a JSON one about this object.
+fn compare_object<'a>(
+    row: &'a ObjectRecord,
+    stored: &BTreeMap<String, Seen>,
+    named: &mut HashSet<&'a str>,
+    report: &mut VerifyReport,
+) {
+    if row.outcome == Outcome::Exported && row.documents.is_empty() {
+        report.problems.push(Problem {
+            object_kind: Some(row.kind.clone()),
+            object_id: Some(row.id.clone()),
+            object_name: Some(row.name.clone()),
+            ..Problem::run("the row says exported but names no document")
+        });
+    }
+    for doc in &row.documents {
+        if let Some(why) = unsafe_path(&doc.path) {
+            let problem = format!(
+                "{} {} ({:?}): the manifest names a path {why}; it is not read",
+                row.kind, row.id, row.name
+            );
+            report.problems.push(Problem::at(&doc.path, problem));
+            continue;
+        }
+        named.insert(doc.path.as_str());
+        let Some(seen) = stored.get(&doc.path) else {
+            report
+                .problems
+                .push(Problem::of_object(row, doc, "the document is missing"));
+            continue;
+        };
+        let before = report.problems.len();
+        check_bytes(Owner::Object(row), doc, seen, report);
+        match &seen.flow {
+            Err(why) => report.problems.push(Problem::of_object(row, doc, why.clone())),
+            Ok(Some(Who::Object(who))) => {
+                for (what, want, got) in [("kind", &row.kind, &who.kind), ("id", &row.id, &who.id)] {
+                    if want != got {
+                        report.problems.push(
+                            Problem::of_object(row, doc, format!("the document's {what} is not the row's"))
+                                .expected(want, got),
+                        );
+                    }
+                }
+            }
+            Ok(Some(Who::Flow(_))) => report.problems.push(Problem::of_object(
+                row,
+                doc,
+                "the document is a flow's, not an Architect object's",
+            )),
+            Ok(None) => {}
+        }
+        if report.problems.len() == before {
+            report.documents_verified += 1;
+        }
+    }
+}
+
+/// The stored size and SHA-256 against the manifest's.
+fn check_bytes(owner: Owner<'_>, doc: &Document, seen: &Seen, report: &mut VerifyReport) {
     if seen.size != doc.bytes {
         report.problems.push(
-            Problem::of(row, doc, "size differs")
+            owner
+                .problem(doc, "size differs")
                 .expected(format!("{} bytes", doc.bytes), format!("{} bytes", seen.size)),
         );
     }
@@ -587,11 +787,21 @@ fn check(row: &FlowRecord, doc: &Document, seen: &Seen, report: &mut VerifyRepor
     {
         report
             .problems
-            .push(Problem::of(row, doc, "SHA-256 differs").expected(&doc.sha256, sha256));
+            .push(owner.problem(doc, "SHA-256 differs").expected(&doc.sha256, sha256));
     }
+}
+
+fn check(row: &FlowRecord, doc: &Document, seen: &Seen, report: &mut VerifyReport) {
+    let before = report.problems.len();
+    check_bytes(Owner::Flow(row), doc, seen, report);
     match &seen.flow {
         Err(why) => report.problems.push(Problem::of(row, doc, why.clone())),
-        Ok(Some(who)) => {
+        Ok(Some(Who::Object(_))) => report.problems.push(Problem::of(
+            row,
+            doc,
+            "the document is an Architect object's, not a flow's",
+        )),
+        Ok(Some(Who::Flow(who))) => {
             for (what, want, got) in [
                 ("flow.id", &row.id, &who.id),
                 ("flow.name", &row.name, &who.name),
@@ -627,7 +837,7 @@ async fn read_objects(
         .map(|e| (e.name[run.run_id.len() + 1..].to_string(), e.size))
         .collect();
     let mut stored = BTreeMap::new();
-    for (row, doc) in manifest.documents() {
+    for (row, doc) in owned_documents(manifest) {
         let Some(size) = listed.get(&doc.path).filter(|_| unsafe_path(&doc.path).is_none()) else {
             continue; // reported by `compare` as missing or unsafe
         };
@@ -642,7 +852,7 @@ async fn read_objects(
             stored.insert(doc.path.clone(), seen);
         }
     }
-    let named: HashSet<&str> = manifest.documents().map(|(_, d)| d.path.as_str()).collect();
+    let named: HashSet<&str> = manifest.document_paths().collect();
     for (path, size) in listed.iter().filter(|(p, _)| p.as_str() != MANIFEST_NAME) {
         if !named.contains(path.as_str()) {
             stored.insert(path.clone(), Seen::unread(*size));
@@ -661,8 +871,8 @@ async fn read_seen(
     let Some(stream) = run.reader.open(&run.name(path)).await? else {
         return Ok(None);
     };
-    let json = path.ends_with(".json");
-    let seen = tokio::task::spawn_blocking(move || inspect(tokio_util::io::SyncIoBridge::new(stream), json, limit))
+    let shape = Shape::of(path);
+    let seen = tokio::task::spawn_blocking(move || inspect(tokio_util::io::SyncIoBridge::new(stream), shape, limit))
         .await
         .map_err(|e| ReadError::Archive(e.to_string()))?;
     match seen {
@@ -680,7 +890,7 @@ async fn read_seen(
 /// The store's own SHA-256 as the document's hash, and the listed size; nothing downloaded.
 async fn quick_seen(
     run: &RunHandle,
-    row: &FlowRecord,
+    row: Owner<'_>,
     doc: &Document,
     size: u64,
     report: &mut VerifyReport,
@@ -698,8 +908,7 @@ async fn quick_seen(
             }))
         }
         None => {
-            report.problems.push(Problem::of(
-                row,
+            report.problems.push(row.problem(
                 doc,
                 "the store keeps no SHA-256 checksum for it; run verify without --quick",
             ));

@@ -122,6 +122,7 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
             "manifest": manifest,
             "requests": report.requests.by_status.values().sum::<u64>(),
             "throttled": report.requests.throttled,
+            "architect": m.architect,
         });
         writeln!(out, "{value}")?;
         return Ok(code);
@@ -150,6 +151,7 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
         (None, Some(note)) => writeln!(out, "since:    every flow fetched: {note}")?,
         (None, None) => {}
     }
+    write_kinds(out, m)?;
     if let Some(a) = archive {
         writeln!(out, "archive:  {a}")?;
     } else if m.format == "objects" {
@@ -160,6 +162,22 @@ pub fn summary(out: &mut impl Write, report: &ExportReport, json: bool) -> std::
         None => writeln!(out, "manifest: not written (see the error above)")?,
     }
     Ok(code)
+}
+
+/// One line per Architect kind: what was listed and stored, or why it was not read.
+fn write_kinds(out: &mut impl Write, m: &crate::manifest::Manifest) -> std::io::Result<()> {
+    for k in m.architect.iter().flat_map(|a| &a.kinds) {
+        let label = format!("{}:", k.kind);
+        match (&k.note, k.checked) {
+            (Some(note), false) => writeln!(out, "{label:<16}{note}")?,
+            _ => writeln!(
+                out,
+                "{label:<16}{} listed, {} exported ({} carried), {} failed",
+                k.listed, k.exported, k.carried, k.failed
+            )?,
+        }
+    }
+    Ok(())
 }
 
 /// Pushes and/or writes the run's metrics, as configured; failures are logged, not fatal.
@@ -176,6 +194,7 @@ async fn publish_metrics(settings: &ExportSettings, report: Option<&ExportReport
         totals: report.map(|x| x.manifest.totals.clone()).unwrap_or_default(),
         bytes_written: report.map(|x| x.stored_bytes).unwrap_or(0),
         requests: report.map(|x| x.requests.clone()).unwrap_or_default(),
+        architect: report.and_then(|x| x.manifest.architect.clone()),
     };
     let org = report
         .and_then(|x| x.manifest.organization.as_ref())

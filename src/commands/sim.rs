@@ -210,6 +210,16 @@ pub async fn run(args: &SimArgs) -> Outcome {
         .parse()
         .map_err(|_| CommandError::fatal(format!("--bind `{}` is not an IP address", args.bind)))?;
     let n = config.flows.len();
+    let architect: Vec<String> = ObjectKind::ARCHITECT
+        .iter()
+        .filter_map(|k| {
+            Some(format!(
+                "{} {}",
+                config.objects.of_kind(*k).count(),
+                k.architect_name()?
+            ))
+        })
+        .collect();
     let client_id = config.client_id.clone();
     let server = SimServer::start(config, SocketAddr::new(ip, args.port))
         .await
@@ -221,6 +231,7 @@ pub async fn run(args: &SimArgs) -> Outcome {
         "  {n} flows; client id `{client_id}`; token endpoint {}/oauth/token",
         server.url()
     )?;
+    writeln!(out, "  Architect objects: {}", architect.join(", "))?;
     writeln!(
         out,
         "  export it with: FLOWVAULT_API_URL={} GENESYSCLOUD_OAUTHCLIENT_ID=... GENESYSCLOUD_OAUTHCLIENT_SECRET=... flowvault export",
@@ -243,4 +254,72 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn config(flags: &[&str]) -> Result<SimConfig, ConfigError> {
+        let args = ["flowvault", "sim", "--flows", "21"].iter().chain(flags);
+        match Cli::parse_from(args).command {
+            Command::Sim(args) => sim_config(&args),
+            _ => unreachable!("sim parses as sim"),
+        }
+    }
+
+    #[test]
+    fn the_bench_catalogue_flag_sizes_the_architect_objects() {
+        let c = config(&["--bench-catalogue", "--ivrs", "12"]).unwrap();
+        assert_eq!(c.objects.of_kind(ObjectKind::UserPrompt).count(), 300);
+        assert_eq!(c.objects.audio.len(), 900);
+        assert_eq!(c.objects.rows.values().map(Vec::len).sum::<usize>(), 20_000);
+        assert_eq!(c.objects.of_kind(ObjectKind::Ivr).count(), 12);
+    }
+
+    #[test]
+    fn the_architect_knobs_reach_the_org() {
+        let c = config(&[
+            "--media-url-ttl",
+            "5",
+            "--deny-permission",
+            "routing:callRoute:view",
+            "--transcode-polls",
+            "4",
+            "--transcode-fail",
+            "Welcome",
+            "--outcome-delay",
+            "2s",
+            "--object-write-fault",
+            "prompts:503",
+        ])
+        .unwrap();
+        assert_eq!(c.media_url_ttl, Duration::from_secs(5));
+        assert!(c.denied_permissions.contains("routing:callRoute:view"));
+        assert_eq!(
+            (c.transcode_polls, c.outcome_visibility_delay),
+            (4, Duration::from_secs(2))
+        );
+        assert!(c.transcode_fail.contains("Welcome"));
+        assert_eq!(c.object_write_faults[0].kind, ObjectKind::UserPrompt);
+        assert_eq!(c.object_write_faults[0].status, 503);
+    }
+
+    #[test]
+    fn an_org_without_architect_objects_keeps_the_rest() {
+        let c = config(&["--rebuilt-objects", "--no-architect-objects"]).unwrap();
+        assert!(c.objects.objects.iter().all(|o| !o.kind.is_architect()));
+        assert!(c.objects.of_kind(ObjectKind::Queue).count() > 0);
+    }
+
+    #[test]
+    fn an_unknown_object_write_fault_kind_is_a_one_line_error() {
+        let e = config(&["--object-write-fault", "flows:500"]).unwrap_err();
+        assert!(
+            e.to_string().contains("--object-write-fault") && !e.to_string().contains('\n'),
+            "{e}"
+        );
+    }
 }

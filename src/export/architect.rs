@@ -267,7 +267,6 @@ async fn handle(
             }
         }
         ArchitectKind::Prompts => {
-            let previous = previous.map(|(b, r)| (b, r));
             for resource in object.resources() {
                 match audio(client, previous, &what, &object, &resource, &path).await {
                     Ok((Some(doc), requests)) => {

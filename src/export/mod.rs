@@ -189,24 +189,9 @@ pub async fn run(
             .instrument(span.clone())
             .await;
     }
-    let (mut unseen, mut yaml_jobs) = (None, None);
-    if error.is_none() && stop.cause().is_none() {
-        if let Some(yaml_options) = &options.yaml {
-            match yaml::export_yaml(&client, &mut *sink, &mut rows, yaml_options, &stop)
-                .instrument(span.clone())
-                .await
-            {
-                Ok(jobs) => yaml_jobs = Some(jobs),
-                Err(e) => error = Some(e),
-            }
-        }
-        if let Some(views) = views {
-            let listed = rows.ids().cloned().collect();
-            unseen = Some(unseen::finish(views, listed).instrument(span.clone()).await);
-        }
-    } else if let Some(views) = views {
-        views.abort();
-    }
+    let (unseen, yaml_jobs) = yaml_and_unseen(&client, &mut *sink, &mut rows, &options, views, &stop, &mut error)
+        .instrument(span.clone())
+        .await;
     let phase = objects_phase(
         &client,
         &mut *sink,
@@ -225,14 +210,8 @@ pub async fn run(
     }
     let (totals, mut stored_bytes) = rows.tally();
     let objects = rows.objects_sorted();
-    let mut ending = decide(error, stop.cause(), &collected.listing, &totals);
-    if ending.is_complete() {
-        ending = decide_objects(phase.as_ref(), &rows);
-    }
-    let mut architect = (!options.kinds.kinds.is_empty()).then(|| match &phase {
-        Some(p) => p.section(&objects),
-        None => not_read(&options.kinds),
-    });
+    let ending = decide(error, stop.cause(), &collected.listing, &totals);
+    let (ending, mut architect) = with_objects(ending, phase.as_ref(), &rows, &options.kinds, &objects);
     span.in_scope(|| dependencies::seal(&mut rows, &options.kinds, architect.as_mut(), &objects));
     let mut m = Manifest {
         listing: listing_record(&collected.listing, &options.type_filter),
@@ -377,6 +356,37 @@ fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, bas
     }
 }
 
+/// The YAML phase (with `--yaml`) and the divisionviews comparison, when the flows' phase left
+/// the run able to go on; a YAML phase's fatal error becomes the run's.
+async fn yaml_and_unseen(
+    client: &GenesysClient,
+    sink: &mut dyn Sink,
+    rows: &mut RowLog,
+    options: &ExportOptions,
+    views: Option<unseen::ViewTask>,
+    stop: &StopSignal,
+    error: &mut Option<RunError>,
+) -> (Option<manifest::Unseen>, Option<manifest::YamlJobs>) {
+    let (mut unseen, mut yaml_jobs) = (None, None);
+    if error.is_some() || stop.cause().is_some() {
+        if let Some(views) = views {
+            views.abort();
+        }
+        return (unseen, yaml_jobs);
+    }
+    if let Some(yaml_options) = &options.yaml {
+        match yaml::export_yaml(client, sink, rows, yaml_options, stop).await {
+            Ok(jobs) => yaml_jobs = Some(jobs),
+            Err(e) => *error = Some(e),
+        }
+    }
+    if let Some(views) = views {
+        let listed = rows.ids().cloned().collect();
+        unseen = Some(unseen::finish(views, listed).await);
+    }
+    (unseen, yaml_jobs)
+}
+
 /// The Architect phase, when kinds were asked for and the flows' phase left the run able to
 /// go on; its fatal error (credentials, destination) becomes the run's.
 async fn objects_phase(
@@ -403,6 +413,27 @@ async fn objects_phase(
             None
         }
     }
+}
+
+/// The run's ending given its Architect phase too, and the manifest's `architect` section
+/// (present when any Architect kind was asked for).
+fn with_objects(
+    ending: Ending,
+    phase: Option<&architect::Phase>,
+    rows: &RowLog,
+    selection: &crate::architect::KindSelection,
+    objects: &[manifest::ObjectRecord],
+) -> (Ending, Option<manifest::ArchitectSection>) {
+    let ending = if ending.is_complete() {
+        decide_objects(phase, rows)
+    } else {
+        ending
+    };
+    let section = (!selection.kinds.is_empty()).then(|| match phase {
+        Some(p) => p.section(objects),
+        None => not_read(selection),
+    });
+    (ending, section)
 }
 
 /// How a run whose flows are all in ends, given its Architect phase: incomplete when a kind

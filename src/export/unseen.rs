@@ -23,7 +23,7 @@ const PAGE_SIZE: u64 = 500;
 type ViewIds = IdSet;
 
 /// The task reading the views: it hands back its client and filter with what it read.
-type ViewTask = JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)>;
+pub(super) type ViewTask = JoinHandle<(Arc<GenesysClient>, Vec<String>, Result<ViewIds, ApiError>)>;
 
 /// Starts reading every view's id beside the run.
 pub(super) fn start(client: Arc<GenesysClient>, type_filter: Vec<String>) -> ViewTask {

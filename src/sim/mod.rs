@@ -692,7 +692,7 @@ impl SimServer {
         self.state.objects().remove_named(kind, name)
     }
 
-    /// Changes the org's objects in place (edit a schedule, add a row, re-record a prompt).
+    /// Changes the org's objects in place, e.g. `|o| o.edit(…)`, `o.put_row(…)`, `o.rerecord(…)`.
     pub fn update_objects<T>(&self, change: impl FnOnce(&mut SimObjects) -> T) -> T {
         change(&mut self.state.objects())
     }

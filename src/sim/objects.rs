@@ -326,7 +326,10 @@ impl SimObjects {
         let inbound: Vec<Value> = flows
             .iter()
             .filter(|f| f.flow_type() == "INBOUNDCALL")
-            .map(|f| json!({"id": f.id(), "name": f.meta.get("name").cloned().unwrap_or(Value::Null)}))
+            .map(|f| {
+                json!({"id": f.id(), "name": f.meta.get("name").cloned().unwrap_or(Value::Null),
+                    "selfUri": format!("/api/v2/flows/{}", f.id())})
+            })
             .collect();
         catalogue::bind_flows(&mut self, &inbound);
         self
@@ -350,6 +353,63 @@ impl SimObjects {
     /// The object of `kind` with this id, to change.
     pub fn find_mut(&mut self, kind: ObjectKind, id: &str) -> Option<&mut SimObject> {
         self.objects.iter_mut().find(|o| o.kind == kind && o.id == id)
+    }
+
+    /// Edits the object of `kind` named `name` as a user in Architect would: `change` gets its
+    /// body; a versioned kind's `version` moves on. True if it existed.
+    pub fn edit(&mut self, kind: ObjectKind, name: &str, change: impl FnOnce(&mut Value)) -> bool {
+        let Some(o) = self.objects.iter_mut().find(|o| o.kind == kind && o.name == name) else {
+            return false;
+        };
+        change(&mut o.body);
+        if let Some(v) = o.body.get("version").and_then(Value::as_u64) {
+            o.body["version"] = (v + 1).into();
+        }
+        if let Some(n) = o.body.get("name").and_then(Value::as_str) {
+            o.name = n.to_string();
+        }
+        true
+    }
+
+    /// Adds (or replaces, by key) a row of the data table named `table`; true if the table exists.
+    pub fn put_row(&mut self, table: &str, row: Value) -> bool {
+        let Some(id) = self.named(ObjectKind::DataTable, table).map(|t| t.id.clone()) else {
+            return false;
+        };
+        let rows = self.rows.entry(id).or_default();
+        let key = row["key"].as_str().unwrap_or_default().to_string();
+        match rows.iter().position(|r| r["key"] == key.as_str()) {
+            Some(i) => rows[i] = row,
+            None => {
+                let i = rows.partition_point(|r| r["key"].as_str().unwrap_or_default() < key.as_str());
+                rows.insert(i, row);
+            }
+        }
+        true
+    }
+
+    /// Re-records prompt `name`'s `language` resource with other audio (from `seed`): the bytes and
+    /// `durationSeconds` change. True if the resource exists.
+    pub fn rerecord(&mut self, name: &str, language: &str, seed: u64) -> bool {
+        let Some(p) = self
+            .objects
+            .iter_mut()
+            .find(|o| o.kind == ObjectKind::UserPrompt && o.name == name)
+        else {
+            return false;
+        };
+        let Some(r) = p.body["resources"]
+            .as_array_mut()
+            .and_then(|rs| rs.iter_mut().find(|r| r["language"] == language))
+        else {
+            return false;
+        };
+        let audio = Audio::Generated(seed);
+        r["durationSeconds"] = catalogue::wav_seconds(seed).into();
+        r["uploadStatus"] = "transcoded".into();
+        let id = p.id.clone();
+        self.audio.insert((id, language.to_string()), audio);
+        true
     }
 
     /// Removes the object of `kind` named `name` with its rows and audio; true if it existed.
@@ -425,6 +485,25 @@ mod tests {
         for o in standard.of_kind(ObjectKind::UserPrompt) {
             assert_eq!(org.named(ObjectKind::UserPrompt, &o.name).map(|p| &p.id), Some(&o.id));
         }
+    }
+
+    #[test]
+    fn edits_move_a_versioned_objects_version_and_rerecording_changes_the_audio() {
+        let mut org = SimObjects::standard();
+        assert!(org.edit(ObjectKind::Schedule, "Saturday 9-13", |b| b["rrule"] =
+            "FREQ=DAILY".into()));
+        assert_eq!(
+            org.named(ObjectKind::Schedule, "Saturday 9-13").unwrap().body["version"],
+            2
+        );
+        let welcome = org.named(ObjectKind::UserPrompt, "Welcome").unwrap().id.clone();
+        let key = (welcome, "en-us".to_string());
+        let before = org.audio[&key].bytes();
+        assert!(org.rerecord("Welcome", "en-us", 77));
+        assert_ne!(org.audio[&key].bytes(), before);
+        assert!(org.put_row("VIP Numbers", json!({"key": "+1555", "tier": 1})));
+        let table = &org.named(ObjectKind::DataTable, "VIP Numbers").unwrap().id;
+        assert!(org.rows[table].iter().any(|r| r["key"] == "+1555"));
     }
 
     #[test]

@@ -670,3 +670,21 @@ async fn an_org_without_architect_objects_serves_empty_listings_and_takes_create
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_deleted_schedule_is_gone_and_outcomes_cannot_be_deleted() {
+    let sim = start_sim(org(5)).await;
+    let api = Api::new(&sim).await;
+    let objects = sim.objects();
+    let schedule = objects.of_kind(ObjectKind::Schedule).next().unwrap();
+    let path = format!("/api/v2/architect/schedules/{}", schedule.id);
+    assert_eq!(api.call(Method::DELETE, &path, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(api.get(&path).await.0, StatusCode::NOT_FOUND);
+    let outcome = objects.of_kind(ObjectKind::FlowOutcome).next().unwrap();
+    let path = format!("/api/v2/flows/outcomes/{}", outcome.id);
+    assert_eq!(
+        api.call(Method::DELETE, &path, None).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(api.get(&path).await.0, StatusCode::OK);
+}

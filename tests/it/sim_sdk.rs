@@ -25,4 +25,33 @@ async fn the_official_python_sdk_lists_and_fetches_every_flow() {
         sim.stats().write_requests.load(std::sync::atomic::Ordering::Relaxed) >= 4,
         "the write side was driven"
     );
+    let stats = sim.stats().to_json();
+    for kind in [
+        "prompts",
+        "datatables",
+        "datatables.rows",
+        "schedules",
+        "schedulegroups",
+        "emergencygroups",
+        "ivrs",
+        "outcomes",
+        "milestones",
+    ] {
+        assert!(sim.stats().architect_requests(kind) > 0, "the SDK read {kind}: {stats}");
+    }
+    assert_eq!(stats["audio_downloads"], 1, "one audio file downloaded without auth");
+    assert_eq!(
+        stats["audio_uploads"], 1,
+        "one audio file uploaded through the presigned URL"
+    );
+    let objects = sim.objects();
+    assert!(
+        objects
+            .named(flowvault::sim::ObjectKind::Schedule, "SDK Schedule")
+            .is_some()
+    );
+    let prompt = objects
+        .named(flowvault::sim::ObjectKind::UserPrompt, "SDK_Prompt")
+        .unwrap();
+    assert_eq!(prompt.body["resources"][0]["uploadStatus"], "transcoded");
 }

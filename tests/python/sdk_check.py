@@ -1,7 +1,11 @@
 """The official Genesys Cloud Python SDK (PyPI purecloudplatformclientv2) against the simulated org:
 client-credentials login, every page of ArchitectApi.get_flows, every latest configuration, a
 comma-joined type filter, published versions' configurations, organizations/me, divisionviews,
-and an export job from registration to the unauthenticated download of its result.
+and an export job from registration to the unauthenticated download of its result; every
+Architect object kind (prompts with their resources, data tables with schema and full rows,
+schedules, schedule groups, emergency groups, IVRs, outcomes, milestones), one prompt's audio
+downloaded from its presigned mediaUri without auth, and the write side of the objects: a schedule
+created, and a prompt resource's audio uploaded through the presigned upload until transcoded.
 Exits non-zero on any error."""
 import io
 import sys
@@ -97,4 +101,72 @@ published = api.get_flow(created.id)
 assert published.published_version.id == version.id, (published.published_version, version.id)
 assert api.get_flow_version_configuration(created.id, version.id)["name"] == new.name
 
-print(f"sdk ok: {len(seen)} flows listed and fetched; versions, org, divisionviews, export jobs and the write side work")
+
+
+def every_page(call, **kwargs):
+    """Every entity of a listing, page by page, as the SDK's models."""
+    out, page = [], 1
+    while True:
+        listing = call(page_number=page, page_size=25, **kwargs)
+        out += listing.entities or []
+        if page >= (listing.page_count or 0):
+            return out
+        page += 1
+
+
+# The Architect objects flows stand on, read with the SDK's own models.
+prompts = every_page(api.get_architect_prompts, include_media_uris=True, include_resources=True)
+resources = [r for p in prompts for r in (p.resources or [])]
+assert prompts and all(r.upload_status == "transcoded" for r in resources), [r.upload_status for r in resources]
+audio = next(r for r in resources if r.media_uri)
+with urllib.request.urlopen(audio.media_uri) as resp:  # presigned: no Authorization header
+    wav = resp.read()
+assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE", wav[:12]
+fresh = api.get_architect_prompt_resource(audio.prompt_id, audio.language)
+assert fresh.media_uri and fresh.upload_status == "transcoded", fresh
+
+tables = every_page(api.get_flows_datatables, expand="schema")
+assert tables and all(t.schema.properties["key"] for t in tables), tables[0]
+rows = api.get_flows_datatable_rows(tables[0].id, showbrief=False, page_size=100)
+assert rows.total > 0 and len(rows.entities[0]) > 1, rows.entities[:1]
+schedules = every_page(api.get_architect_schedules)
+assert schedules and all(s.rrule and s.start for s in schedules), schedules[0]
+groups = every_page(api.get_architect_schedulegroups)
+assert {s.id for g in groups for s in g.open_schedules} <= {s.id for s in schedules}
+ivrs = every_page(api.get_architect_ivrs)
+assert ivrs and all(i.dnis and i.open_hours_flow.id in listed for i in ivrs), ivrs[0]
+emergency = every_page(api.get_architect_emergencygroups)
+assert emergency and emergency[0].emergency_call_flows[0].ivrs[0].id in {i.id for i in ivrs}
+outcomes = every_page(api.get_flows_outcomes)
+milestones = every_page(api.get_flows_milestones)
+assert outcomes and milestones
+
+# The objects' write side: a schedule, and a prompt resource with its audio uploaded.
+schedule = g.Schedule()
+schedule.name = "SDK Schedule"
+schedule.start = "2026-03-02T08:00:00.000"
+schedule.end = "2026-03-02T17:00:00.000"
+schedule.rrule = "FREQ=WEEKLY;BYDAY=MO"
+made = api.post_architect_schedules(schedule)
+assert made.id and made.version == 1, made
+prompt = g.Prompt()
+prompt.name = "SDK_Prompt"
+prompt.description = "created by the official SDK"
+new_prompt = api.post_architect_prompts(prompt)
+asset = g.PromptAssetCreate()
+asset.language = "en-us"
+asset.tts_string = "Hello from the SDK"
+asset.text = "Hello from the SDK"
+created_asset = api.post_architect_prompt_resources(new_prompt.id, asset)
+assert created_asset.upload_status == "created", created_asset
+upload = api.post_architect_prompt_resource_uploads(new_prompt.id, "en-us")
+put = urllib.request.Request(upload.url, data=wav, method="PUT", headers=upload.headers)
+with urllib.request.urlopen(put) as resp:  # presigned: exactly the returned headers, no auth
+    assert resp.status == 200, resp.status
+for _ in range(20):
+    status = api.get_architect_prompt_resource(new_prompt.id, "en-us").upload_status
+    if status == "transcoded":
+        break
+assert status == "transcoded", status
+
+print(f"sdk ok: {len(seen)} flows listed and fetched; versions, org, divisionviews, export jobs and the write side work; {len(prompts)} prompts, {len(tables)} tables, {len(schedules)} schedules, {len(ivrs)} ivrs read; a schedule and a prompt upload written")

@@ -155,7 +155,7 @@ pub fn build(seed: u64, sizes: &ArchitectSizes) -> SimObjects {
         index
             .iter()
             .filter(|(k, _, _)| *k == kind)
-            .map(|(_, id, name)| json!({"id": id, "name": name}))
+            .map(|(_, id, name)| json!({"id": id, "name": name, "selfUri": format!("{}/{id}", kind.path())}))
             .collect()
     };
     let (schedules, groups, ivrs) = (
@@ -230,8 +230,8 @@ fn prompt_body(id: &str, name: &str, languages: &[&str]) -> Value {
     let resources: Vec<Value> = languages
         .iter()
         .map(|l| {
-            let seconds = duration_of(&wav(seed_of(&[name, l])));
-            resource(id, name, l, "transcoded", seconds)
+            let seconds = wav_seconds(seed_of(&[name, l]));
+            resource(id, name, l, "transcoded", Some(seconds))
         })
         .collect();
     json!({"id": id, "name": name, "description": format!("{name} prompt"), "resources": resources})
@@ -406,10 +406,21 @@ pub fn bind_flows(objects: &mut SimObjects, inbound: &[Value]) {
     }
 }
 
+/// The PCM bytes of [`wav`]`(seed)`, drawn first from the seed.
+fn pcm_len(rng: &mut StdRng) -> usize {
+    rng.random_range(20_000..120_000usize) & !1
+}
+
+/// The seconds [`wav`]`(seed)` lasts, without generating it.
+pub fn wav_seconds(seed: u64) -> f64 {
+    let data_len = pcm_len(&mut StdRng::seed_from_u64(seed));
+    (data_len as f64 / 16_000.0 * 100.0).round() / 100.0
+}
+
 /// Deterministic WAV audio (8 kHz, 16-bit mono PCM) of 20–120 KB.
 pub fn wav(seed: u64) -> Bytes {
     let mut rng = StdRng::seed_from_u64(seed);
-    let data_len = rng.random_range(20_000..120_000usize) & !1;
+    let data_len = pcm_len(&mut rng);
     let mut out = Vec::with_capacity(data_len + 44);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&((36 + data_len) as u32).to_le_bytes());
@@ -449,7 +460,7 @@ mod tests {
     fn generated_audio_is_a_wav_file_of_realistic_size() {
         let w = wav(9);
         assert!((20_000..=120_044).contains(&w.len()), "{}", w.len());
-        assert!(duration_of(&w).is_some_and(|d| d > 1.0));
+        assert_eq!(duration_of(&w), Some(wav_seconds(9)));
         assert_eq!(wav(9), w);
     }
 

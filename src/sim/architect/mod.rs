@@ -68,10 +68,14 @@ pub(super) fn routes() -> Router<Arc<SimState>> {
         if kind.is_architect() {
             router = router
                 .route(kind.path(), listing.post(move |s, h, b| write::create(s, h, b, kind)))
-                .route(
-                    &format!("{}/{{id}}", kind.path()),
-                    single.put(move |s, h, id, b| write::update(s, h, id, b, kind)),
-                );
+                .route(&format!("{}/{{id}}", kind.path()), {
+                    let single = single.put(move |s, h, id, b| write::update(s, h, id, b, kind));
+                    if kind == ObjectKind::FlowOutcome {
+                        single
+                    } else {
+                        single.delete(move |s, h, id| write::delete(s, h, id, kind))
+                    }
+                });
         } else {
             router = router
                 .route(kind.path(), listing)
@@ -97,7 +101,7 @@ pub(super) fn routes() -> Router<Arc<SimState>> {
         .route("/api/v2/flows/datatables/{id}/rows", get(rows::list).post(rows::create))
         .route(
             "/api/v2/flows/datatables/{id}/rows/{key}",
-            get(rows::get_one).put(rows::update),
+            get(rows::get_one).put(rows::update).delete(rows::delete),
         )
 }
 

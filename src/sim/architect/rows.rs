@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::{Query, count_rows, lock, missing_permission, not_found, page_of, write};
@@ -192,4 +192,30 @@ pub(super) async fn update(
     };
     let stored = store_row(&s, &id, Some(&key), row, false);
     write::answer_after_write(&s, TABLE, stored)
+}
+
+/// `DELETE /api/v2/flows/datatables/{id}/rows/{key}`.
+pub(super) async fn delete(
+    State(s): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path((id, key)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = admit_rows(&s, &headers, &id, "delete").await {
+        return r;
+    }
+    s.stats
+        .write_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let removed = {
+        let mut objects = s.objects();
+        let rows = objects.rows.get_mut(&id);
+        rows.and_then(|rows| {
+            let i = rows.iter().position(|r| r["key"] == key.as_str())?;
+            Some(rows.remove(i))
+        })
+    };
+    match removed {
+        Some(_) => write::answer_after_write(&s, TABLE, StatusCode::NO_CONTENT.into_response()),
+        None => not_found(TABLE, &format!("{id}/rows/{key}")),
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -144,6 +144,36 @@ fn name_taken(objects: &SimObjects, kind: ObjectKind, id: &str, name: &str) -> b
         .any(|o| o.id != id && o.name.eq_ignore_ascii_case(name))
 }
 
+/// How many objects of a kind an org may hold (outcomes 100, milestones 1,000).
+fn limit(kind: ObjectKind) -> Option<usize> {
+    match kind {
+        ObjectKind::FlowOutcome => Some(100),
+        ObjectKind::FlowMilestone => Some(1_000),
+        _ => None,
+    }
+}
+
+/// `DELETE …/{id}` (every Architect kind but outcomes, which cannot be deleted).
+pub(super) async fn delete(
+    State(s): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    kind: ObjectKind,
+) -> Response {
+    let permission = kind.write_permission(false).replace(":edit", ":delete");
+    if let Err(r) = admit_kind(&s, &headers, kind, &permission).await {
+        return r;
+    }
+    s.stats.write_requests.fetch_add(1, Ordering::Relaxed);
+    let mut objects = s.objects();
+    let Some(name) = objects.find(kind, &id).map(|o| o.name.clone()) else {
+        return not_found(kind, &id);
+    };
+    objects.remove_named(kind, &name);
+    drop(objects);
+    answer_after_write(&s, kind, StatusCode::NO_CONTENT.into_response())
+}
+
 /// The body a create stores: what was sent, with the server's fields.
 fn new_body(kind: ObjectKind, id: &str, mut body: Value) -> Value {
     if let Some(m) = body.as_object_mut() {
@@ -188,6 +218,9 @@ pub(super) async fn create(
     let body = new_body(kind, &id, body);
     let stored = {
         let mut objects = s.objects();
+        if let Some(limit) = limit(kind).filter(|l| objects.of_kind(kind).count() >= *l) {
+            return bad(&format!("an org holds at most {limit} {}s", kind.manifest_key()));
+        }
         if name_taken(&objects, kind, &id, &name) {
             return answer_after_write(
                 &s,

@@ -159,9 +159,9 @@ pub fn assert_document_matches(doc: &[u8], sim: &SimServer) -> String {
     id
 }
 
-/// How many documents the manifest's rows name.
+/// How many documents the manifest's rows name (flows' and Architect objects').
 pub fn document_count(m: &Manifest) -> u64 {
-    m.documents().count() as u64
+    m.document_paths().count() as u64
 }
 
 /// A program from a PyPI package, installed on first use into a virtualenv under
@@ -235,9 +235,14 @@ pub fn assert_archive_matches_manifest(archive: &[u8], manifest: &Manifest) {
     let named: Vec<_> = manifest.documents().collect();
     assert_eq!(
         documents.len(),
-        named.len(),
+        named.len() + manifest.object_documents().count(),
         "one member per document a row names, no stray members"
     );
+    for (_, doc) in manifest.object_documents() {
+        let found = documents.iter().find(|(name, _)| *name == doc.path);
+        let (_, bytes) = found.unwrap_or_else(|| panic!("member {} is in the archive", doc.path));
+        assert_eq!(doc.sha256, sha256_hex(bytes), "{}", doc.path);
+    }
     for (row, doc) in named {
         let path = doc.path.as_str();
         let (_, bytes) = documents

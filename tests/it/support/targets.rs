@@ -188,9 +188,11 @@ async fn read_s3(s3: &S3Server, run_id: &str, format: &str) -> (Manifest, BTreeM
         assert_archive_matches_manifest(&archive, &manifest);
         documents.extend(read_tar_gz(&archive).into_iter().filter(|(n, _)| n != "manifest.json"));
     } else {
-        for key in s3.keys(&format!("{PREFIX}/{run_id}/flows/")).await {
-            let name = key.trim_start_matches(&format!("{PREFIX}/{run_id}/")).to_string();
-            documents.insert(name, s3.get(&key).await);
+        for under in ["flows", "architect"] {
+            for key in s3.keys(&format!("{PREFIX}/{run_id}/{under}/")).await {
+                let name = key.trim_start_matches(&format!("{PREFIX}/{run_id}/")).to_string();
+                documents.insert(name, s3.get(&key).await);
+            }
         }
     }
     (manifest, documents)
