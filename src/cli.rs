@@ -500,6 +500,10 @@ pub struct SimArgs {
     /// IVR configurations in the org (at least the standard 3).
     #[arg(long, value_name = "N")]
     pub ivrs: Option<usize>,
+    /// This object sits in a division the client cannot see, e.g. `scheduleGroup:Support Hours`
+    /// (repeatable): never listed, 404 when read, yet flows using it publish.
+    #[arg(long, value_name = "KIND:NAME")]
+    pub hidden_object: Vec<String>,
 }
 
 /// Flags of `flowvault demo`.

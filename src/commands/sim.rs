@@ -164,6 +164,19 @@ fn apply_architect_knobs(config: &mut SimConfig, args: &SimArgs) -> Result<(), C
                 .map_err(|e: String| ConfigError(format!("--object-write-fault {e}")))
         })
         .collect::<Result<_, _>>()?;
+    config.hidden_objects = args
+        .hidden_object
+        .iter()
+        .map(|spec| {
+            spec.split_once(':')
+                .and_then(|(k, n)| Some((ObjectKind::from_manifest_key(k)?, n.to_string())))
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--hidden-object `{spec}` is not KIND:NAME (KIND like scheduleGroup, userPrompt)"
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(())
 }
 
@@ -294,6 +307,8 @@ mod tests {
             "2s",
             "--object-write-fault",
             "prompts:503",
+            "--hidden-object",
+            "scheduleGroup:Support Hours",
         ])
         .unwrap();
         assert_eq!(c.media_url_ttl, Duration::from_secs(5));
@@ -305,6 +320,10 @@ mod tests {
         assert!(c.transcode_fail.contains("Welcome"));
         assert_eq!(c.object_write_faults[0].kind, ObjectKind::UserPrompt);
         assert_eq!(c.object_write_faults[0].status, 503);
+        assert_eq!(
+            c.hidden_objects,
+            vec![(ObjectKind::ScheduleGroup, "Support Hours".to_string())]
+        );
     }
 
     #[test]

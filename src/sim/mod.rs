@@ -212,6 +212,9 @@ pub struct SimConfig {
     /// Object write faults, each spent on the first write of its kind: the write happens, then
     /// the answer is this status.
     pub object_write_faults: Vec<ObjectWriteFault>,
+    /// Objects (kind, name) in a division the client's role does not grant: they exist (flows
+    /// using them publish) but are never listed, and reading them answers 404.
+    pub hidden_objects: Vec<(ObjectKind, String)>,
 }
 
 /// One injected fault for writes of an Architect kind: `KIND:STATUS` (`prompts:503`).
@@ -355,6 +358,7 @@ impl SimConfig {
             transcode_fail: HashSet::new(),
             outcome_visibility_delay: Duration::from_millis(500),
             object_write_faults: Vec::new(),
+            hidden_objects: Vec::new(),
         }
     }
 }

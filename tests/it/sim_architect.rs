@@ -688,3 +688,45 @@ async fn a_deleted_schedule_is_gone_and_outcomes_cannot_be_deleted() {
     );
     assert_eq!(api.get(&path).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_object_in_a_division_the_role_cannot_see_is_neither_listed_nor_read() {
+    let sim = start_sim(with(|c| {
+        c.hidden_objects = vec![(ObjectKind::ScheduleGroup, "Support Hours".into())]
+    }))
+    .await;
+    let api = Api::new(&sim).await;
+    let names: Vec<String> = api
+        .all("/api/v2/architect/schedulegroups", 100)
+        .await
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!names.contains(&"Support Hours".to_string()) && names.contains(&"Main Office Hours".to_string()));
+    let id = sim
+        .objects()
+        .named(ObjectKind::ScheduleGroup, "Support Hours")
+        .unwrap()
+        .id
+        .clone();
+    assert_eq!(
+        api.get(&format!("/api/v2/architect/schedulegroups/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_single_data_table_read_carries_its_schema_only_with_expand_schema() {
+    let sim = start_sim(org(5)).await;
+    let api = Api::new(&sim).await;
+    let id = sim.objects().of_kind(ObjectKind::DataTable).next().unwrap().id.clone();
+    assert!(
+        api.get(&format!("/api/v2/flows/datatables/{id}"))
+            .await
+            .1
+            .get("schema")
+            .is_none()
+    );
+    let (_, t) = api.get(&format!("/api/v2/flows/datatables/{id}?expand=schema")).await;
+    assert_eq!(t["schema"]["required"], json!(["key"]));
+}

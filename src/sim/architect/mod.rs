@@ -229,11 +229,16 @@ fn max_page(s: &SimState, kind: ObjectKind) -> u64 {
     }
 }
 
-/// True while an object created asynchronously is not visible yet.
-fn hidden(s: &SimState, id: &str) -> bool {
-    lock(&s.architect.visible_at)
-        .get(id)
-        .is_some_and(|at| Instant::now() < *at)
+/// True while an object created asynchronously is not visible yet, or when it sits in a division
+/// the client's role does not grant.
+pub(super) fn hidden(s: &SimState, o: &SimObject) -> bool {
+    s.config
+        .hidden_objects
+        .iter()
+        .any(|(k, n)| *k == o.kind && *n == o.name)
+        || lock(&s.architect.visible_at)
+            .get(&o.id)
+            .is_some_and(|at| Instant::now() < *at)
 }
 
 /// How one object is served: its body with `selfUri`, and per kind what the query asks for.
@@ -276,7 +281,7 @@ async fn list(
         let matching: Vec<SimObject> = objects
             .of_kind(kind)
             .filter(|o| q.names.is_empty() || q.names.iter().any(|n| name_matches(n, &o.name)))
-            .filter(|o| !hidden(&s, &o.id))
+            .filter(|o| !hidden(&s, o))
             .cloned()
             .collect();
         // Only the page served is rendered (prompt resources advance their upload status when read).
@@ -322,11 +327,10 @@ async fn get_one(
     if let Err(r) = admit_kind(&s, &headers, kind, kind.view_permission()).await {
         return r;
     }
-    let mut q = Query::parse(query);
-    q.flags.entry("expand".into()).or_insert_with(|| "schema".into());
+    let q = Query::parse(query);
     let base = base_url(&headers);
     let mut objects = s.objects();
-    let Some(o) = objects.find(kind, &id).filter(|o| !hidden(&s, &o.id)).cloned() else {
+    let Some(o) = objects.find(kind, &id).filter(|o| !hidden(&s, o)).cloned() else {
         return not_found(kind, &id);
     };
     json_response(served(&s, &mut objects, &o, &q, &base).to_string())

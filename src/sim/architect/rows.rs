@@ -75,7 +75,7 @@ pub(super) async fn list(
     let brief = q.flag("showbrief", true);
     let rows: Vec<Value> = {
         let objects = s.objects();
-        if objects.find(TABLE, &id).is_none() {
+        if objects.find(TABLE, &id).is_none_or(|t| super::hidden(&s, t)) {
             return not_found(TABLE, &id);
         }
         objects
