@@ -302,3 +302,35 @@ async fn a_flows_only_run_records_dependencies_without_warning_about_objects_it_
         "{deps:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_using_a_table_in_a_division_the_role_cannot_see_is_warned_about_and_the_run_stays_complete() {
+    let sim = start_sim(org(10)).await;
+    let place = Place::new(Target::LocalObjects).await;
+    place.export(&sim, "a").await;
+    let (flow_id, table) = dependencies(&manifest_of(&place, "a"))
+        .into_iter()
+        .find_map(|(id, _, d)| Some((id, d.architect.into_iter().find(|a| a.kind == "dataTable")?)))
+        .expect("a flow that looks up a data table");
+    sim.shutdown().await;
+
+    let mut config = org(10);
+    config.hidden_objects.push((ObjectKind::DataTable, table.name.clone()));
+    let sim = start_sim(config).await;
+    let out = place.export(&sim, "b").await;
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let m = manifest_of(&place, "b");
+    assert!(m.complete, "{:?}", m.incomplete_reason);
+    assert!(
+        !m.objects.iter().any(|o| o.id == table.id),
+        "the hidden table is not listed"
+    );
+    let (_, _, deps) = dependencies(&m).into_iter().find(|(id, _, _)| *id == flow_id).unwrap();
+    assert!(!deps.architect.iter().find(|d| d.id == table.id).unwrap().in_archive);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains(&flow_id) && l.contains(&table.name) && l.contains("division")),
+        "{text}"
+    );
+}
