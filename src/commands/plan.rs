@@ -142,7 +142,12 @@ impl Plan {
         if let Some((since, full_every)) = &settings.since {
             writeln!(
                 out,
-                "incremental:  --since {since}: these figures are a full run's; a run carrying unchanged flows over sends the listing pages plus about one request per changed flow (a full run at least every {}s, --full-every)",
+                "incremental:  --since {since}: these figures are a full run's; a run carrying unchanged flows over sends the listing pages plus about one request per changed flow{} (a full run at least every {}s, --full-every)",
+                if self.architect.is_empty() {
+                    ""
+                } else {
+                    ", and of the Architect objects each kind's listing plus the rows of tables whose listing changed"
+                },
                 full_every.as_secs()
             )?;
         }
