@@ -240,7 +240,7 @@ async fn handle(
         out.carried = true;
         return out;
     }
-    let body = document::build_object(object.kind.as_str(), object.raw.get());
+    let body = document::build_object(object.kind.as_str(), &object.stored_json());
     out.documents.push(stored(
         Content::Object,
         format!("{path}.json"),
@@ -318,8 +318,8 @@ async fn audio(
     {
         return Ok((Some(Stored { doc: doc.clone(), body }), 0));
     }
-    if resource.media_uri.is_none() {
-        return Ok((None, 0));
+    if !resource.has_audio {
+        return Ok((None, 0)); // text-to-speech only: nothing recorded to store
     }
     let got = api::prompt_audio(client, object, resource).await?;
     let doc = stored(

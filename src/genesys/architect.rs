@@ -26,6 +26,10 @@ pub const AUDIO_URL_REFRESHES: u32 = 3;
 /// self links): left out of listing fingerprints.
 const VOLATILE: [&str; 3] = ["mediaUri", "uploadUri", "selfUri"];
 
+/// Presigned URLs: they expire within the hour and carry a signature, so a stored object leaves
+/// them out (the audio itself is stored beside it).
+const PRESIGNED: [&str; 2] = ["mediaUri", "uploadUri"];
+
 /// Why an Architect read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchitectError {
@@ -121,8 +125,10 @@ pub struct ListedObject {
 pub struct PromptResource {
     /// The language (`en-us`).
     pub language: String,
-    /// The presigned audio URL, when the resource has audio.
+    /// The presigned audio URL, when the listing gave one.
     pub media_uri: Option<String>,
+    /// True when the resource has audio (`uploadStatus` `transcoded`, or a `mediaUri`).
+    pub has_audio: bool,
     /// Hex SHA-256 of the resource's listed fields without its URLs: unchanged when its audio is.
     pub fingerprint: String,
 }
@@ -154,6 +160,22 @@ impl ListedObject {
         fingerprint(self.raw.get())
     }
 
+    /// The object as stored: as listed, without its presigned URLs (field order kept). Two runs
+    /// of an unchanged object store the same bytes.
+    pub fn stored_json(&self) -> std::borrow::Cow<'_, str> {
+        let raw = self.raw.get();
+        if !PRESIGNED.iter().any(|k| raw.contains(&format!("\"{k}\""))) {
+            return raw.into();
+        }
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(mut value) => {
+                strip(&mut value, &PRESIGNED);
+                value.to_string().into()
+            }
+            Err(_) => raw.into(),
+        }
+    }
+
     /// A prompt's language resources (none for other kinds).
     pub fn resources(&self) -> Vec<PromptResource> {
         #[derive(serde::Deserialize)]
@@ -174,8 +196,10 @@ impl ListedObject {
                     .and_then(|u| u.as_str())
                     .filter(|u| !u.is_empty())
                     .map(str::to_string);
+                let transcoded = r.get("uploadStatus").and_then(|u| u.as_str()) == Some("transcoded");
                 Some(PromptResource {
                     language,
+                    has_audio: transcoded || media_uri.is_some(),
                     media_uri,
                     fingerprint: fingerprint(&r.to_string()),
                 })
@@ -189,7 +213,7 @@ fn fingerprint(json: &str) -> String {
     let mut out = Vec::with_capacity(json.len());
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(mut value) => {
-            strip_volatile(&mut value);
+            strip(&mut value, &VOLATILE);
             super::flow::write_canonical(&value, &mut out);
         }
         Err(_) => out.extend_from_slice(json.as_bytes()),
@@ -197,15 +221,16 @@ fn fingerprint(json: &str) -> String {
     hex::encode(Sha256::digest(&out))
 }
 
-fn strip_volatile(value: &mut serde_json::Value) {
+/// Removes `keys` at any depth.
+fn strip(value: &mut serde_json::Value, keys: &[&str]) {
     match value {
         serde_json::Value::Object(map) => {
-            for key in VOLATILE {
-                map.remove(key);
+            for key in keys {
+                map.shift_remove(*key);
             }
-            map.values_mut().for_each(strip_volatile);
+            map.values_mut().for_each(|v| strip(v, keys));
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_volatile),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| strip(v, keys)),
         _ => {}
     }
 }
@@ -430,6 +455,13 @@ mod tests {
             r#"{"id":"p1","name":"Hi","resources":[{"language":"en-us","mediaUri":"http://x/1?sig=a","text":"Hello"}]}"#,
         );
         assert_eq!(a.listing_sha256(), again.listing_sha256());
+        assert_eq!(
+            a.stored_json(),
+            r#"{"id":"p1","name":"Hi","selfUri":"/a","resources":[{"language":"en-us","text":"Hi"}]}"#,
+            "stored without its presigned URLs, in its own order"
+        );
+        let schedule = object(ArchitectKind::Schedules, r#"{"id":"s", "name":"S"}"#);
+        assert_eq!(schedule.stored_json(), r#"{"id":"s", "name":"S"}"#, "byte for byte");
         assert_ne!(a.listing_sha256(), edited.listing_sha256());
         assert_eq!(a.name, "Hi");
         let (ra, rb) = (a.resources(), again.resources());

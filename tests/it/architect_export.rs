@@ -47,9 +47,10 @@ async fn token(sim: &SimServer) -> String {
 
 /// Sends one API request to the simulated org; the answer's status and body.
 async fn api(sim: &SimServer, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let token = token(sim).await;
     let mut request = reqwest::Client::new()
         .request(method, format!("{}{path}", sim.url()))
-        .bearer_auth(token(sim).await);
+        .bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -78,7 +79,9 @@ fn flip_member(archive: &[u8], path: &str, at: usize) -> Vec<u8> {
 async fn flip_stored_byte(place: &Place, id: &str, path: &str) {
     if place.format == "tar-gz" {
         let archive = place.read(&format!("{id}/flows.tar.gz")).await;
-        place.write(&format!("{id}/flows.tar.gz"), flip_member(&archive, path, 100)).await;
+        place
+            .write(&format!("{id}/flows.tar.gz"), flip_member(&archive, path, 100))
+            .await;
     } else {
         let mut body = place.read(&format!("{id}/{path}")).await;
         body[100] ^= 0x01;
@@ -99,7 +102,11 @@ fn assert_every_kind_stored(m: &Manifest, documents: &BTreeMap<String, Vec<u8>>,
     for o in &m.objects {
         assert_eq!(o.outcome, Outcome::Exported, "{case}: {o:?}");
         let doc = o.document(Content::Object).expect("an object document");
-        assert!(doc.path.starts_with(&format!("architect/{}/", o.kind)), "{case}: {}", doc.path);
+        assert!(
+            doc.path.starts_with(&format!("architect/{}/", o.kind)),
+            "{case}: {}",
+            doc.path
+        );
         let body = &documents[&doc.path];
         let parsed = ObjectDocument::parse(body).unwrap();
         assert_eq!(parsed.kind, o.kind);
@@ -115,15 +122,27 @@ fn assert_every_kind_stored(m: &Manifest, documents: &BTreeMap<String, Vec<u8>>,
             row.as_object().is_some_and(|f| f.len() > 1)
         })
     });
-    assert!(with_fields, "{case}: rows are stored with every field (showbrief=false)");
+    assert!(
+        with_fields,
+        "{case}: rows are stored with every field (showbrief=false)"
+    );
     let audio: Vec<_> = objects_of(m, "prompts")
         .into_iter()
         .flat_map(|p| p.documents.iter().filter(|d| d.holds(Content::Audio)))
         .collect();
     assert!(!audio.is_empty(), "{case}: prompts' audio is stored");
     for a in audio {
-        assert!(a.path.ends_with(&format!(".{}.wav", a.language.as_deref().unwrap())), "{}", a.path);
-        assert_eq!(&documents[&a.path][..4], b"RIFF", "{case}: {} is the WAV as served", a.path);
+        assert!(
+            a.path.ends_with(&format!(".{}.wav", a.language.as_deref().unwrap())),
+            "{}",
+            a.path
+        );
+        assert_eq!(
+            &documents[&a.path][..4],
+            b"RIFF",
+            "{case}: {} is the WAV as served",
+            a.path
+        );
     }
 }
 
@@ -155,7 +174,10 @@ async fn every_kind_is_exported_and_verifies_and_a_flipped_audio_byte_is_named_w
             .lines()
             .find(|l| l.starts_with("PROBLEM") && l.contains(&audio.path))
             .unwrap_or_else(|| panic!("{case}: the audio file is named: {text}"));
-        assert!(line.contains(&prompt.name) && line.contains(&prompt.id), "{case}: {line}");
+        assert!(
+            line.contains(&prompt.name) && line.contains(&prompt.id),
+            "{case}: {line}"
+        );
         assert!(line.contains("SHA-256 differs"), "{case}: {line}");
         assert_eq!(
             text.lines().filter(|l| l.starts_with("PROBLEM")).count(),
@@ -185,12 +207,18 @@ async fn a_kind_the_role_cannot_read_is_a_warning_and_a_note_and_the_run_is_comp
         let ivrs = kinds.iter().find(|k| k.kind == "ivrs").unwrap();
         assert!(!ivrs.checked, "{case}");
         assert!(
-            ivrs.note.as_deref().unwrap_or_default().contains("routing:callRoute:view"),
+            ivrs.note
+                .as_deref()
+                .unwrap_or_default()
+                .contains("routing:callRoute:view"),
             "{case}: {ivrs:?}"
         );
         assert!(objects_of(m, "ivrs").is_empty(), "{case}");
         assert!(
-            kinds.iter().filter(|k| k.kind != "ivrs").all(|k| k.checked && k.exported > 0),
+            kinds
+                .iter()
+                .filter(|k| k.kind != "ivrs")
+                .all(|k| k.checked && k.exported > 0),
             "{case}: {kinds:?}"
         );
         assert!(
@@ -218,7 +246,14 @@ async fn a_kind_named_in_kinds_that_the_role_cannot_read_makes_the_run_incomplet
         let reason = m.incomplete_reason.as_deref().unwrap_or_default();
         assert!(reason.contains("routing:callRoute:view"), "{case}: {reason}");
         assert_eq!(m.totals.exported, 4, "{case}: the flows are still exported");
-        let kinds: Vec<&str> = m.architect.as_ref().unwrap().kinds.iter().map(|k| k.kind.as_str()).collect();
+        let kinds: Vec<&str> = m
+            .architect
+            .as_ref()
+            .unwrap()
+            .kinds
+            .iter()
+            .map(|k| k.kind.as_str())
+            .collect();
         assert_eq!(kinds, ["ivrs"], "{case}: only the kinds named");
         assert!(run.text.contains("routing:callRoute:view"), "{case}: {}", run.text);
     }
@@ -231,7 +266,11 @@ async fn kinds_flows_is_todays_run_without_a_single_architect_request() {
     let run = place.export_read(&sim, "r", &["--kinds", "flows"]).await;
     assert_eq!(run.code, Some(0), "{}", run.text);
     assert!(run.manifest.architect.is_none() && run.manifest.objects.is_empty());
-    assert!(run.documents.keys().all(|p| p.starts_with("flows/")), "{:?}", run.documents.keys());
+    assert!(
+        run.documents.keys().all(|p| p.starts_with("flows/")),
+        "{:?}",
+        run.documents.keys()
+    );
     let stats = sim.stats().to_json();
     let architect: u64 = KINDS
         .iter()
@@ -321,7 +360,11 @@ async fn an_incremental_run_after_one_table_changed_reads_only_that_tables_rows_
         assert_eq!(audio_after, audio_before, "{case}: no audio downloaded again");
         let m = &second.manifest;
         for o in &m.objects {
-            let expected = if o.id == changed { Source::Fetched } else { Source::Carried };
+            let expected = if o.id == changed {
+                Source::Fetched
+            } else {
+                Source::Carried
+            };
             assert_eq!(o.source, Some(expected), "{case}: {} {}", o.kind, o.name);
         }
         let rows = objects_of(m, "datatables")
@@ -339,6 +382,10 @@ async fn an_incremental_run_after_one_table_changed_reads_only_that_tables_rows_
 
         let full = place.export_read(&sim, "r3", &[]).await;
         assert_eq!(full.code, Some(0), "{case}: {}", full.text);
-        assert_eq!(object_hashes(m), object_hashes(&full.manifest), "{case}: what a full run stores");
+        assert_eq!(
+            object_hashes(m),
+            object_hashes(&full.manifest),
+            "{case}: what a full run stores"
+        );
     }
 }

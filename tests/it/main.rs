@@ -4,6 +4,7 @@
 mod support;
 
 mod architect_diff;
+mod architect_export;
 mod architect_plan;
 mod cli;
 mod completeness;
