@@ -60,7 +60,12 @@ struct Figures {
     /// first accepted request to the process's exit.
     architect_requests: u64,
     architect_wall: f64,
+    /// From the phase's first to its last accepted API request.
+    architect_api_span: f64,
     per_kind: Vec<(String, u64, u64)>,
+    /// Seconds from the first kind's listing to each kind's (from the run's `listed N KIND` log
+    /// lines), and to the run's last log line.
+    kind_starts: Vec<(String, f64)>,
     audio_files: u64,
     audio_bytes: u64,
     objects: u64,
@@ -71,11 +76,22 @@ fn export(sim: &SimServer, rate: &str, dir: &std::path::Path, run: &str, kinds: 
     let accepted_before = accepted_times(sim).len();
     let started = Instant::now();
     let status = flowvault(sim)
-        .args(["export", "--run-id", run, "--rate-limit", rate, "--log-level", "warn"])
+        .args([
+            "export",
+            "--run-id",
+            run,
+            "--rate-limit",
+            rate,
+            "--log-level",
+            "info",
+            "--log-format",
+            "text",
+        ])
         .args(kinds)
         .arg("--to")
         .arg(dir)
         .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("{run}.log"))).expect("log file"))
         .status()
         .expect("run flowvault export");
     let ended = tokio::time::Instant::now();
@@ -94,12 +110,16 @@ fn export(sim: &SimServer, rate: &str, dir: &std::path::Path, run: &str, kinds: 
     let architect_requests: u64 = per_kind.iter().map(|(_, _, r)| r).sum();
     let accepted = accepted_times(sim);
     let run_accepted = &accepted[accepted_before..];
-    let architect_wall = run_accepted
+    let first = run_accepted
         .len()
         .checked_sub(architect_requests as usize)
         .and_then(|i| run_accepted.get(i))
-        .filter(|_| architect_requests > 0)
-        .map_or(0.0, |first| (ended - *first).as_secs_f64());
+        .filter(|_| architect_requests > 0);
+    let architect_wall = first.map_or(0.0, |first| (ended - *first).as_secs_f64());
+    let architect_api_span = match (first, run_accepted.last()) {
+        (Some(a), Some(b)) => (*b - *a).as_secs_f64(),
+        _ => 0.0,
+    };
     let audio: Vec<u64> = m
         .objects
         .iter()
@@ -107,17 +127,46 @@ fn export(sim: &SimServer, rate: &str, dir: &std::path::Path, run: &str, kinds: 
         .filter(|d| d.holds(Content::Audio))
         .map(|d| d.bytes)
         .collect();
+    let log = std::fs::read_to_string(dir.join(format!("{run}.log"))).unwrap_or_default();
     Figures {
+        kind_starts: kind_starts(&log),
         wall,
         requests: counter("api_requests"),
         throttled: counter("throttled"),
         architect_requests,
         architect_wall,
+        architect_api_span,
         per_kind,
         audio_files: audio.len() as u64,
         audio_bytes: audio.iter().sum(),
         objects: m.objects.len() as u64,
     }
+}
+
+/// Seconds of the day of a log line's RFC 3339 timestamp (`…T22:12:01.271434Z …`).
+fn seconds_of(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = t.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// When each kind's objects started (its `listed N KIND` line) and the run's last line, in
+/// seconds after the first kind's.
+fn kind_starts(log: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = log
+        .lines()
+        .filter(|l| l.contains(" listed ") && l.contains("kind="))
+        .filter_map(|l| {
+            let kind = l.split("kind=").nth(1)?.split_whitespace().next()?.to_string();
+            Some((kind, seconds_of(l)?))
+        })
+        .collect();
+    if let Some(end) = log.lines().rev().find_map(seconds_of) {
+        out.push(("(last log line)".into(), end));
+    }
+    let first = out.first().map(|(_, t)| *t).unwrap_or(0.0);
+    out.into_iter().map(|(k, t)| (k, t - first)).collect()
 }
 
 fn stats(sim: &SimServer) -> Value {
@@ -191,6 +240,9 @@ fn main() {
             .unwrap_or(0);
         println!("| {kind} | {objects} | {requests} | {planned_requests} |");
     }
+    println!();
+    let starts: Vec<String> = all.kind_starts.iter().map(|(k, t)| format!("{k} +{t:.1} s")).collect();
+    println!("each kind's objects started (after its listing): {}", starts.join(", "));
     let flows_phase = all.wall - all.architect_wall;
     println!();
     println!(
@@ -208,6 +260,12 @@ fn main() {
         all.architect_wall / flows_phase.max(f64::EPSILON),
         all.requests as f64 / flows.requests.max(1) as f64,
         all.wall / flows.wall
+    );
+    println!(
+        "Architect phase: its API requests span {:.1} s (first to last accepted; {:.3} of L over that span), then {:.1} s to the process's exit (seal)",
+        all.architect_api_span,
+        all.architect_requests.saturating_sub(1) as f64 / all.architect_api_span.max(f64::EPSILON) / limit as f64,
+        all.architect_wall - all.architect_api_span
     );
     println!(
         "Architect phase pace: {:.1} requests/s = {:.3} of L, with {} audio files ({:.1} MB) downloaded in the same {:.1} s",
