@@ -479,6 +479,15 @@ fn present_objects(m: &Manifest) -> BTreeMap<(&str, &str), &ObjectRecord> {
         .collect()
 }
 
+/// Whether run `m` read objects of `kind`: its `architect` section says so (checked), or, without
+/// one, it holds objects of that kind.
+fn covered(m: &Manifest, kind: &str) -> bool {
+    match &m.architect {
+        Some(section) => section.kinds.iter().any(|k| k.kind == kind && k.checked),
+        None => m.objects.iter().any(|o| o.kind == kind),
+    }
+}
+
 /// Whether the object itself differs: by its listing fingerprint (presigned URLs left out), or,
 /// when a row has none, by its object document's hash.
 fn object_differs(a: &ObjectRecord, b: &ObjectRecord) -> bool {
@@ -530,8 +539,21 @@ pub fn diff_objects(a: &Manifest, b: &Manifest) -> Option<ObjectsDiff> {
     if a.objects.is_empty() && b.objects.is_empty() && a.architect.is_none() && b.architect.is_none() {
         return None;
     }
-    let (pa, pb) = (present_objects(a), present_objects(b));
+    let (mut pa, mut pb) = (present_objects(a), present_objects(b));
     let mut out = ObjectsDiff::default();
+    // A kind one run did not read (not asked for, or the role could not) is not compared: its
+    // objects are neither added nor removed.
+    for kind in ArchitectKind::ALL.map(ArchitectKind::as_str) {
+        let (ca, cb) = (covered(a, kind), covered(b, kind));
+        if ca == cb {
+            continue;
+        }
+        let (side, other) = if ca { ("A", "B") } else { ("B", "A") };
+        out.not_compared
+            .push(format!("{kind}: read in run {side} only, not in run {other}"));
+        pa.retain(|(k, _), _| *k != kind);
+        pb.retain(|(k, _), _| *k != kind);
+    }
     for (key, rb) in &pb {
         let Some(ra) = pa.get(key) else {
             out.added.push(object_ref(rb));
@@ -803,6 +825,26 @@ mod tests {
         let ids = |v: &[ObjectRef]| v.iter().map(|o| format!("{} {}", o.kind, o.id)).collect::<Vec<_>>();
         assert_eq!(ids(&d.added), ["ivrs new", "schedulegroups x"]);
         assert_eq!(ids(&d.removed), ["ivrs gone", "schedules x"]);
+    }
+
+    #[test]
+    fn a_kind_one_run_did_not_read_is_not_compared_rather_than_added_or_removed() {
+        let mut a = with_objects(json!([
+            object("ivrs", "i1", "l", vec![]),
+            object("schedules", "s1", "l", vec![])
+        ]));
+        let mut b = with_objects(json!([object("schedules", "s1", "l", vec![])]));
+        let report = |kind: &str, checked: bool| crate::manifest::KindReport {
+            kind: kind.into(),
+            checked,
+            ..Default::default()
+        };
+        a.architect.as_mut().unwrap().kinds = vec![report("schedules", true), report("ivrs", true)];
+        b.architect.as_mut().unwrap().kinds = vec![report("schedules", true), report("ivrs", false)];
+        let d = diff_objects(&a, &b).unwrap();
+        assert!(d.removed.is_empty(), "{:?}", d.removed);
+        assert_eq!(d.not_compared, ["ivrs: read in run A only, not in run B"]);
+        assert_eq!(d.unchanged, 1);
     }
 
     #[test]
