@@ -403,13 +403,14 @@ pub struct Manifest {
     /// Architect kind was asked for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architect: Option<ArchitectSection>,
+    /// One row per listed flow, sorted by type then id (streamed: see [`write_streamed`]; only
+    /// `objects` may follow it).
+    pub flows: Vec<FlowRecord>,
     /// One row per listed Architect object (prompts, data tables, …), by kind then name then id.
-    /// Written before `flows` so that `flows` stays the last field (manifests are streamed and a
-    /// cut-off one is recognised by its end).
+    /// The last field when present (absent when empty): a manifest cut anywhere in its rows is
+    /// recognised by its end, and a reader of the head alone stops at the first flow row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<ObjectRecord>,
-    /// One row per listed flow, sorted by type then id (the last field: manifests are streamed).
-    pub flows: Vec<FlowRecord>,
 }
 
 /// One listed Architect object and its outcome.

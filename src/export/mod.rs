@@ -351,8 +351,8 @@ fn head(options: &ExportOptions, client: &GenesysClient, started_at: String, bas
         last_full_run: Some(last_full_run),
         yaml_jobs: None,
         architect: None,
-        objects: Vec::new(),
         flows: Vec::new(),
+        objects: Vec::new(),
     }
 }
 

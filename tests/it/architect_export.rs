@@ -389,3 +389,121 @@ async fn an_incremental_run_after_one_table_changed_reads_only_that_tables_rows_
         );
     }
 }
+
+/// A store over a local directory that refuses the documents `bad` picks.
+struct Refusing {
+    inner: flowvault::sink::local::LocalStore,
+    bad: Box<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+#[async_trait::async_trait]
+impl flowvault::sink::RunStore for Refusing {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    async fn put(&self, name: &str, bytes: bytes::Bytes, content_type: &str) -> Result<(), flowvault::sink::SinkError> {
+        if (self.bad)(name) {
+            return Err(flowvault::sink::SinkError::Store {
+                message: format!("the store refused {name}"),
+                retryable: false,
+            });
+        }
+        self.inner.put(name, bytes, content_type).await
+    }
+
+    async fn create_upload(
+        &self,
+        name: &str,
+        content_type: &str,
+    ) -> Result<Box<dyn flowvault::sink::Upload>, flowvault::sink::SinkError> {
+        self.inner.create_upload(name, content_type).await
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), flowvault::sink::SinkError> {
+        self.inner.remove(name).await
+    }
+
+    async fn copy(
+        &self,
+        name: &str,
+        from: &flowvault::sink::CopySource,
+        sha256: &str,
+    ) -> Result<(), flowvault::sink::SinkError> {
+        self.inner.copy(name, from, sha256).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_file_the_store_refuses_fails_its_own_prompt_row_before_the_manifest_is_sealed() {
+    use flowvault::export::{self, Ending, ExportOptions, StopSignal};
+    let sim = start_sim(org(3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut inner = flowvault::sink::local::LocalStore::open(dir.path(), "r").await.unwrap();
+    inner.claim().await.unwrap();
+    let store = Refusing {
+        inner,
+        bad: Box::new(|name| name.contains("/Welcome--") && name.ends_with(".en-us.wav")),
+    };
+    let url = url::Url::parse(sim.url()).unwrap();
+    let client = std::sync::Arc::new(
+        flowvault::genesys::GenesysClient::connect(flowvault::genesys::ClientConfig {
+            api_url: url.clone(),
+            login_url: url,
+            client_id: CLIENT_ID.into(),
+            client_secret: flowvault::secret::Secret::new(CLIENT_SECRET),
+            rate_per_second: None,
+            concurrency: 4,
+            retry: flowvault::genesys::RetryConfig::default(),
+        })
+        .unwrap(),
+    );
+    client.authenticate().await.unwrap();
+    let sink = flowvault::sink::with_format(std::sync::Arc::new(store), flowvault::sink::Format::Objects, 2);
+    let options = ExportOptions {
+        run_id: "r".into(),
+        format: flowvault::sink::Format::Objects,
+        destination: "local".into(),
+        region: None,
+        type_filter: Vec::new(),
+        page_size: 100,
+        max_list_passes: 5,
+        concurrency: 4,
+        shutdown_grace: std::time::Duration::from_secs(1),
+        content: export::ContentMode::Both,
+        kinds: flowvault::architect::KindSelection::all(),
+        yaml: None,
+        organization: None,
+        progress: None,
+        since: None,
+    };
+    let report = export::run(client, sink, options, StopSignal::default()).await;
+    assert!(matches!(report.ending, Ending::Incomplete(_)), "{:?}", report.ending);
+    let m = read_manifest(&dir.path().join("r"));
+    assert!(!m.complete);
+    let welcome = m
+        .objects
+        .iter()
+        .find(|o| o.kind == "prompts" && o.name == "Welcome")
+        .unwrap();
+    assert_eq!(welcome.outcome, Outcome::Failed, "{welcome:?}");
+    assert!(welcome.audio("en-us").is_none(), "the refused file is not claimed");
+    assert!(welcome.error.as_deref().unwrap().contains(".en-us.wav"), "{welcome:?}");
+    assert!(welcome.document(Content::Object).is_some(), "its other documents stay");
+    let others = m.objects.iter().filter(|o| o.id != welcome.id);
+    assert!(others.clone().all(|o| o.outcome == Outcome::Exported));
+    let prompts = m
+        .architect
+        .as_ref()
+        .unwrap()
+        .kinds
+        .iter()
+        .find(|k| k.kind == "prompts")
+        .unwrap();
+    assert_eq!(prompts.failed, 1, "{prompts:?}");
+    assert_eq!(m.totals.failed, 0, "the flows are unaffected");
+    for (_, doc) in m.object_documents() {
+        let bytes = std::fs::read(dir.path().join("r").join(&doc.path)).unwrap();
+        assert_eq!(sha256_hex(&bytes), doc.sha256, "{}", doc.path);
+    }
+}

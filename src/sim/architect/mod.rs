@@ -192,9 +192,9 @@ impl Query {
     }
 }
 
-/// One page of `entities` as the API's listings shape it, or the 400 for bad paging.
+/// The bounds of the page `q` asks for among `len` entities, or the 400 for bad paging.
 #[allow(clippy::result_large_err)] // the error is the response to send, built once
-pub(super) fn page_of(entities: Vec<Value>, q: &Query, max: u64, path: &str) -> Result<Value, Response> {
+fn page_bounds(len: usize, q: &Query, max: u64) -> Result<(usize, usize), Response> {
     if q.page == 0 || q.size == 0 || q.size > max {
         return Err(error_response(
             StatusCode::BAD_REQUEST,
@@ -202,14 +202,17 @@ pub(super) fn page_of(entities: Vec<Value>, q: &Query, max: u64, path: &str) -> 
             &format!("pageNumber must be positive and pageSize between 1 and {max}"),
         ));
     }
-    let (page, size) = (q.page, q.size);
-    let total = entities.len() as u64;
+    let start = ((q.page - 1).saturating_mul(q.size) as usize).min(len);
+    Ok((start, (start + q.size as usize).min(len)))
+}
+
+/// A listing body as the API shapes it: one page of entities out of `total`.
+fn listing(entities: Vec<Value>, total: usize, q: &Query, path: &str) -> Value {
+    let (page, size, total) = (q.page, q.size, total as u64);
     let page_count = total.div_ceil(size);
-    let start = ((page - 1).saturating_mul(size) as usize).min(entities.len());
-    let end = (start + size as usize).min(entities.len());
     let uri = |n: u64| format!("{path}?pageSize={size}&pageNumber={n}");
     let mut body = json!({
-        "entities": &entities[start..end], "pageSize": size, "pageNumber": page, "total": total,
+        "entities": entities, "pageSize": size, "pageNumber": page, "total": total,
         "pageCount": page_count, "firstUri": uri(1), "selfUri": uri(page), "lastUri": uri(page_count.max(1)),
     });
     if page < page_count {
@@ -218,7 +221,15 @@ pub(super) fn page_of(entities: Vec<Value>, q: &Query, max: u64, path: &str) -> 
     if page > 1 {
         body["previousUri"] = uri(page - 1).into();
     }
-    Ok(body)
+    body
+}
+
+/// One page of `entities` as the API's listings shape it, or the 400 for bad paging.
+#[allow(clippy::result_large_err)] // the error is the response to send, built once
+pub(super) fn page_of(entities: Vec<Value>, q: &Query, max: u64, path: &str) -> Result<Value, Response> {
+    let (start, end) = page_bounds(entities.len(), q, max)?;
+    let total = entities.len();
+    Ok(listing(entities[start..end].to_vec(), total, q, path))
 }
 
 fn max_page(s: &SimState, kind: ObjectKind) -> u64 {
@@ -284,26 +295,16 @@ async fn list(
             .filter(|o| !hidden(&s, o))
             .cloned()
             .collect();
-        // Only the page served is rendered (prompt resources advance their upload status when read).
-        let rendered: Vec<Value> = matching.iter().map(|o| json!({"id": o.id})).collect();
-        match page_of(rendered, &q, max_page(&s, kind), kind.path()) {
+        let (start, end) = match page_bounds(matching.len(), &q, max_page(&s, kind)) {
+            Ok(bounds) => bounds,
             Err(r) => return r,
-            Ok(mut body) => {
-                let ids: Vec<String> = body["entities"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e["id"].as_str().map(str::to_string))
-                    .collect();
-                let entities: Vec<Value> = ids
-                    .iter()
-                    .filter_map(|id| matching.iter().find(|o| &o.id == id))
-                    .map(|o| served(&s, &mut objects, o, &q, &base))
-                    .collect();
-                body["entities"] = Value::Array(entities);
-                body
-            }
-        }
+        };
+        // Only the page served is rendered: reading a prompt's resources advances their uploads.
+        let entities = matching[start..end]
+            .iter()
+            .map(|o| served(&s, &mut objects, o, &q, &base))
+            .collect();
+        listing(entities, matching.len(), &q, kind.path())
     };
     json_response(body.to_string())
 }
