@@ -17,8 +17,9 @@ use super::{ReadError, RunHandle, each_member};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::architect::ArchitectKind;
 use crate::document::Document;
-use crate::manifest::{Content, FlowRecord, Manifest, Outcome};
+use crate::manifest::{Content, FlowRecord, Manifest, ObjectRecord, Outcome};
 
 /// A flow on one side.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -87,6 +88,9 @@ pub struct DiffReport {
     /// When the runs are of different orgs: which (said first; compared only when asked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub other_orgs: Option<String>,
+    /// The Architect objects, when either run holds any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectsDiff>,
 }
 
 impl DiffReport {
@@ -96,7 +100,8 @@ impl DiffReport {
             && self.removed.is_empty()
             && self.renamed.is_empty()
             && self.moved.is_empty()
-            && self.changed.is_empty())
+            && self.changed.is_empty()
+            && self.objects.as_ref().is_none_or(|o| !o.has_differences()))
     }
 }
 
@@ -227,6 +232,7 @@ pub fn diff_with(a: &Manifest, b: &Manifest, ha: &ComputedHashes, hb: &ComputedH
         .filter(|(id, _)| !pb.contains_key(*id))
         .map(|(_, r)| flow_ref(r))
         .collect();
+    report.objects = diff_objects(a, b);
     report
 }
 
@@ -396,6 +402,320 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<PathChange>) {
     }
 }
 
+/// An Architect object on one side.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Its kind (`prompts`, `datatables`, `schedules`…).
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// An Architect object in both runs that differs, and how.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ObjectChange {
+    /// The object as in run B.
+    #[serde(flatten)]
+    pub object: ObjectRef,
+    /// Its name in run A, when it was renamed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+    /// Its own fields differ (as listed, presigned URLs aside): an edited schedule, a new schema.
+    pub object_changed: bool,
+    /// A data table whose rows differ.
+    pub rows_changed: bool,
+    /// Which rows, by key (when both rows documents could be read: see [`row_details`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<RowChanges>,
+    /// Prompt languages whose audio differs (re-recorded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audio_changed: Vec<String>,
+    /// Prompt languages with audio only in run B.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audio_added: Vec<String>,
+    /// Prompt languages with audio only in run A.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audio_removed: Vec<String>,
+}
+
+/// What changed among the Architect objects, compared by kind and id, their documents by hash.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ObjectsDiff {
+    /// In B, not in A.
+    pub added: Vec<ObjectRef>,
+    /// In A, not in B.
+    pub removed: Vec<ObjectRef>,
+    /// In both, different (renamed, edited, rows or audio changed).
+    pub changed: Vec<ObjectChange>,
+    /// Objects identical in both.
+    pub unchanged: u64,
+    /// Objects that could not be compared (not exported in one run), with why.
+    pub not_compared: Vec<String>,
+}
+
+impl ObjectsDiff {
+    /// True when anything differs.
+    pub fn has_differences(&self) -> bool {
+        !(self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty())
+    }
+}
+
+fn object_ref(r: &ObjectRecord) -> ObjectRef {
+    ObjectRef {
+        kind: r.kind.clone(),
+        id: r.id.clone(),
+        name: r.name.clone(),
+    }
+}
+
+/// A run's objects present in the org when it ran, by kind and id.
+fn present_objects(m: &Manifest) -> BTreeMap<(&str, &str), &ObjectRecord> {
+    m.objects
+        .iter()
+        .filter(|r| !r.id.is_empty() && r.outcome != Outcome::NotFound)
+        .map(|r| ((r.kind.as_str(), r.id.as_str()), r))
+        .collect()
+}
+
+/// Whether run `m` read objects of `kind`: its `architect` section says so (checked), or, without
+/// one, it holds objects of that kind.
+fn covered(m: &Manifest, kind: &str) -> bool {
+    match &m.architect {
+        Some(section) => section.kinds.iter().any(|k| k.kind == kind && k.checked),
+        None => m.objects.iter().any(|o| o.kind == kind),
+    }
+}
+
+/// Whether the object itself differs: by its listing fingerprint (presigned URLs left out), or,
+/// when a row has none, by its object document's hash.
+fn object_differs(a: &ObjectRecord, b: &ObjectRecord) -> bool {
+    match (&a.listing_sha256, &b.listing_sha256) {
+        (Some(x), Some(y)) => x != y,
+        _ => a.document(Content::Object).map(|d| &d.sha256) != b.document(Content::Object).map(|d| &d.sha256),
+    }
+}
+
+/// The audio of a prompt by language: its hash.
+fn audio(r: &ObjectRecord) -> BTreeMap<&str, &str> {
+    r.documents
+        .iter()
+        .filter(|d| d.holds(Content::Audio))
+        .filter_map(|d| Some((d.language.as_deref()?, d.sha256.as_str())))
+        .collect()
+}
+
+/// How object `a` became `b`; `None` when nothing differs.
+fn object_change(a: &ObjectRecord, b: &ObjectRecord) -> Option<ObjectChange> {
+    let rows_hash = |r: &ObjectRecord| r.document(Content::Rows).map(|d| d.sha256.clone());
+    let (audio_a, audio_b) = (audio(a), audio(b));
+    let languages = |f: &dyn Fn(&str) -> bool, of: &BTreeMap<&str, &str>| {
+        of.keys().filter(|l| f(l)).map(|l| l.to_string()).collect::<Vec<_>>()
+    };
+    let change = ObjectChange {
+        object: object_ref(b),
+        renamed_from: (a.name != b.name).then(|| a.name.clone()),
+        object_changed: object_differs(a, b),
+        rows_changed: rows_hash(a) != rows_hash(b),
+        rows: None,
+        audio_changed: languages(&|l| audio_b.get(l).is_some_and(|h| audio_a.get(l) != Some(h)), &audio_a),
+        audio_added: languages(&|l| !audio_a.contains_key(l), &audio_b),
+        audio_removed: languages(&|l| !audio_b.contains_key(l), &audio_a),
+    };
+    let same = change.renamed_from.is_none()
+        && !change.object_changed
+        && !change.rows_changed
+        && change.audio_changed.is_empty()
+        && change.audio_added.is_empty()
+        && change.audio_removed.is_empty();
+    (!same).then_some(change)
+}
+
+/// Compares the Architect objects of run A with run B from their manifests (`None` when neither
+/// run holds any): by kind and id; each object's own fields by listing fingerprint, a table's
+/// rows and a prompt's audio (per language) by their documents' SHA-256.
+pub fn diff_objects(a: &Manifest, b: &Manifest) -> Option<ObjectsDiff> {
+    if a.objects.is_empty() && b.objects.is_empty() && a.architect.is_none() && b.architect.is_none() {
+        return None;
+    }
+    let (mut pa, mut pb) = (present_objects(a), present_objects(b));
+    let mut out = ObjectsDiff::default();
+    // A kind one run did not read (not asked for, or the role could not) is not compared: its
+    // objects are neither added nor removed.
+    for kind in ArchitectKind::ALL.map(ArchitectKind::as_str) {
+        let (ca, cb) = (covered(a, kind), covered(b, kind));
+        if ca == cb {
+            continue;
+        }
+        let (side, other) = if ca { ("A", "B") } else { ("B", "A") };
+        out.not_compared
+            .push(format!("{kind}: read in run {side} only, not in run {other}"));
+        pa.retain(|(k, _), _| *k != kind);
+        pb.retain(|(k, _), _| *k != kind);
+    }
+    for (key, rb) in &pb {
+        let Some(ra) = pa.get(key) else {
+            out.added.push(object_ref(rb));
+            continue;
+        };
+        if ra.outcome != Outcome::Exported || rb.outcome != Outcome::Exported {
+            out.not_compared.push(format!(
+                "{} {} ({:?}): {:?} in A, {:?} in B",
+                rb.kind, rb.id, rb.name, ra.outcome, rb.outcome
+            ));
+            continue;
+        }
+        match object_change(ra, rb) {
+            Some(change) => out.changed.push(change),
+            None => out.unchanged += 1,
+        }
+    }
+    out.removed = pa
+        .iter()
+        .filter(|(key, _)| !pb.contains_key(*key))
+        .map(|(_, r)| object_ref(r))
+        .collect();
+    Some(out)
+}
+
+/// Names the rows that differ in each data table `report` says changed its rows: both rows
+/// documents are read (one pass over each archive) and checked against their manifest's
+/// SHA-256 first; a table whose documents cannot be read keeps only `rows_changed`.
+pub async fn row_details(
+    report: &mut DiffReport,
+    (run_a, a): (&RunHandle, &Manifest),
+    (run_b, b): (&RunHandle, &Manifest),
+) -> Result<(), ReadError> {
+    let Some(objects) = report.objects.as_mut() else {
+        return Ok(());
+    };
+    let tables: Vec<usize> = (0..objects.changed.len())
+        .filter(|i| objects.changed[*i].rows_changed)
+        .collect();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let rows_doc = |m: &Manifest, id: &str| {
+        m.objects
+            .iter()
+            .find(|r| r.kind == ArchitectKind::DataTables.as_str() && r.id == id)
+            .and_then(|r| r.document(Content::Rows))
+            .map(|d| (d.path.clone(), d.sha256.clone()))
+    };
+    let wanted = |m: &Manifest| -> HashMap<String, String> {
+        tables
+            .iter()
+            .filter_map(|i| rows_doc(m, &objects.changed[*i].object.id))
+            .collect()
+    };
+    let (wanted_a, wanted_b) = (wanted(a), wanted(b));
+    let (read_a, read_b) = (
+        verified_members(run_a, wanted_a).await?,
+        verified_members(run_b, wanted_b).await?,
+    );
+    for i in tables {
+        let change = &mut objects.changed[i];
+        let side = |m: &Manifest, read: &HashMap<String, Vec<u8>>| {
+            rows_doc(m, &change.object.id).and_then(|(path, _)| read.get(&path).cloned())
+        };
+        if let (Some(x), Some(y)) = (side(a, &read_a), side(b, &read_b)) {
+            change.rows = row_changes(&x, &y).ok();
+        }
+    }
+    Ok(())
+}
+
+/// The members of `run` named in `wanted` (path → SHA-256) whose bytes have that hash.
+async fn verified_members(
+    run: &RunHandle,
+    wanted: HashMap<String, String>,
+) -> Result<HashMap<String, Vec<u8>>, ReadError> {
+    let wanted: HashMap<String, String> = wanted
+        .into_iter()
+        .filter(|(path, _)| super::verify::unsafe_path(path).is_none())
+        .collect();
+    let matches = |body: &[u8], sha: &str| hex::encode(Sha256::digest(body)) == sha;
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    if !run.has_archive {
+        let mut out = HashMap::new();
+        for (path, sha) in &wanted {
+            if let Some(body) = run.reader.read(&run.name(path)).await?
+                && matches(&body, sha)
+            {
+                out.insert(path.clone(), body.to_vec());
+            }
+        }
+        return Ok(out);
+    }
+    let wanted = Arc::new(wanted);
+    let names = Arc::clone(&wanted);
+    let found = each_member(
+        run,
+        move |name| names.contains_key(name),
+        move |name, body| {
+            let sha = wanted.get(name)?;
+            matches(body, sha).then(|| (name.to_string(), body.to_vec()))
+        },
+    )
+    .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// A data table's rows that differ between two runs, by key.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RowChanges {
+    /// Keys only in run B.
+    pub added: Vec<String>,
+    /// Keys only in run A.
+    pub removed: Vec<String>,
+    /// Keys in both whose row differs.
+    pub changed: Vec<String>,
+}
+
+impl RowChanges {
+    /// True when no row differs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The rows of a stored rows document (`{"kind", "table", "rows": [...]}`) by their `key`.
+fn rows_by_key(body: &[u8]) -> Result<BTreeMap<String, Value>, String> {
+    #[derive(serde::Deserialize)]
+    struct RowsDocument {
+        rows: Vec<Value>,
+    }
+    let doc: RowsDocument = serde_json::from_slice(body).map_err(|e| format!("not a data table rows document: {e}"))?;
+    let mut out = BTreeMap::new();
+    for row in doc.rows {
+        let key = match row.get("key") {
+            Some(Value::String(k)) => k.clone(),
+            Some(other) => other.to_string(),
+            None => return Err("a row has no `key`".into()),
+        };
+        out.insert(key, row);
+    }
+    Ok(out)
+}
+
+/// Which rows were added, removed or changed from rows document `a` to `b`, by key.
+pub fn row_changes(a: &[u8], b: &[u8]) -> Result<RowChanges, String> {
+    let (ra, rb) = (rows_by_key(a)?, rows_by_key(b)?);
+    let mut out = RowChanges::default();
+    for (key, row) in &rb {
+        match ra.get(key) {
+            None => out.added.push(key.clone()),
+            Some(before) if before != row => out.changed.push(key.clone()),
+            Some(_) => {}
+        }
+    }
+    out.removed = ra.keys().filter(|k| !rb.contains_key(*k)).cloned().collect();
+    Ok(out)
+}
+
 /// Rows of a manifest by id (for `--flow`).
 pub fn rows_by_id(m: &Manifest) -> HashMap<&str, &FlowRecord> {
     m.flows.iter().map(|r| (r.id.as_str(), r)).collect()
@@ -405,6 +725,147 @@ pub fn rows_by_id(m: &Manifest) -> HashMap<&str, &FlowRecord> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A manifest of `objects` (JSON rows) and no flows.
+    fn with_objects(objects: Value) -> Manifest {
+        let m = json!({"schema":"flowvault.manifest/v2","run_id":"r","tool":{"name":"flowvault","version":"0"},
+            "started_at":"a","finished_at":"b","region":null,"api_url":"https://api.x/","format":"objects",
+            "destination":"/b","archive":null,"complete":true,"incomplete_reason":null,
+            "listing":{"api_total":0,"listed":0,"pages":1,"type_filter":[],"discrepancy":null},
+            "totals":{"listed":0,"exported":0,"not_found":0,"failed":0,"skipped":0},
+            "architect":{"kinds":[]},"objects":objects,"flows":[]});
+        Manifest::from_slice(m.to_string().as_bytes()).unwrap()
+    }
+
+    fn doc(contents: &str, sha: &str, language: Option<&str>) -> Value {
+        json!({"contents":[contents],"path":format!("architect/{sha}"),"bytes":1,"sha256":sha,"language":language})
+    }
+
+    fn object(kind: &str, id: &str, listing: &str, docs: Vec<Value>) -> Value {
+        json!({"kind":kind,"id":id,"name":format!("{kind} {id}"),"outcome":"exported","listing_sha256":listing,"documents":docs})
+    }
+
+    fn run(schedule: &str, rows: &str, audio: &str, object_doc: &str) -> Manifest {
+        with_objects(json!([
+            object(
+                "schedules",
+                "s1",
+                schedule,
+                vec![doc("object", &format!("s-{schedule}"), None)]
+            ),
+            object(
+                "datatables",
+                "t1",
+                "t",
+                vec![doc("object", "t", None), doc("rows", rows, None)]
+            ),
+            object(
+                "prompts",
+                "p1",
+                "p",
+                vec![
+                    doc("object", object_doc, None),
+                    doc("audio", audio, Some("en-us")),
+                    doc("audio", "es", Some("es-us"))
+                ]
+            ),
+            object("outcomes", "o1", "o", vec![doc("object", "o", None)]),
+        ]))
+    }
+
+    #[test]
+    fn an_edited_schedule_an_added_row_and_a_re_recorded_prompt_are_each_named() {
+        let a = run("l1", "rows1", "wav1", "p");
+        let b = run("l2", "rows2", "wav2", "p");
+        let d = diff_objects(&a, &b).unwrap();
+        let named: Vec<_> = d
+            .changed
+            .iter()
+            .map(|c| {
+                (
+                    c.object.kind.as_str(),
+                    c.object_changed,
+                    c.rows_changed,
+                    c.audio_changed.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("datatables", false, true, vec![]),
+                ("prompts", false, false, vec!["en-us".to_string()]),
+                ("schedules", true, false, vec![]),
+            ]
+        );
+        assert_eq!(d.unchanged, 1, "the outcome");
+        let report = diff(&a, &b);
+        assert!(report.has_differences(), "object changes are differences");
+    }
+
+    #[test]
+    fn an_object_whose_listing_is_the_same_is_unchanged_even_when_its_presigned_urls_differ() {
+        let d = diff_objects(&run("l", "r", "w", "doc-1"), &run("l", "r", "w", "doc-2")).unwrap();
+        assert!(!d.has_differences(), "{:?}", d.changed);
+        assert_eq!(d.unchanged, 4);
+        assert!(!diff(&run("l", "r", "w", "doc-1"), &run("l", "r", "w", "doc-2")).has_differences());
+    }
+
+    #[test]
+    fn objects_are_matched_by_kind_and_id() {
+        let a = with_objects(json!([
+            object("schedules", "x", "l", vec![]),
+            object("ivrs", "gone", "l", vec![])
+        ]));
+        let b = with_objects(json!([
+            object("schedulegroups", "x", "l", vec![]),
+            object("ivrs", "new", "l", vec![])
+        ]));
+        let d = diff_objects(&a, &b).unwrap();
+        let ids = |v: &[ObjectRef]| v.iter().map(|o| format!("{} {}", o.kind, o.id)).collect::<Vec<_>>();
+        assert_eq!(ids(&d.added), ["ivrs new", "schedulegroups x"]);
+        assert_eq!(ids(&d.removed), ["ivrs gone", "schedules x"]);
+    }
+
+    #[test]
+    fn a_kind_one_run_did_not_read_is_not_compared_rather_than_added_or_removed() {
+        let mut a = with_objects(json!([
+            object("ivrs", "i1", "l", vec![]),
+            object("schedules", "s1", "l", vec![])
+        ]));
+        let mut b = with_objects(json!([object("schedules", "s1", "l", vec![])]));
+        let report = |kind: &str, checked: bool| crate::manifest::KindReport {
+            kind: kind.into(),
+            checked,
+            ..Default::default()
+        };
+        a.architect.as_mut().unwrap().kinds = vec![report("schedules", true), report("ivrs", true)];
+        b.architect.as_mut().unwrap().kinds = vec![report("schedules", true), report("ivrs", false)];
+        let d = diff_objects(&a, &b).unwrap();
+        assert!(d.removed.is_empty(), "{:?}", d.removed);
+        assert_eq!(d.not_compared, ["ivrs: read in run A only, not in run B"]);
+        assert_eq!(d.unchanged, 1);
+    }
+
+    #[test]
+    fn runs_without_objects_report_none() {
+        let mut m = with_objects(json!([]));
+        m.architect = None;
+        assert!(diff_objects(&m, &m).is_none());
+        assert!(diff(&m, &m).objects.is_none());
+    }
+
+    #[test]
+    fn rows_are_compared_by_key_not_by_position() {
+        let a = br#"{"kind":"datatables","table":{"id":"t","name":"Hours"},"rows":[{"key":"a","open":1},{"key":"b","open":2},{"key":"c","open":3}]}"#;
+        let b = br#"{"kind":"datatables","table":{"id":"t","name":"Hours"},"rows":[{"key":"b","open":2},{"key":"a","open":9},{"key":"d","open":4}]}"#;
+        let r = row_changes(a, b).unwrap();
+        assert_eq!(r.added, ["d"]);
+        assert_eq!(r.removed, ["c"]);
+        assert_eq!(r.changed, ["a"]);
+        assert!(row_changes(a, a).unwrap().is_empty());
+        assert!(row_changes(a, br#"{"rows":[{"open":1}]}"#).is_err());
+    }
 
     #[test]
     fn a_structural_diff_names_paths_not_lines() {

@@ -57,7 +57,10 @@ pub async fn run(args: &DiffArgs) -> Outcome {
         (Ok(ha), Ok(hb)) => (ha, hb),
         (Err(e), _) | (_, Err(e)) => return Err(CommandError::read(&e)),
     };
-    let report = diff::diff_with(&a, &b, &hashes.0, &hashes.1);
+    let mut report = diff::diff_with(&a, &b, &hashes.0, &hashes.1);
+    diff::row_details(&mut report, (&run_a, &a), (&run_b, &b))
+        .await
+        .map_err(|e| CommandError::read(&e))?;
     if args.json {
         super::print_json(&report)?;
     } else {
@@ -241,5 +244,85 @@ fn print(out: &mut impl Write, r: &DiffReport, a: &str, b: &str) -> std::io::Res
         r.moved.len(),
         r.changed.len(),
         r.unchanged
+    )?;
+    match &r.objects {
+        Some(objects) => print_objects(out, objects),
+        None => Ok(()),
+    }
+}
+
+/// The Architect objects' lines: one per object added, removed or changed, saying what changed.
+fn print_objects(out: &mut impl Write, o: &diff::ObjectsDiff) -> std::io::Result<()> {
+    for x in &o.added {
+        writeln!(out, "added    {} {} {:?}", x.kind, x.id, x.name)?;
+    }
+    for x in &o.removed {
+        writeln!(out, "removed  {} {} {:?}", x.kind, x.id, x.name)?;
+    }
+    for c in &o.changed {
+        writeln!(
+            out,
+            "changed  {} {} {:?}: {}",
+            c.object.kind,
+            c.object.id,
+            c.object.name,
+            object_change(c).join("; ")
+        )?;
+    }
+    for n in &o.not_compared {
+        writeln!(out, "not compared: {n}")?;
+    }
+    writeln!(
+        out,
+        "objects: {} added, {} removed, {} changed, {} unchanged",
+        o.added.len(),
+        o.removed.len(),
+        o.changed.len(),
+        o.unchanged
     )
+}
+
+/// What changed in one object, in words.
+fn object_change(c: &diff::ObjectChange) -> Vec<String> {
+    let mut what = Vec::new();
+    if let Some(from) = &c.renamed_from {
+        what.push(format!("renamed from {from:?}"));
+    }
+    if c.object_changed {
+        what.push("edited".into());
+    }
+    match (&c.rows, c.rows_changed) {
+        (Some(rows), true) if rows.is_empty() => what.push("rows document differs (the same rows by key)".into()),
+        (Some(rows), _) => {
+            let keys = |label: &str, keys: &[String]| {
+                const SHOWN: usize = 10;
+                let mut shown: Vec<String> = keys.iter().take(SHOWN).map(|k| format!("{k:?}")).collect();
+                if keys.len() > SHOWN {
+                    shown.push(format!("… {} more", keys.len() - SHOWN));
+                }
+                (!keys.is_empty()).then(|| format!("rows {label} {}", shown.join(", ")))
+            };
+            what.extend(
+                [
+                    keys("added", &rows.added),
+                    keys("removed", &rows.removed),
+                    keys("changed", &rows.changed),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+        }
+        (None, true) => what.push("rows changed".into()),
+        (None, false) => {}
+    }
+    for (label, langs) in [
+        ("re-recorded", &c.audio_changed),
+        ("added", &c.audio_added),
+        ("removed", &c.audio_removed),
+    ] {
+        if !langs.is_empty() {
+            what.push(format!("audio {label}: {}", langs.join(", ")));
+        }
+    }
+    what
 }

@@ -494,3 +494,11 @@ pub async fn previous_archive_size(options: &SinceOptions) -> Option<(String, u6
         .ok()?;
     Some((run.location.clone(), bytes))
 }
+
+impl Base {
+    /// What flow `id`'s row in the previous run says it references: a carried flow's
+    /// configurations are those of that row, so its dependency report is carried with them.
+    pub fn dependencies(&self, id: &str) -> Option<crate::manifest::Dependencies> {
+        self.rows.get(*self.index.get(&FlowId::new(id))?)?.dependencies
+    }
+}

@@ -20,7 +20,7 @@ use super::naming::{FlowPaths, MemberNamer};
 use super::rows::RowLog;
 use super::{ContentMode, ExportOptions, RunError, StopSignal};
 use crate::genesys::{ApiError, FlowLister, FlowSummary, GenesysClient, ListError, ListOptions, Listed, ListingReport};
-use crate::manifest::{Content, Document, FlowRecord};
+use crate::manifest::{Content, Dependencies, Document, FlowRecord};
 use crate::sink::Sink;
 
 /// Listed flows waiting for a fetcher: enough to keep them busy across a page's round trip, few
@@ -52,10 +52,12 @@ enum FetchOutcome {
         documents: Vec<(Document, Bytes)>,
         attempts: u32,
         failure: Option<ApiError>,
+        /// What the fetched configurations reference.
+        dependencies: Option<Dependencies>,
     },
     NotFound,
-    /// Unchanged since the previous run: its documents are carried over.
-    Carried(Carried),
+    /// Unchanged since the previous run: its documents are carried over, with what they reference.
+    Carried(Carried, Option<Dependencies>),
     /// Nothing was fetched (a malformed listing row, or the run is shutting down); the row says why.
     Unfetched,
 }
@@ -311,9 +313,10 @@ fn fetch(
             None => None,
         };
         if let Some(carried) = carried {
+            let dependencies = carried_dependencies(fetcher.base.as_deref(), &summary.id, &carried);
             return Fetched {
                 index,
-                outcome: FetchOutcome::Carried(carried),
+                outcome: FetchOutcome::Carried(carried, dependencies),
             };
         }
         // A permit bounds the requests in flight.
@@ -361,6 +364,23 @@ impl Fetcher {
     }
 }
 
+/// What a carried flow references: as the previous run's row says, or — for a row written before
+/// dependencies were recorded — read from the carried documents' configurations.
+fn carried_dependencies(base: Option<&Base>, id: &str, carried: &Carried) -> Option<Dependencies> {
+    if let Some(deps) = base.and_then(|b| b.dependencies(id)) {
+        return Some(deps);
+    }
+    let mut deps = Dependencies::default();
+    for (_, carry) in &carried.documents {
+        if let Carry::Bytes(body) = carry
+            && let Ok(doc) = crate::document::Document::parse(body)
+        {
+            super::dependencies::add_configuration(&mut deps, doc.configuration.get());
+        }
+    }
+    super::dependencies::named(deps)
+}
+
 /// A change to one manifest row.
 type RowUpdate = Box<dyn FnOnce(&mut FlowRecord)>;
 
@@ -373,11 +393,18 @@ async fn record(sink: &mut dyn Sink, rows: &Rows, fetched: Fetched, base: Option
             documents,
             attempts,
             failure,
+            dependencies,
         } => {
             let documents = documents.into_iter().map(|(d, body)| (d, Carry::Bytes(body)));
             let stored = store(sink, rows, index, documents, Some(attempts)).await?;
             match failure {
-                None => (Box::new(move |r| r.exported(stored, attempts)), None),
+                None => (
+                    Box::new(move |r| {
+                        r.exported(stored, attempts);
+                        r.dependencies = dependencies;
+                    }),
+                    None,
+                ),
                 Some(e) => {
                     let msg = e.to_string();
                     let fatal = e.is_fatal_for_run().then_some(RunError::Credentials(e));
@@ -390,18 +417,25 @@ async fn record(sink: &mut dyn Sink, rows: &Rows, fetched: Fetched, base: Option
             }
         }
         FetchOutcome::NotFound => (Box::new(|r| r.not_found()), None),
-        FetchOutcome::Carried(Carried {
-            documents,
-            from,
-            fetched_in,
-        }) => {
+        FetchOutcome::Carried(
+            Carried {
+                documents,
+                from,
+                fetched_in,
+            },
+            dependencies,
+        ) => {
             let copies = documents.iter().filter(|(_, c)| matches!(c, Carry::Copy(_))).count();
             let reads = documents.len() - copies;
             let stored = store(sink, rows, index, documents.into_iter(), None).await?;
             if let Some(base) = base {
                 base.count_carried(copies as u64, reads as u64);
             }
-            (Box::new(move |r| r.carried(stored, from, fetched_in)), None)
+            let update: RowUpdate = Box::new(move |r| {
+                r.carried(stored, from, fetched_in);
+                r.dependencies = dependencies;
+            });
+            (update, None)
         }
         FetchOutcome::Unfetched => return Ok(()), // its row already says why
     };
@@ -501,6 +535,7 @@ fn wanted(summary: &FlowSummary, content: ContentMode, paths: &FlowPaths) -> Vec
 /// so. Any other failure keeps what was fetched and says what is missing.
 async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Wanted]) -> FetchOutcome {
     let mut documents = Vec::with_capacity(wanted.len());
+    let mut dependencies = Dependencies::default();
     let mut attempts = 0;
     for want in wanted {
         let result = match &want.from_version {
@@ -517,6 +552,7 @@ async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Want
         match result {
             Ok(fetched) => {
                 attempts += fetched.attempts;
+                super::dependencies::add_configuration(&mut dependencies, fetched.body.get());
                 documents.push(stored_document(summary, want, &fetched));
             }
             Err(e) => {
@@ -530,6 +566,7 @@ async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Want
                     documents,
                     attempts,
                     failure: Some(e),
+                    dependencies: None,
                 };
             }
         }
@@ -538,6 +575,7 @@ async fn fetch_one(client: &GenesysClient, summary: &FlowSummary, wanted: &[Want
         documents,
         attempts,
         failure: None,
+        dependencies: super::dependencies::named(dependencies),
     }
 }
 

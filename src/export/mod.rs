@@ -9,6 +9,7 @@
 mod architect;
 mod base;
 mod collect;
+pub mod dependencies;
 mod ending;
 pub mod naming;
 mod rows;
@@ -210,7 +211,8 @@ pub async fn run(
     let (totals, mut stored_bytes) = rows.tally();
     let objects = rows.objects_sorted();
     let ending = decide(error, stop.cause(), &collected.listing, &totals);
-    let (ending, architect) = with_objects(ending, phase.as_ref(), &rows, &options.kinds, &objects);
+    let (ending, mut architect) = with_objects(ending, phase.as_ref(), &rows, &options.kinds, &objects);
+    span.in_scope(|| dependencies::seal(&mut rows, &options.kinds, architect.as_mut(), &objects));
     let mut m = Manifest {
         listing: listing_record(&collected.listing, &options.type_filter),
         totals,

@@ -3,7 +3,9 @@
 
 mod support;
 
+mod architect_diff;
 mod architect_export;
+mod architect_plan;
 mod architect_restore;
 mod cli;
 mod completeness;
