@@ -90,14 +90,19 @@ fn segments(path: &str) -> Vec<&str> {
 
 /// True when every field of `sent` (besides `version`, `id`, `selfUri`) is in `read` alike.
 pub fn holds_what_was_sent(sent: &Value, read: &Value) -> bool {
+    holds(sent, read, true)
+}
+
+/// [`holds_what_was_sent`] at one level: the object's own `id`, `version` and `selfUri` are the
+/// org's to set, but a reference's `id` (a schedule group's schedules, an IVR's flows) is what
+/// a re-point changes, so below the top level every sent key counts.
+fn holds(sent: &Value, read: &Value, top: bool) -> bool {
     match (sent, read) {
         (Value::Object(s), Value::Object(r)) => s
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "version" | "id" | "selfUri"))
-            .all(|(k, v)| r.get(k).is_some_and(|rv| holds_what_was_sent(v, rv))),
-        (Value::Array(s), Value::Array(r)) => {
-            s.len() == r.len() && s.iter().zip(r).all(|(a, b)| holds_what_was_sent(a, b))
-        }
+            .filter(|(k, _)| !(top && matches!(k.as_str(), "version" | "id" | "selfUri")))
+            .all(|(k, v)| r.get(k).is_some_and(|rv| holds(v, rv, false))),
+        (Value::Array(s), Value::Array(r)) => s.len() == r.len() && s.iter().zip(r).all(|(a, b)| holds(a, b, false)),
         _ => sent == read,
     }
 }
