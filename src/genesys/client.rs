@@ -119,6 +119,14 @@ pub struct Fetched {
     pub attempts: u32,
 }
 
+/// The error of a request the retry driver gave up on: its own error, or `Exhausted` naming `url`.
+fn gave_up(e: GaveUp<ApiError>, url: String) -> ApiError {
+    match e {
+        GaveUp::Fatal(e) => e,
+        GaveUp::Exhausted { attempts, last } => ApiError::Exhausted { url, attempts, last },
+    }
+}
+
 /// One page of `GET /api/v2/flows`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -349,38 +357,7 @@ impl GenesysClient {
     /// POSTs a write that is not idempotent: resent only when it certainly did not happen (429,
     /// a refused token); a 5xx, timeout or reset ends in [`ApiError::OutcomeUnknown`].
     pub async fn post_once(&self, url: Url, body: Option<Bytes>) -> Result<Fetched, ApiError> {
-        let pace = LimiterPace(&self.limiter);
-        let (url_ref, body_ref) = (&url, &body);
-        let result = self
-            .retrier
-            .run(url.as_str(), &pace, move || async move {
-                let token = match self.tokens.token().await {
-                    Ok(t) => t,
-                    Err(e) => return Attempt::Fatal(ApiError::Auth(e)),
-                };
-                let sent_at = Instant::now();
-                let answer = self.attempt(&reqwest::Method::POST, url_ref, body_ref, &token).await;
-                match self.after_answer(answer, &token, sent_at).await {
-                    Attempt::Transient { reason, .. } => Attempt::Fatal(ApiError::OutcomeUnknown {
-                        url: url_ref.to_string(),
-                        reason,
-                    }),
-                    other => other,
-                }
-            })
-            .await;
-        match result {
-            Ok(s) => Ok(Fetched {
-                body: s.value,
-                attempts: s.attempts,
-            }),
-            Err(GaveUp::Fatal(e)) => Err(e),
-            Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
-                url: url.to_string(),
-                attempts,
-                last,
-            }),
-        }
+        self.write_once(reqwest::Method::POST, url, body).await
     }
 
     /// Sends one API request until it is answered or the retry policy gives up. The token is
@@ -409,18 +386,12 @@ impl GenesysClient {
             u64::from(attempts.saturating_sub(1)),
             std::sync::atomic::Ordering::Relaxed,
         );
-        match result {
-            Ok(s) => Ok(Fetched {
+        result
+            .map(|s| Fetched {
                 body: s.value,
                 attempts: s.attempts,
-            }),
-            Err(GaveUp::Fatal(e)) => Err(e),
-            Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
-                url: url.to_string(),
-                attempts,
-                last,
-            }),
-        }
+            })
+            .map_err(|e| gave_up(e, url.to_string()))
     }
 
     /// Downloads a signed URL (an export job's result): no Authorization header, no API rate
@@ -460,15 +431,7 @@ impl GenesysClient {
                 }
             })
             .await;
-        match result {
-            Ok(s) => Ok(s.value),
-            Err(GaveUp::Fatal(e)) => Err(e),
-            Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
-                url: shown,
-                attempts,
-                last,
-            }),
-        }
+        result.map(|s| s.value).map_err(|e| gave_up(e, shown))
     }
 
     /// Tells the token provider how its token fared; a refused token is replaced (or the client
@@ -701,18 +664,12 @@ impl GenesysClient {
                 }
             })
             .await;
-        match result {
-            Ok(s) => Ok(Fetched {
+        result
+            .map(|s| Fetched {
                 body: s.value,
                 attempts: s.attempts,
-            }),
-            Err(GaveUp::Fatal(e)) => Err(e),
-            Err(GaveUp::Exhausted { attempts, last }) => Err(ApiError::Exhausted {
-                url: url.to_string(),
-                attempts,
-                last,
-            }),
-        }
+            })
+            .map_err(|e| gave_up(e, url.to_string()))
     }
 
     /// PUTs `body` to a presigned upload URL once, with exactly `headers` and no Authorization
