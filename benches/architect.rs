@@ -10,34 +10,18 @@
 //! beyond it) and latency D on every API response; the presigned audio URLs are outside the limit,
 //! as Genesys's are. Two runs: `--kinds flows` (today's run), then the default (every kind).
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flowvault::manifest::{Content, Manifest};
 use flowvault::sim::{ArchitectSizes, SimConfig, SimObjects, SimRateLimit, SimServer};
 use serde_json::Value;
 
-const CLIENT_ID: &str = "bench";
-const CLIENT_SECRET: &str = "bench-secret";
+use common::{CLIENT_ID, CLIENT_SECRET, arg, flowvault};
+
 const FLOWS: usize = 1000;
-
-fn arg(args: &[String], name: &str) -> Option<u64> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn flowvault(sim: &SimServer) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowvault"));
-    cmd.env("FLOWVAULT_API_URL", sim.url())
-        .env("FLOWVAULT_ALLOW_INSECURE_HTTP", "true")
-        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
-        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
-        .env("NO_COLOR", "1");
-    cmd
-}
 
 /// The benchmark's org: 1,000 generated flows over the bench-sized catalogue.
 fn config(limit: u32, latency: Duration) -> SimConfig {

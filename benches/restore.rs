@@ -8,36 +8,20 @@
 //! `flowvault` binary, then `flowvault restore --all --apply --publish --to-other-org` runs as a
 //! child process against the limited target; the wall time is the child's, plan included.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flowvault::sim::{SimConfig, SimObjects, SimRateLimit, SimServer};
 use serde_json::Value;
 
-const CLIENT_ID: &str = "bench";
-const CLIENT_SECRET: &str = "bench-secret";
+use common::{CLIENT_ID, CLIENT_SECRET, arg, flowvault};
+
 /// What issue #25 measured before: one flow at a time.
 const TODAY_FLOWS_PER_S: f64 = 0.43;
 const TODAY_RATIO: f64 = 0.12;
-
-fn arg(args: &[String], name: &str) -> Option<u64> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn flowvault(sim: &SimServer) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowvault"));
-    cmd.env("FLOWVAULT_API_URL", sim.url())
-        .env("FLOWVAULT_ALLOW_INSECURE_HTTP", "true")
-        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
-        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
-        .env("NO_COLOR", "1");
-    cmd
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
